@@ -1,0 +1,50 @@
+// The ONNX Runtime seam: the only module that imports onnxruntime. Node uses
+// onnxruntime-node; a browser build calls setBackend() with onnxruntime-web.
+import type * as OrtNs from 'onnxruntime-common';
+import os from 'node:os';
+
+export type Ort = typeof OrtNs;
+let ort: Ort | null = null;
+
+export function setBackend(mod: Ort): void {
+  ort = mod;
+}
+
+export async function getOrt(): Promise<Ort> {
+  if (!ort) ort = (await import('onnxruntime-node')) as unknown as Ort;
+  return ort;
+}
+
+export interface SessionOptions {
+  /** Intra-op threads (default: LATENTKIT_THREADS or all cores). */
+  threads?: number;
+  /** 'cpu' (default) or 'cuda' (falls back to cpu if unavailable). */
+  device?: 'cpu' | 'cuda';
+  profile?: boolean;
+  /** ORT graph optimization level (default 'all'). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export function defaultThreads(): number {
+  const env = Number(process.env.LATENTKIT_THREADS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+export async function createSession(model: Uint8Array, o: SessionOptions = {}): Promise<OrtNs.InferenceSession> {
+  const rt = await getOrt();
+  const opts: OrtNs.InferenceSession.SessionOptions = {
+    intraOpNumThreads: o.threads ?? defaultThreads(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: o.optimization ?? 'all',
+    enableCpuMemArena: true,
+    enableProfiling: o.profile ?? false,
+    executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+  };
+  try {
+    return await rt.InferenceSession.create(model, opts);
+  } catch (e) {
+    throw new Error(`ONNX Runtime could not create a session: ${(e as Error).message.split("\n")[0]}`, { cause: e });
+  }
+}
