@@ -1,7 +1,7 @@
 // Host-side tensors: plain typed arrays with a shape and dtype. No engine imports here,
 // so io/, nn/ and the runtime can all share this one type.
 
-export type DType = 'float32' | 'int64' | 'int32' | 'bool';
+export type DType = 'float32' | 'int64' | 'int32' | 'uint8' | 'bool';
 
 export type DataOf<D extends DType> = D extends 'float32'
   ? Float32Array
@@ -13,7 +13,7 @@ export type DataOf<D extends DType> = D extends 'float32'
 
 export type TypedData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
 
-export const DTYPES: readonly DType[] = ['float32', 'int64', 'int32', 'bool'];
+export const DTYPES: readonly DType[] = ['float32', 'int64', 'int32', 'uint8', 'bool'];
 
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;
@@ -29,6 +29,7 @@ export function allocData(dtype: DType, n: number): TypedData {
       return new BigInt64Array(n);
     case 'int32':
       return new Int32Array(n);
+    case 'uint8':
     case 'bool':
       return new Uint8Array(n);
   }

@@ -17,6 +17,7 @@ function scalarHost(x: number, dtype: DType): HostTensor {
   if (dtype === 'int64') return HostTensor.int64([], [x]);
   if (dtype === 'float32') return HostTensor.scalar(x);
   if (dtype === 'int32') return new HostTensor('int32', [], Int32Array.of(x));
+  if (dtype === 'uint8') return new HostTensor('uint8', [], Uint8Array.of(x));
   return new HostTensor('bool', [], Uint8Array.of(x ? 1 : 0));
 }
 

@@ -59,7 +59,7 @@ export interface PrimDef<At = any> {
   lower(ctx: LowerCtx, attrs: At): void;
 }
 
-export const ONNX_DTYPE: Record<DType, number> = { float32: 1, int32: 6, int64: 7, bool: 9 };
+export const ONNX_DTYPE: Record<DType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9 };
 
 export function fmtShape(s: readonly number[]): string {
   return `[${s.join(', ')}]`;

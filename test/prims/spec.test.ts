@@ -10,6 +10,7 @@ import { grad } from '../../src/autodiff/grad.ts';
 import { PRIMS } from '../../src/prims/index.ts';
 import { HostTensor, type DType } from '../../src/tensor.ts';
 import type { Tensor } from '../../src/graph/ir.ts';
+import * as nn from '../../src/ops/nn.ts';
 import { dot, randn, rng } from '../helpers.ts';
 
 type Domain = 'normal' | 'positive' | 'awayFromZero' | 'spread' | { int: number } | 'bool';
@@ -100,6 +101,24 @@ const rows: Row[] = [
   { name: 'conv2d stride 3 odd size, big pad', prims: ['conv2d'], ins: [f32([1, 2, 7, 8]), f32([2, 2, 2, 3])], f: (x, w) => o.conv2d(x!, w!, null, { stride: [3, 2], padding: [2, 0, 1, 3] }) },
 ];
 
+// Composites get the same dot-product check (their VJPs are assembled from the rows above).
+const compositeRows: Row[] = [
+  { name: 'silu', prims: [], ins: [f32([3, 4])], f: nn.silu },
+  { name: 'gelu', prims: [], ins: [f32([3, 4])], f: nn.gelu },
+  { name: 'softmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.softmax(x, -1) },
+  { name: 'logSoftmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.logSoftmax(x, 0) },
+  { name: 'linear', prims: [], ins: [f32([2, 3, 4]), f32([5, 4]), f32([5])], f: (x, w, b) => nn.linear(x!, w!, b) },
+  { name: 'groupNorm', prims: [], ins: [f32([2, 4, 3, 3]), f32([4]), f32([4])], f: (x, w, b) => nn.groupNorm(x!, 2, w!, b!, 1e-6) },
+  { name: 'layerNorm', prims: [], ins: [f32([2, 3, 6]), f32([6]), f32([6])], f: (x, w, b) => nn.layerNorm(x!, w!, b!) },
+  { name: 'batchNorm (train)', prims: [], ins: [f32([4, 3, 2, 2]), f32([3]), f32([3]), f32([3]), f32([3], 'positive')],
+    f: (x, w, b, rm, rv) => nn.batchNorm(x!, { weight: w!, bias: b!, runningMean: rm!, runningVar: rv! }, { training: true }).y },
+  { name: 'batchNorm (eval)', prims: [], ins: [f32([4, 3, 2, 2]), f32([3]), f32([3]), f32([3]), f32([3], 'positive')],
+    f: (x, w, b, rm, rv) => nn.batchNorm(x!, { weight: w!, bias: b!, runningMean: rm!, runningVar: rv! }, { training: false }).y },
+  { name: 'upsampleNearest2x', prims: [], ins: [f32([1, 2, 3, 2])], f: nn.upsampleNearest2x },
+  { name: 'attention (masked)', prims: [], ins: [f32([2, 4, 3]), f32([2, 5, 3]), f32([2, 5, 2])],
+    f: (q, k, v) => nn.attention(q!, k!, v!, { mask: o.greater(o.constant(HostTensor.float32([4, 5], Array.from({ length: 20 }, (_, i) => (i % 5) - (i % 4)))), -1) }) },
+];
+
 function fill(spec: In, seed: number): HostTensor {
   const dom = spec.domain ?? 'normal';
   if (typeof dom === 'object') {
@@ -135,7 +154,7 @@ describe('primitive spec rows', () => {
     assert.deepEqual(missing, [], `primitives without a spec row: ${missing.join(', ')}`);
   });
 
-  for (const row of rows) {
+  for (const row of [...rows, ...compositeRows]) {
     it(row.name, async () => {
       const specs: Record<string, { shape: number[]; dtype: DType }> = {};
       row.ins.forEach((s, i) => (specs[`x${i}`] = { shape: s.shape, dtype: s.dtype ?? 'float32' }));

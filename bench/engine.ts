@@ -1,0 +1,287 @@
+// Engine benchmark: VQGAN-like layers, forward and forward+backward, latentkit (traced →
+// ONNX → onnxruntime-node) against PyTorch (bench/engine_torch.py, Debian's /usr/bin/python3)
+// on 1 and 2 threads, side by side. Prints one table and writes it as JSON to
+// bench/results/engine-<date>.json.
+//
+//   node --import tsx bench/engine.ts [--threads 1,2] [--reps 7] [--warmup 2]
+//                                     [--only 'conv1x1 C512 16²,attn C512 16²'] [--no-torch]
+//
+// forward          = y = layer(x, params)
+// forward+backward = one program: loss = Σ y·c (c a fixed random cotangent input) and the
+//                    gradients of loss w.r.t. x and every weight and bias.
+// ratio = torch ms / latentkit ms (> 1: latentkit faster). GFLOP/s counts convolution FLOPs
+// 2·N·O·C/g·kh·kw·Ho·Wo (plus the two attention matmuls), 3× that for forward+backward.
+// "ceiling" is one 2048³ MatMul through ONNX Runtime at the same thread count.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import readline from 'node:readline';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as o from '../src/ops/core.ts';
+import { Program } from '../src/runtime/program.ts';
+import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram, randn, timeIt } from './layers.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const PY = '/usr/bin/python3';
+
+interface Args {
+  threads: number[];
+  reps: number;
+  warmup: number;
+  only: string[];
+  torch: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { threads: [1, 2], reps: 7, warmup: 2, only: [], torch: true };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--threads') a.threads = v().split(',').map(Number);
+    else if (k === '--reps') a.reps = Number(v());
+    else if (k === '--warmup') a.warmup = Number(v());
+    else if (k === '--only') a.only = v().split(',').filter(Boolean);
+    else if (k === '--no-torch') a.torch = false;
+    else throw new Error(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+interface Row {
+  layer: string;
+  shape: string;
+  threads: number;
+  gflop: number;
+  sessionMs: { fwd: number; fwdBwd: number };
+  onnxNodes: { fwd: number; fwdBwd: number };
+  fwdMs: number;
+  fwdBwdMs: number;
+  fwdAll: number[];
+  fwdBwdAll: number[];
+  torchFwdMs: number | null;
+  torchFwdBwdMs: number | null;
+  torchFwdAll: number[] | null;
+  torchFwdBwdAll: number[] | null;
+  /** CPU used by other processes during this row, % of all cores */
+  otherLoadPct: number | null;
+}
+
+async function ceiling(threads: number, reps: number): Promise<number> {
+  const n = 2048;
+  const p = Program.trace((t) => ({ y: o.matmul(t.a!, t.b!) }), {
+    a: { shape: [n, n], dtype: 'float32' },
+    b: { shape: [n, n], dtype: 'float32' },
+  });
+  const cp = await p.compile({ threads });
+  const feeds = { a: randn([n, n], 1), b: randn([n, n], 2) };
+  const { ms } = await timeIt(() => cp.run(feeds), 1, reps);
+  await cp.release();
+  return (2 * n ** 3) / (ms * 1e6);
+}
+
+/** Busy jiffies of the whole machine (all CPUs), from /proc/stat; null where unavailable. */
+function busyJiffies(): number | null {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    return f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + (f[7] ?? 0);
+  } catch {
+    return null;
+  }
+}
+const HZ = 100; // USER_HZ
+
+/**
+ * CPU used by processes other than this one and the PyTorch child while measuring, as a
+ * share of all cores. Other jobs on a 2-core machine distort the 2-thread rows badly.
+ */
+class LoadMeter {
+  private j0 = busyJiffies();
+  private c0 = process.cpuUsage();
+  private t0 = performance.now();
+  private child0: number;
+  constructor(childCpuS: number) {
+    this.child0 = childCpuS;
+  }
+  foreignPct(childCpuS: number): number | null {
+    const j1 = busyJiffies();
+    if (this.j0 === null || j1 === null) return null;
+    const c = process.cpuUsage(this.c0);
+    const wall = (performance.now() - this.t0) / 1e3;
+    const own = (c.user + c.system) / 1e6 + (childCpuS - this.child0);
+    return Math.max(0, (100 * ((j1 - this.j0) / HZ - own)) / (wall * os.cpus().length));
+  }
+}
+
+/** A persistent engine_torch.py --serve process: one timing request at a time. */
+class TorchServer {
+  private proc: ChildProcessWithoutNullStreams;
+  private lines: AsyncIterator<string>;
+  cpuS = 0;
+  private constructor(proc: ChildProcessWithoutNullStreams) {
+    this.proc = proc;
+    this.lines = readline.createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
+    proc.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+  }
+  static async start(threads: number, args: Args): Promise<TorchServer | null> {
+    const argv = [path.join(here, 'engine_torch.py'), '--serve', '--threads', String(threads), '--reps', String(args.reps), '--warmup', String(args.warmup)];
+    const proc = spawn(PY, argv, { env: { ...process.env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) } });
+    const s = new TorchServer(proc);
+    const first = await s.lines.next();
+    if (first.done || !(JSON.parse(first.value) as { ready?: boolean }).ready) {
+      process.stderr.write(`# engine_torch.py --serve did not start; latentkit-only numbers for ${threads} thread(s)\n`);
+      proc.kill();
+      return null;
+    }
+    return s;
+  }
+  async time(mode: 'fwd' | 'fwd_bwd', layer: string): Promise<{ ms: number; all: number[] } | null> {
+    this.proc.stdin.write(`${mode}\t${layer}\n`);
+    const r = await this.lines.next();
+    if (r.done) return null;
+    const j = JSON.parse(r.value) as { ms?: number; all?: number[]; cpu_s?: number; error?: string };
+    if (j.error !== undefined || j.ms === undefined) {
+      process.stderr.write(`# torch ${layer} ${mode}: ${j.error}\n`);
+      return null;
+    }
+    this.cpuS = j.cpu_s ?? this.cpuS;
+    return { ms: j.ms, all: j.all ?? [] };
+  }
+  close(): void {
+    this.proc.stdin.end();
+  }
+}
+
+/** One thread count: latentkit and PyTorch measured layer by layer, back to back. */
+async function benchThreads(threads: number, args: Args, torch: TorchServer | null): Promise<Row[]> {
+  const out: Row[] = [];
+  for (const layer of LAYERS) {
+    if (args.only.length && !args.only.includes(layer.name)) continue;
+    const t0 = performance.now();
+    const pf = forwardProgram(layer);
+    const fwd = await pf.compile({ threads });
+    const t1 = performance.now();
+    const pb = fwdBwdProgram(layer);
+    const fb = await pb.compile({ threads });
+    const t2 = performance.now();
+    const feeds = feedsFor(layer, false);
+    const feedsB = feedsFor(layer, true);
+    const meter = new LoadMeter(torch?.cpuS ?? 0);
+    const rf = await timeIt(() => fwd.run(feeds), args.warmup, args.reps);
+    const tf = torch ? await torch.time('fwd', layer.name) : null;
+    const rb = await timeIt(() => fb.run(feedsB), args.warmup, args.reps);
+    const tb = torch ? await torch.time('fwd_bwd', layer.name) : null;
+    const otherPct = meter.foreignPct(torch?.cpuS ?? 0);
+    await fwd.release();
+    await fb.release();
+    out.push({
+      layer: layer.name,
+      shape: layer.shape,
+      threads,
+      gflop: layer.flops / 1e9,
+      sessionMs: { fwd: t1 - t0, fwdBwd: t2 - t1 },
+      onnxNodes: { fwd: pf.lower().stats.onnxNodes, fwdBwd: pb.lower().stats.onnxNodes },
+      fwdMs: rf.ms,
+      fwdBwdMs: rb.ms,
+      fwdAll: rf.all,
+      fwdBwdAll: rb.all,
+      torchFwdMs: tf?.ms ?? null,
+      torchFwdBwdMs: tb?.ms ?? null,
+      torchFwdAll: tf?.all ?? null,
+      torchFwdBwdAll: tb?.all ?? null,
+      otherLoadPct: otherPct,
+    });
+    const tms = (x: { ms: number } | null) => (x ? x.ms.toFixed(2) : '–');
+    process.stderr.write(`# ${layer.name} t=${threads}: latentkit fwd ${rf.ms.toFixed(2)} / f+b ${rb.ms.toFixed(2)} ms; torch fwd ${tms(tf)} / f+b ${tms(tb)} ms\n`);
+  }
+  return out;
+}
+
+function torchAvailable(): string | null {
+  const r = spawnSync(PY, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+const fmt = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+
+function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, j) => Math.max(...rows.map((r) => r[j]!.length)));
+  const line = (r: string[]) => '| ' + r.map((c, j) => (j < 2 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join(' | ') + ' |';
+  return [line(rows[0]!), '|' + w.map((n, j) => (j < 2 ? ':' : '') + '-'.repeat(n + (j < 2 ? 1 : 2)) + (j < 2 ? '' : ':')).join('|') + '|', ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const torchVersion = args.torch ? torchAvailable() : null;
+  const started = performance.now();
+  console.log(`# engine bench: ${os.cpus()[0]?.model ?? '?'} × ${os.cpus().length}, node ${process.version}, load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  if (args.torch && !torchVersion) console.log(`# ${PY} has no torch: latentkit-only numbers`);
+  else if (torchVersion) console.log(`# PyTorch ${torchVersion} (${PY}); median of ${args.reps} runs after ${args.warmup} warm-up`);
+
+  const results: { threads: number; ceilingGflops: number; lk: LkResult[]; torch: TorchLayer[] | null }[] = [];
+  for (const threads of args.threads) {
+    const ceil = await ceiling(threads, Math.max(3, args.reps >> 1));
+    const lk = await benchLatentkit(threads, args);
+    const torch = torchVersion ? benchTorch(threads, args) : null;
+    results.push({ threads, ceilingGflops: ceil, lk, torch });
+  }
+
+  const rows: string[][] = [[
+    'layer', 'thr', 'lk fwd ms', 'torch fwd ms', 'ratio', 'lk f+b ms', 'torch f+b ms', 'ratio',
+    'lk GF/s fwd', 'lk GF/s f+b', 'torch GF/s fwd', 'torch GF/s f+b', '% ceil fwd', '% ceil f+b', 'session ms fwd', 'session ms f+b',
+  ]];
+  const json: Record<string, unknown>[] = [];
+  for (const { threads, ceilingGflops, lk, torch } of results) {
+    for (const r of lk) {
+      const t = torch?.find((x) => x.layer === r.layer);
+      const gf = (ms: number | undefined, mult: number) => (ms === undefined ? undefined : (r.gflop * mult) / (ms / 1e3));
+      rows.push([
+        r.layer, String(threads),
+        fmt(r.fwdMs), fmt(t?.fwd_ms), t ? fmt(t.fwd_ms / r.fwdMs, 2) + '×' : '–',
+        fmt(r.fwdBwdMs), fmt(t?.fwd_bwd_ms), t ? fmt(t.fwd_bwd_ms / r.fwdBwdMs, 2) + '×' : '–',
+        fmt(gf(r.fwdMs, 1), 0), fmt(gf(r.fwdBwdMs, 3), 0), fmt(gf(t?.fwd_ms, 1), 0), fmt(gf(t?.fwd_bwd_ms, 3), 0),
+        fmt((100 * gf(r.fwdMs, 1)!) / ceilingGflops, 0), fmt((100 * gf(r.fwdBwdMs, 3)!) / ceilingGflops, 0),
+        fmt(r.sessionMs.fwd, 0), fmt(r.sessionMs.fwdBwd, 0),
+      ]);
+      json.push({
+        ...r,
+        ceilingGflops,
+        torchFwdMs: t?.fwd_ms ?? null,
+        torchFwdBwdMs: t?.fwd_bwd_ms ?? null,
+        fwdRatio: t ? t.fwd_ms / r.fwdMs : null,
+        fwdBwdRatio: t ? t.fwd_bwd_ms / r.fwdBwdMs : null,
+      });
+    }
+  }
+  console.log('');
+  for (const l of LAYERS) if (!args.only.length || args.only.includes(l.name)) console.log(`# ${l.name}: ${l.shape}, ${(l.flops / 1e9).toFixed(2)} GFLOP fwd`);
+  console.log(results.map((r) => `# ceiling (2048³ MatMul in ORT) on ${r.threads} thread(s): ${r.ceilingGflops.toFixed(0)} GFLOP/s`).join('\n'));
+  console.log('# ratio = torch ms / latentkit ms (>1: latentkit faster); f+b = forward+backward; session = trace + lower + InferenceSession.create\n');
+  console.log(table(rows));
+  console.log(`\n# total ${((performance.now() - started) / 1e3).toFixed(1)} s`);
+
+  const dir = path.join(here, 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `engine-${new Date().toISOString().slice(0, 10)}.json`);
+  fs.writeFileSync(file, JSON.stringify({
+    date: new Date().toISOString(),
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    node: process.version,
+    torch: torchVersion,
+    reps: args.reps,
+    warmup: args.warmup,
+    rows: json,
+  }, null, 1) + '\n');
+  console.log(`# wrote ${path.relative(process.cwd(), file)}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

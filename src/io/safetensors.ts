@@ -1,0 +1,287 @@
+// safetensors reader/writer. Layout: u64 little-endian header length N, N bytes of JSON
+// ({name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {str: str}}), then the
+// data section, which the tensors must tile exactly (sorted, contiguous, no gaps/overlap).
+// Read: F32/F16/BF16/F64 → float32, I64 → int64, I32/I16/U16/I8/U8 → int32, BOOL → bool.
+// Write: F32/I64/I32/BOOL, sorted by alignment then name, header padded to 8 bytes.
+// Also exports the element decoders shared with the torch checkpoint reader.
+
+import * as fs from 'node:fs';
+import { HostTensor, sizeOf, type DType, type TypedData } from '../tensor.ts';
+import { writeFileAtomicSync } from './atomic.ts';
+
+/** Stored element types (safetensors' names; the torch reader maps its storages onto them). */
+export type ElemType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
+
+export const ELEM_SIZE: Record<ElemType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+/** The host dtype each stored element type is read into. */
+export const ELEM_DTYPE: Record<ElemType, DType> = {
+  F64: 'float32', F32: 'float32', F16: 'float32', BF16: 'float32',
+  I64: 'int64', I32: 'int32', I16: 'int32', U16: 'int32', I8: 'int32', U8: 'int32', BOOL: 'bool',
+};
+
+const WRITE_CODE: Record<DType, ElemType> = { float32: 'F32', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL' };
+
+/** Largest header we accept (the reference implementation uses the same 100 MB bound). */
+const MAX_HEADER = 100_000_000;
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export function assertLittleEndianHost(): void {
+  if (!LITTLE_ENDIAN_HOST) throw new Error('latentkit io: big-endian hosts are not supported');
+}
+
+export function isElemType(s: unknown): s is ElemType {
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(ELEM_SIZE, s);
+}
+
+/** A plain Uint8Array view (Node's Buffer overrides slice() to not copy). */
+export function plainBytes(b: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(b) === Uint8Array.prototype ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+let halfTable: Float32Array | undefined;
+
+/** float16 bit pattern → float32, via a 64K-entry table built once. */
+function halfToFloatTable(): Float32Array {
+  if (halfTable) return halfTable;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0) t[h] = s * m * 2 ** -24; // subnormal (and ±0)
+    else if (e === 31) t[h] = m ? NaN : s * Infinity;
+    else t[h] = s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return (halfTable = t);
+}
+
+type ViewCtor<T> = new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
+
+/** A typed view of `bytes` (element size k), copying first when byteOffset is unaligned. */
+function view<T>(Ctor: ViewCtor<T>, bytes: Uint8Array, k: number, count: number): { v: T; copied: boolean } {
+  const copied = bytes.byteOffset % k !== 0;
+  const b = copied ? new Uint8Array(bytes) : bytes; // (a Buffer's .slice() would not copy)
+  return { v: new Ctor(b.buffer as ArrayBuffer, b.byteOffset, count), copied };
+}
+
+/**
+ * Decodes `count` little-endian elements of type `t` from `bytes` into a fresh array of the
+ * host dtype ELEM_DTYPE[t]. The result never aliases `bytes`.
+ */
+export function decodeElements(t: ElemType, bytes: Uint8Array, count: number): TypedData {
+  assertLittleEndianHost();
+  const nbytes = count * ELEM_SIZE[t];
+  if (bytes.length < nbytes) throw new Error(`need ${nbytes} bytes for ${count} ${t} elements, have ${bytes.length}`);
+  const src = bytes.subarray(0, nbytes);
+  switch (t) {
+    case 'F32': {
+      const { v, copied } = view(Float32Array, src, 4, count);
+      return copied ? v : v.slice();
+    }
+    case 'F64':
+      return Float32Array.from(view(Float64Array, src, 8, count).v);
+    case 'F16': {
+      const h = view(Uint16Array, src, 2, count).v;
+      const tab = halfToFloatTable();
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = tab[h[i]];
+      return out;
+    }
+    case 'BF16': {
+      // bfloat16 is the top half of a float32.
+      const h = view(Uint16Array, src, 2, count).v;
+      const bits = new Uint32Array(count);
+      for (let i = 0; i < count; i++) bits[i] = h[i] << 16;
+      return new Float32Array(bits.buffer);
+    }
+    case 'I64': {
+      const { v, copied } = view(BigInt64Array, src, 8, count);
+      return copied ? v : v.slice();
+    }
+    case 'I32': {
+      const { v, copied } = view(Int32Array, src, 4, count);
+      return copied ? v : v.slice();
+    }
+    case 'I16':
+      return Int32Array.from(view(Int16Array, src, 2, count).v);
+    case 'U16':
+      return Int32Array.from(view(Uint16Array, src, 2, count).v);
+    case 'I8':
+      return Int32Array.from(new Int8Array(src.buffer, src.byteOffset, count));
+    case 'U8':
+      return Int32Array.from(src);
+    case 'BOOL': {
+      const out = new Uint8Array(count);
+      for (let i = 0; i < count; i++) out[i] = src[i] ? 1 : 0;
+      return out;
+    }
+  }
+}
+
+export interface SafetensorsContents {
+  tensors: Map<string, HostTensor>;
+  metadata: Record<string, string>;
+}
+
+interface HeaderEntry {
+  name: string;
+  dtype: ElemType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Parses and validates a safetensors file held in memory. Errors name the file and key. */
+export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): SafetensorsContents {
+  const bytes = plainBytes(input);
+  const fail = (msg: string): never => {
+    throw new Error(`${fileName}: safetensors: ${msg}`);
+  };
+  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n64 = dv.getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER)) fail(`header length ${n64} is implausibly large (limit ${MAX_HEADER})`);
+  const n = Number(n64);
+  if (n < 2) fail(`header length ${n} is too small`);
+  if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes); truncated?`);
+
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+  } catch {
+    return fail('header is not valid UTF-8');
+  }
+  if (text[0] !== '{') fail(`header does not start with '{' (got ${JSON.stringify(text.slice(0, 16))})`);
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    return fail(`header is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header JSON is not an object');
+
+  const metadata: Record<string, string> = {};
+  const entries: HeaderEntry[] = [];
+  for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('__metadata__ must be an object of strings');
+      for (const [mk, mv] of Object.entries(v as Record<string, unknown>)) {
+        if (typeof mv !== 'string') fail(`__metadata__['${mk}'] must be a string, got ${typeof mv}`);
+        metadata[mk] = mv as string;
+      }
+      continue;
+    }
+    const at = `tensor '${name}'`;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${at}: entry must be an object`);
+    const { dtype, shape, data_offsets: offs } = v as Record<string, unknown>;
+    if (!isElemType(dtype)) fail(`${at}: unknown or unsupported dtype ${JSON.stringify(dtype)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`${at}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    }
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`${at}: data_offsets must be [begin, end] non-negative integers, got ${JSON.stringify(offs)}`);
+    }
+    const [begin, end] = offs as number[];
+    if (end < begin) fail(`${at}: data_offsets [${begin}, ${end}] end before begin`);
+    const numel = sizeOf(shape as number[]);
+    const want = numel * ELEM_SIZE[dtype as ElemType];
+    if (!Number.isSafeInteger(want)) fail(`${at}: shape ${JSON.stringify(shape)} is too large`);
+    if (end - begin !== want) {
+      fail(`${at}: byte length ${end - begin} != numel ${numel} × ${ELEM_SIZE[dtype as ElemType]} bytes (${dtype}) = ${want}`);
+    }
+    entries.push({ name, dtype: dtype as ElemType, shape: shape as number[], begin, end });
+  }
+
+  const dataStart = 8 + n;
+  const dataLen = bytes.length - dataStart;
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  for (const e of sorted) {
+    if (e.end > dataLen) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] out of range (data section is ${dataLen} bytes)`);
+    if (e.begin < pos) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap the previous tensor (ends at ${pos})`);
+    if (e.begin > pos) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] leave a gap after byte ${pos}`);
+    pos = e.end;
+  }
+  if (pos !== dataLen) fail(`tensors cover ${pos} bytes but the data section is ${dataLen} bytes`);
+
+  const tensors = new Map<string, HostTensor>();
+  for (const e of entries) {
+    const numel = sizeOf(e.shape);
+    const data = decodeElements(e.dtype, bytes.subarray(dataStart + e.begin, dataStart + e.end), numel);
+    tensors.set(e.name, new HostTensor(ELEM_DTYPE[e.dtype], e.shape, data));
+  }
+  return { tensors, metadata };
+}
+
+export function readSafetensorsFile(file: string): SafetensorsContents {
+  return readSafetensors(fs.readFileSync(file), file);
+}
+
+/** Serializes tensors (F32/I64/I32/BOOL as stored) with optional string metadata. */
+export function writeSafetensors(
+  tensors: Map<string, HostTensor> | Record<string, HostTensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  assertLittleEndianHost();
+  const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  for (const [name, t] of list) {
+    if (name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
+    if (!(t instanceof HostTensor)) throw new Error(`writeSafetensors: '${name}' is not a HostTensor`);
+    if (!WRITE_CODE[t.dtype]) throw new Error(`writeSafetensors: '${name}' has unsupported dtype ${t.dtype}`);
+  }
+  // Largest element size first keeps every tensor aligned to its own element size.
+  const code = (t: HostTensor) => WRITE_CODE[t.dtype];
+  list.sort(([an, at], [bn, bt]) => ELEM_SIZE[code(bt)] - ELEM_SIZE[code(at)] || (an < bn ? -1 : an > bn ? 1 : 0));
+
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new Error(`writeSafetensors: metadata '${k}' must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  let off = 0;
+  for (const [name, t] of list) {
+    const nb = t.size * ELEM_SIZE[code(t)];
+    // defineProperty: a tensor named "__proto__" must become a plain key.
+    Object.defineProperty(header, name, {
+      value: { dtype: code(t), shape: [...t.shape], data_offsets: [off, off + nb] },
+      enumerable: true, configurable: true, writable: true,
+    });
+    off += nb;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil((8 + json.length) / 8) * 8 - 8;
+  if (padded !== json.length) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const out = new Uint8Array(8 + json.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  let pos = 8 + json.length;
+  for (const [, t] of list) {
+    const d = t.data;
+    if (t.dtype === 'bool') {
+      for (let i = 0; i < d.length; i++) out[pos + i] = (d as Uint8Array)[i] ? 1 : 0;
+    } else {
+      out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), pos);
+    }
+    pos += d.byteLength;
+  }
+  return out;
+}
+
+/** Writes atomically (temp file in the same directory, fsync, rename; see atomic.ts). */
+export function writeSafetensorsFile(
+  file: string,
+  tensors: Map<string, HostTensor> | Record<string, HostTensor>,
+  metadata?: Record<string, string>,
+): void {
+  writeFileAtomicSync(file, writeSafetensors(tensors, metadata));
+}
