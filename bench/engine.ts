@@ -11,7 +11,9 @@
 //                    gradients of loss w.r.t. x and every weight and bias.
 // ratio = torch ms / latentkit ms (> 1: latentkit faster). GFLOP/s counts convolution FLOPs
 // 2·N·O·C/g·kh·kw·Ho·Wo (plus the two attention matmuls), 3× that for forward+backward.
-// "ceiling" is one 2048³ MatMul through ONNX Runtime at the same thread count.
+// "ceiling": the faster of a 2048³ MatMul and a 3×3 Conv through ONNX Runtime, same threads.
+// PyTorch runs as a persistent child (engine_torch.py --serve) so each layer's latentkit and
+// PyTorch timings are taken back to back; "other load" flags rows disturbed by other jobs.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import readline from 'node:readline';
 import fs from 'node:fs';
@@ -20,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as o from '../src/ops/core.ts';
 import { Program } from '../src/runtime/program.ts';
-import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram, randn, timeIt } from './layers.ts';
+import { LAYERS, convFlops, feedsFor, forwardProgram, fwdBwdProgram, randn, timeIt } from './layers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PY = '/usr/bin/python3';
@@ -71,17 +73,28 @@ interface Row {
   otherLoadPct: number | null;
 }
 
-async function ceiling(threads: number, reps: number): Promise<number> {
+/** Machine ceilings through ONNX Runtime: a 2048³ MatMul and a big 3×3 Conv, GFLOP/s. */
+async function ceiling(threads: number, reps: number): Promise<{ matmul: number; conv: number }> {
   const n = 2048;
-  const p = Program.trace((t) => ({ y: o.matmul(t.a!, t.b!) }), {
+  const mm = Program.trace((t) => ({ y: o.matmul(t.a!, t.b!) }), {
     a: { shape: [n, n], dtype: 'float32' },
     b: { shape: [n, n], dtype: 'float32' },
   });
-  const cp = await p.compile({ threads });
-  const feeds = { a: randn([n, n], 1), b: randn([n, n], 2) };
-  const { ms } = await timeIt(() => cp.run(feeds), 1, reps);
-  await cp.release();
-  return (2 * n ** 3) / (ms * 1e6);
+  const cv = Program.trace((t) => ({ y: o.conv2d(t.x!, t.w!, null, { padding: 1 }) }), {
+    x: { shape: [8, 256, 32, 32], dtype: 'float32' },
+    w: { shape: [256, 256, 3, 3], dtype: 'float32' },
+  });
+  const res: number[] = [];
+  for (const [p, feeds, flop] of [
+    [mm, { a: randn([n, n], 1), b: randn([n, n], 2) }, 2 * n ** 3],
+    [cv, { x: randn([8, 256, 32, 32], 1), w: randn([256, 256, 3, 3], 2, 0.02) }, convFlops(8, 256, 256, 3, 3, 32, 32)],
+  ] as const) {
+    const cp = await p.compile({ threads });
+    const { ms } = await timeIt(() => cp.run(feeds), 2, reps);
+    await cp.release();
+    res.push(flop / (ms * 1e6));
+  }
+  return { matmul: res[0]!, conv: res[1]! };
 }
 
 /** Busy jiffies of the whole machine (all CPUs), from /proc/stat; null where unavailable. */
@@ -223,45 +236,49 @@ async function main(): Promise<void> {
   if (args.torch && !torchVersion) console.log(`# ${PY} has no torch: latentkit-only numbers`);
   else if (torchVersion) console.log(`# PyTorch ${torchVersion} (${PY}); median of ${args.reps} runs after ${args.warmup} warm-up`);
 
-  const results: { threads: number; ceilingGflops: number; lk: LkResult[]; torch: TorchLayer[] | null }[] = [];
+  const results: { threads: number; ceiling: { matmul: number; conv: number }; rows: Row[] }[] = [];
   for (const threads of args.threads) {
     const ceil = await ceiling(threads, Math.max(3, args.reps >> 1));
-    const lk = await benchLatentkit(threads, args);
-    const torch = torchVersion ? benchTorch(threads, args) : null;
-    results.push({ threads, ceilingGflops: ceil, lk, torch });
+    const torch = torchVersion ? await TorchServer.start(threads, args) : null;
+    const rows = await benchThreads(threads, args, torch);
+    torch?.close();
+    results.push({ threads, ceiling: ceil, rows });
   }
 
-  const rows: string[][] = [[
+  const head = [
     'layer', 'thr', 'lk fwd ms', 'torch fwd ms', 'ratio', 'lk f+b ms', 'torch f+b ms', 'ratio',
-    'lk GF/s fwd', 'lk GF/s f+b', 'torch GF/s fwd', 'torch GF/s f+b', '% ceil fwd', '% ceil f+b', 'session ms fwd', 'session ms f+b',
-  ]];
+    'lk GF/s fwd', 'lk GF/s f+b', 'torch GF/s fwd', 'torch GF/s f+b', '% ceil fwd', '% ceil f+b', 'session ms fwd', 'session ms f+b', 'other load %',
+  ];
+  const rows: string[][] = [head];
   const json: Record<string, unknown>[] = [];
-  for (const { threads, ceilingGflops, lk, torch } of results) {
-    for (const r of lk) {
-      const t = torch?.find((x) => x.layer === r.layer);
-      const gf = (ms: number | undefined, mult: number) => (ms === undefined ? undefined : (r.gflop * mult) / (ms / 1e3));
+  for (const { threads, ceiling: ceil, rows: rs } of results) {
+    const top = Math.max(ceil.matmul, ceil.conv);
+    for (const r of rs) {
+      const gf = (ms: number | null, mult: number) => (ms === null ? undefined : (r.gflop * mult) / (ms / 1e3));
+      const ratio = (t: number | null, l: number) => (t === null ? '–' : fmt(t / l, 2) + '×');
       rows.push([
         r.layer, String(threads),
-        fmt(r.fwdMs), fmt(t?.fwd_ms), t ? fmt(t.fwd_ms / r.fwdMs, 2) + '×' : '–',
-        fmt(r.fwdBwdMs), fmt(t?.fwd_bwd_ms), t ? fmt(t.fwd_bwd_ms / r.fwdBwdMs, 2) + '×' : '–',
-        fmt(gf(r.fwdMs, 1), 0), fmt(gf(r.fwdBwdMs, 3), 0), fmt(gf(t?.fwd_ms, 1), 0), fmt(gf(t?.fwd_bwd_ms, 3), 0),
-        fmt((100 * gf(r.fwdMs, 1)!) / ceilingGflops, 0), fmt((100 * gf(r.fwdBwdMs, 3)!) / ceilingGflops, 0),
-        fmt(r.sessionMs.fwd, 0), fmt(r.sessionMs.fwdBwd, 0),
+        fmt(r.fwdMs), fmt(r.torchFwdMs ?? undefined), ratio(r.torchFwdMs, r.fwdMs),
+        fmt(r.fwdBwdMs), fmt(r.torchFwdBwdMs ?? undefined), ratio(r.torchFwdBwdMs, r.fwdBwdMs),
+        fmt(gf(r.fwdMs, 1), 0), fmt(gf(r.fwdBwdMs, 3), 0), fmt(gf(r.torchFwdMs, 1), 0), fmt(gf(r.torchFwdBwdMs, 3), 0),
+        fmt((100 * gf(r.fwdMs, 1)!) / top, 0), fmt((100 * gf(r.fwdBwdMs, 3)!) / top, 0),
+        fmt(r.sessionMs.fwd, 0), fmt(r.sessionMs.fwdBwd, 0), fmt(r.otherLoadPct ?? undefined, 0),
       ]);
       json.push({
         ...r,
-        ceilingGflops,
-        torchFwdMs: t?.fwd_ms ?? null,
-        torchFwdBwdMs: t?.fwd_bwd_ms ?? null,
-        fwdRatio: t ? t.fwd_ms / r.fwdMs : null,
-        fwdBwdRatio: t ? t.fwd_bwd_ms / r.fwdBwdMs : null,
+        ceilingGflops: ceil,
+        fwdRatio: r.torchFwdMs === null ? null : r.torchFwdMs / r.fwdMs,
+        fwdBwdRatio: r.torchFwdBwdMs === null ? null : r.torchFwdBwdMs / r.fwdBwdMs,
       });
     }
   }
   console.log('');
   for (const l of LAYERS) if (!args.only.length || args.only.includes(l.name)) console.log(`# ${l.name}: ${l.shape}, ${(l.flops / 1e9).toFixed(2)} GFLOP fwd`);
-  console.log(results.map((r) => `# ceiling (2048³ MatMul in ORT) on ${r.threads} thread(s): ${r.ceilingGflops.toFixed(0)} GFLOP/s`).join('\n'));
-  console.log('# ratio = torch ms / latentkit ms (>1: latentkit faster); f+b = forward+backward; session = trace + lower + InferenceSession.create\n');
+  for (const r of results) {
+    console.log(`# ceiling on ${r.threads} thread(s): 2048³ MatMul ${r.ceiling.matmul.toFixed(0)} GFLOP/s, 3×3 Conv (N=8, C=256, 32², weights as inputs) ${r.ceiling.conv.toFixed(0)} GFLOP/s; % ceil uses the larger`);
+  }
+  console.log('# ratio = torch ms / latentkit ms (>1: latentkit faster); f+b = forward+backward (3× the forward FLOPs)');
+  console.log('# session = trace + lower + InferenceSession.create; other load = CPU used by other processes meanwhile, % of all cores (rows above ~5% are unreliable)\n');
   console.log(table(rows));
   console.log(`\n# total ${((performance.now() - started) / 1e3).toFixed(1)} s`);
 

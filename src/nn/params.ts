@@ -92,14 +92,17 @@ export class InitRng {
   }
 }
 
-export function uniformTensor(rng: InitRng, shape: readonly number[], bound: number): HostTensor<'float32'> {
+/** U(±bound); with rng = null, zeros (used to get shapes cheaply: untouched pages cost nothing). */
+export function uniformTensor(rng: InitRng | null, shape: readonly number[], bound: number): HostTensor<'float32'> {
   const t = HostTensor.float32(shape);
+  if (!rng) return t;
   for (let i = 0; i < t.size; i++) t.data[i] = (rng.uniform() * 2 - 1) * bound;
   return t;
 }
 
-export function normalTensor(rng: InitRng, shape: readonly number[], std: number, mean = 0): HostTensor<'float32'> {
+export function normalTensor(rng: InitRng | null, shape: readonly number[], std: number, mean = 0): HostTensor<'float32'> {
   const t = HostTensor.float32(shape);
+  if (!rng) return t;
   for (let i = 0; i < t.size; i++) t.data[i] = mean + rng.normal() * std;
   return t;
 }
@@ -111,13 +114,13 @@ export const fill = (shape: readonly number[], v: number): HostTensor<'float32'>
 };
 
 /** PyTorch's default Conv2d/Linear init: U(±1/√fan_in) for weight and bias. */
-export function initConv(sd: StateDict, rng: InitRng, name: string, out: number, inp: number, kh: number, kw: number, bias = true): void {
+export function initConv(sd: StateDict, rng: InitRng | null, name: string, out: number, inp: number, kh: number, kw: number, bias = true): void {
   const bound = 1 / Math.sqrt(inp * kh * kw);
   sd.set(`${name}.weight`, uniformTensor(rng, [out, inp, kh, kw], bound));
   if (bias) sd.set(`${name}.bias`, uniformTensor(rng, [out], bound));
 }
 
-export function initLinear(sd: StateDict, rng: InitRng, name: string, out: number, inp: number, bias = true): void {
+export function initLinear(sd: StateDict, rng: InitRng | null, name: string, out: number, inp: number, bias = true): void {
   const bound = 1 / Math.sqrt(inp);
   sd.set(`${name}.weight`, uniformTensor(rng, [out, inp], bound));
   if (bias) sd.set(`${name}.bias`, uniformTensor(rng, [out], bound));

@@ -15,6 +15,8 @@ export interface LowerOptions {
   outputs: readonly { name: string; tensor: Tensor }[];
   metadata?: Record<string, string>;
   graphName?: string;
+  /** Inputs whose values are baked into the model as initializers (e.g. weights). */
+  bake?: ReadonlyMap<string, HostTensor>;
 }
 
 function tensorProto(name: string, t: HostTensor): TensorProtoObj {
@@ -61,12 +63,19 @@ export interface LoweredModel {
 
 export function lowerToModel(graph: Graph, opts: LowerOptions): LoweredModel {
   const names = new Map<Tensor, string>();
+  const nodes: NodeObj[] = [];
+  const inits: TensorProtoObj[] = [];
   for (const { name, tensor } of opts.inputs) {
     if (tensor.producer) throw new Error(`lower: '${name}' is not a graph input`);
     names.set(tensor, name);
+    const v = opts.bake?.get(name);
+    if (v) {
+      if (v.dtype !== tensor.dtype || v.shape.length !== tensor.rank || v.shape.some((d, i) => d !== tensor.shape[i])) {
+        throw new Error(`lower: baked value for '${name}' is ${v.dtype}[${v.shape.join(', ')}], expected ${tensor.dtype}[${tensor.shape.join(', ')}]`);
+      }
+      inits.push(tensorProto(name, v));
+    }
   }
-  const nodes: NodeObj[] = [];
-  const inits: TensorProtoObj[] = [];
   const constCache = new Map<string, string>();
   let fresh = 0;
   const stats: LoweredModel['stats'] = { onnxNodes: 0, prims: {} };
@@ -143,7 +152,7 @@ export function lowerToModel(graph: Graph, opts: LowerOptions): LoweredModel {
       name: opts.graphName ?? 'latentkit',
       node: nodes,
       initializer: inits,
-      input: opts.inputs.map(({ name, tensor }) => valueInfo(name, tensor)),
+      input: opts.inputs.filter(({ name }) => !opts.bake?.has(name)).map(({ name, tensor }) => valueInfo(name, tensor)),
       output: opts.outputs.map(({ name, tensor }) => valueInfo(name, tensor)),
     },
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),

@@ -1,6 +1,7 @@
 // ONNX protobuf encoding via protobufjs, from a hand-written JSON descriptor of the subset
 // of onnx.proto we emit (field numbers from onnx/onnx.proto). The only protobuf importer.
 import protobuf from 'protobufjs';
+import { PbMessage } from './pbwriter.ts';
 
 const descriptor = {
   nested: {
@@ -95,7 +96,55 @@ export interface ModelObj {
   metadataProps?: { key: string; value: string }[];
 }
 
+// Field numbers from onnx.proto (same as the descriptor above).
+function tensorMsg(t: TensorProtoObj): PbMessage {
+  const m = new PbMessage().packedVarints(1, t.dims).varint(2, t.dataType);
+  if (t.name) m.string(8, t.name);
+  return m.bytes(9, t.rawData);
+}
+
+function attrMsg(a: AttrObj): PbMessage {
+  const m = new PbMessage().string(1, a.name);
+  if (a.f !== undefined) m.float(2, a.f);
+  if (a.i !== undefined) m.varint(3, a.i);
+  if (a.s !== undefined) m.bytes(4, a.s);
+  if (a.t !== undefined) m.message(5, tensorMsg(a.t));
+  if (a.floats !== undefined) m.packedFloats(7, a.floats);
+  if (a.ints !== undefined) m.packedVarints(8, a.ints);
+  return m.varint(20, a.type);
+}
+
+function valueInfoMsg(v: ValueInfoObj): PbMessage {
+  const shape = new PbMessage();
+  for (const d of v.type.tensorType.shape.dim) shape.message(1, new PbMessage().varint(1, d.dimValue));
+  const tt = new PbMessage().varint(1, v.type.tensorType.elemType).message(2, shape);
+  return new PbMessage().string(1, v.name).message(2, new PbMessage().message(1, tt));
+}
+
+/** Serialize a model with the streaming writer (large tensors are copied once). */
 export function encodeModel(m: ModelObj): Uint8Array {
+  const g = new PbMessage();
+  for (const n of m.graph.node) {
+    const nm = new PbMessage();
+    for (const i of n.input) nm.string(1, i);
+    for (const o of n.output) nm.string(2, o);
+    nm.string(3, n.name).string(4, n.opType);
+    for (const a of n.attribute) nm.message(5, attrMsg(a));
+    if (n.domain) nm.string(7, n.domain);
+    g.message(1, nm);
+  }
+  g.string(2, m.graph.name);
+  for (const t of m.graph.initializer) g.message(5, tensorMsg(t));
+  for (const v of m.graph.input) g.message(11, valueInfoMsg(v));
+  for (const v of m.graph.output) g.message(12, valueInfoMsg(v));
+  const model = new PbMessage().varint(1, m.irVersion).string(2, m.producerName).string(3, m.producerVersion).message(7, g);
+  for (const o of m.opsetImport) model.message(8, new PbMessage().string(1, o.domain).varint(2, o.version));
+  for (const kv of m.metadataProps ?? []) model.message(14, new PbMessage().string(1, kv.key).string(2, kv.value));
+  return model.finish();
+}
+
+/** protobufjs encoding of the same object (reference for the writer's tests). */
+export function encodeModelReference(m: ModelObj): Uint8Array {
   return ModelProto.encode(ModelProto.fromObject(m)).finish();
 }
 

@@ -44,15 +44,20 @@ export class Program {
     return this.lowered;
   }
 
-  toOnnx(metadata?: Record<string, string>): Uint8Array {
-    if (!metadata) return encodeModel(this.lower().model);
-    return encodeModel(lowerToModel(this.graph, { inputs: this.inputs, outputs: this.outputs, metadata }).model);
+  /**
+   * Serialize to ONNX. `bake` turns the named inputs into initializers (e.g. weights for a
+   * standalone inference model); `metadata` lands in the model's metadata_props.
+   */
+  toOnnx(opts: { metadata?: Record<string, string>; bake?: Record<string, HostTensor> } = {}): Uint8Array {
+    if (!opts.metadata && !opts.bake) return encodeModel(this.lower().model);
+    const bake = opts.bake ? new Map(Object.entries(opts.bake)) : undefined;
+    return encodeModel(lowerToModel(this.graph, { inputs: this.inputs, outputs: this.outputs, metadata: opts.metadata, bake }).model);
   }
 
-  async compile(opts: SessionOptions = {}): Promise<CompiledProgram> {
-    const bytes = this.toOnnx();
+  async compile(opts: SessionOptions & { bake?: Record<string, HostTensor> } = {}): Promise<CompiledProgram> {
+    const bytes = this.toOnnx({ bake: opts.bake });
     const session = await createSession(bytes, opts);
-    return new CompiledProgram(this, session, await getOrt());
+    return new CompiledProgram(this, session, await getOrt(), new Set(Object.keys(opts.bake ?? {})));
   }
 }
 
@@ -68,22 +73,26 @@ export class CompiledProgram {
   readonly program: Program;
   readonly session: OrtNs.InferenceSession;
   private readonly ort: typeof OrtNs;
+  /** Inputs baked in as initializers (not fed at run time). */
+  readonly baked: ReadonlySet<string>;
 
-  constructor(program: Program, session: OrtNs.InferenceSession, ort: typeof OrtNs) {
+  constructor(program: Program, session: OrtNs.InferenceSession, ort: typeof OrtNs, baked: ReadonlySet<string> = new Set()) {
     this.program = program;
     this.session = session;
     this.ort = ort;
+    this.baked = baked;
   }
 
   checkFeeds(feeds: Record<string, HostTensor>): void {
     for (const { name, tensor } of this.program.inputs) {
+      if (this.baked.has(name)) continue;
       const f = feeds[name];
       if (!f) throw new Error(`program input '${name}' (${tensor.dtype}${fmtShape(tensor.shape)}) was not given`);
       if (f.dtype !== tensor.dtype || f.shape.length !== tensor.rank || f.shape.some((d, i) => d !== tensor.shape[i])) {
         throw new Error(`program input '${name}': expected ${tensor.dtype}${fmtShape(tensor.shape)}, got ${f.dtype}${fmtShape(f.shape)}`);
       }
     }
-    const known = new Set(this.program.inputs.map((i) => i.name));
+    const known = new Set(this.program.inputs.map((i) => i.name).filter((n) => !this.baked.has(n)));
     for (const k of Object.keys(feeds)) if (!known.has(k)) throw new Error(`unexpected program input '${k}'`);
   }
 

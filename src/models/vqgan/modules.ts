@@ -84,7 +84,7 @@ export function decoder(p: ParamView, dd: DDConfig, z: Tensor): Tensor {
 
 // ---- parameter shapes / initialization (PyTorch default init) ----
 
-function initResnet(sd: StateDict, rng: InitRng, k: string, cin: number, cout: number): void {
+function initResnet(sd: StateDict, rng: InitRng | null, k: string, cin: number, cout: number): void {
   initNorm(sd, `${k}.norm1`, cin);
   initConv(sd, rng, `${k}.conv1`, cout, cin, 3, 3);
   initNorm(sd, `${k}.norm2`, cout);
@@ -92,18 +92,18 @@ function initResnet(sd: StateDict, rng: InitRng, k: string, cin: number, cout: n
   if (cin !== cout) initConv(sd, rng, `${k}.nin_shortcut`, cout, cin, 1, 1);
 }
 
-function initAttn(sd: StateDict, rng: InitRng, k: string, c: number): void {
+function initAttn(sd: StateDict, rng: InitRng | null, k: string, c: number): void {
   initNorm(sd, `${k}.norm`, c);
   for (const n of ['q', 'k', 'v', 'proj_out']) initConv(sd, rng, `${k}.${n}`, c, c, 1, 1);
 }
 
-function initMid(sd: StateDict, rng: InitRng, k: string, c: number): void {
+function initMid(sd: StateDict, rng: InitRng | null, k: string, c: number): void {
   initResnet(sd, rng, `${k}.block_1`, c, c);
   initAttn(sd, rng, `${k}.attn_1`, c);
   initResnet(sd, rng, `${k}.block_2`, c, c);
 }
 
-export function initEncoder(sd: StateDict, rng: InitRng, k: string, dd: DDConfig): void {
+export function initEncoder(sd: StateDict, rng: InitRng | null, k: string, dd: DDConfig): void {
   const attn = attnLevels(dd);
   initConv(sd, rng, `${k}.conv_in`, dd.ch, dd.in_channels, 3, 3);
   let cin = dd.ch;
@@ -121,7 +121,7 @@ export function initEncoder(sd: StateDict, rng: InitRng, k: string, dd: DDConfig
   initConv(sd, rng, `${k}.conv_out`, dd.double_z ? 2 * dd.z_channels : dd.z_channels, cin, 3, 3);
 }
 
-export function initDecoder(sd: StateDict, rng: InitRng, k: string, dd: DDConfig): void {
+export function initDecoder(sd: StateDict, rng: InitRng | null, k: string, dd: DDConfig): void {
   const attn = attnLevels(dd);
   const L = dd.ch_mult.length;
   let cin = dd.ch * dd.ch_mult[L - 1]!;

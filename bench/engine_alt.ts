@@ -1,0 +1,470 @@
+// Prototype lowerings for conv gradients, as raw ONNX graphs, timed against the current
+// lowering (src/prims/conv.ts) in the same process. Each group compiles its variants, checks
+// they agree numerically with the first one, then times them in interleaved rounds.
+//
+//   node --import tsx bench/engine_alt.ts [--threads 1,2] [--rounds 5] [--reps 3] [--only wgrad,igrad,...]
+//
+// Groups: igrad (3×3 input gradient), wgrad (3×3 weight gradient), down (stride-2 gradients),
+// c1x1 (1×1 conv forward and weight gradient), fb (whole forward+backward: current vs best).
+import fs from 'node:fs';
+import os from 'node:os';
+import type * as OrtNs from 'onnxruntime-common';
+import { encodeModel, ATTR_TYPE, type AttrObj, type ModelObj, type NodeObj, type TensorProtoObj } from '../src/onnx/proto.ts';
+import { createSession, getOrt } from '../src/runtime/backend.ts';
+import { HostTensor } from '../src/tensor.ts';
+import { LAYERS, feedsFor, fwdBwdProgram, median, randn } from './layers.ts';
+
+// ---------------------------------------------------------------- a tiny ONNX graph builder
+
+type Attr = number | number[] | string;
+const BIG = 2 ** 53 - 1;
+
+class G {
+  nodes: NodeObj[] = [];
+  inits: TensorProtoObj[] = [];
+  ins: { name: string; shape: number[] }[] = [];
+  outs: string[] = [];
+  private n = 0;
+  private consts = new Map<string, string>();
+
+  input(name: string, shape: number[]): string {
+    this.ins.push({ name, shape });
+    return name;
+  }
+  output(...names: string[]): void {
+    this.outs.push(...names);
+  }
+  i64(v: readonly number[]): string {
+    const key = v.join(',');
+    let name = this.consts.get(key);
+    if (!name) {
+      name = `k${this.consts.size}`;
+      const d = BigInt64Array.from(v.map((x) => BigInt(x)));
+      this.inits.push({ name, dims: [v.length], dataType: 7, rawData: new Uint8Array(d.buffer) });
+      this.consts.set(key, name);
+    }
+    return name;
+  }
+  op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, domain = ''): string {
+    const out = `v${this.n++}`;
+    const attribute: AttrObj[] = Object.entries(attrs).map(([name, v]) =>
+      typeof v === 'string'
+        ? { name, type: ATTR_TYPE.STRING, s: new TextEncoder().encode(v) }
+        : Array.isArray(v)
+          ? { name, type: ATTR_TYPE.INTS, ints: v }
+          : { name, type: ATTR_TYPE.INT, i: v },
+    );
+    this.nodes.push({ opType: type, input: inputs, output: [out], name: `${type}_${this.n}`, domain, attribute });
+    return out;
+  }
+  // conveniences
+  reshape = (x: string, s: number[]) => this.op('Reshape', [x, this.i64(s)]);
+  transpose = (x: string, perm: number[]) => this.op('Transpose', [x], { perm });
+  slice = (x: string, starts: number[], ends: number[], axes: number[], steps: number[]) =>
+    this.op('Slice', [x, this.i64(starts), this.i64(ends), this.i64(axes), this.i64(steps)]);
+  pad = (x: string, pads: number[]) => (pads.every((p) => p === 0) ? x : this.op('Pad', [x, this.i64(pads)], { mode: 'constant' }));
+
+  model(): Uint8Array {
+    const vi = (name: string, shape: number[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: shape.map((d) => ({ dimValue: d })) } } } });
+    const nodes = [...this.nodes];
+    const outs = this.outs.map((o, i) => {
+      nodes.push({ opType: 'Identity', input: [o], output: [`out${i}`], name: `out${i}`, domain: '', attribute: [] });
+      return { name: `out${i}`, type: { tensorType: { elemType: 1 } } };
+    });
+    const m: ModelObj = {
+      irVersion: 10,
+      producerName: 'bench',
+      producerVersion: '0',
+      opsetImport: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
+      graph: { name: 'alt', node: nodes, initializer: this.inits, input: this.ins.map((i) => vi(i.name, i.shape)), output: outs as never },
+    };
+    return encodeModel(m);
+  }
+}
+
+// ---------------------------------------------------------------- conv problem + lowerings
+
+interface P {
+  n: number; c: number; o: number; h: number; w: number; k: number; s: number;
+  pads: [number, number, number, number]; // top, left, bottom, right
+}
+const outHW = (p: P): [number, number] => [
+  Math.floor((p.h + p.pads[0] + p.pads[2] - p.k) / p.s) + 1,
+  Math.floor((p.w + p.pads[1] + p.pads[3] - p.k) / p.s) + 1,
+];
+
+/** dw, current lowering (copied from src/prims/conv.ts lowerWeightGrad, groups = 1). */
+function wgCurrent(g: G, p: P, x: string, gy: string): string {
+  const [ho, wo] = outHW(p);
+  const [pt, pl, pb, pr] = p.pads;
+  const xp = g.pad(x, [0, 0, pt, pl, 0, 0, pb, pr]);
+  const hp = p.h + pt + pb, wp = p.w + pl + pr;
+  const gt = g.transpose(g.reshape(gy, [p.n, 1, p.o, ho * wo]), [0, 1, 3, 2]);
+  const taps: string[] = [];
+  for (let i = 0; i < p.k; i++) {
+    for (let j = 0; j < p.k; j++) {
+      const e0 = i + p.s * (ho - 1) + 1, e1 = j + p.s * (wo - 1) + 1;
+      const v = i === 0 && j === 0 && e0 === hp && e1 === wp && p.s === 1 ? xp : g.slice(xp, [i, j], [e0, e1], [2, 3], [p.s, p.s]);
+      const mm = g.op('MatMul', [g.reshape(v, [p.n, 1, p.c, ho * wo]), gt]);
+      taps.push(g.op('ReduceSum', [mm, g.i64([0])], { keepdims: 0 }));
+    }
+  }
+  const st = g.op('Concat', taps.map((t) => g.op('Unsqueeze', [t, g.i64([3])])), { axis: 3 });
+  return g.reshape(g.transpose(st, [0, 2, 1, 3]), [p.o, p.c, p.k, p.k]);
+}
+
+/** Channel-major views shared by the folded variants: xT [C, N, Hp, Wp] padded, gT [O, N·Ho·Wo]. */
+function folded(g: G, p: P, x: string, gy: string): { xT: string; gT: string; K: number } {
+  const [ho, wo] = outHW(p);
+  const [pt, pl, pb, pr] = p.pads;
+  const xT = g.pad(g.transpose(x, [1, 0, 2, 3]), [0, 0, pt, pl, 0, 0, pb, pr]);
+  const gT = g.reshape(g.transpose(gy, [1, 0, 2, 3]), [p.o, p.n * ho * wo]);
+  return { xT, gT, K: p.n * ho * wo };
+}
+
+/** tap (i, j) of the channel-major padded input: [C, N·Ho·Wo] */
+function tapT(g: G, p: P, xT: string, i: number, j: number): string {
+  const [ho, wo] = outHW(p);
+  const v = g.slice(xT, [i, j], [i + p.s * (ho - 1) + 1, j + p.s * (wo - 1) + 1], [2, 3], [p.s, p.s]);
+  return g.reshape(v, [p.c, p.n * ho * wo]);
+}
+
+/** dw: batch folded into the contraction: per tap one Gemm gT[O,K]·tapᵀ[K,C] → [O, C]; stacked on a last axis. */
+function wgFoldTaps(g: G, p: P, x: string, gy: string): string {
+  const { xT, gT } = folded(g, p, x, gy);
+  const taps: string[] = [];
+  for (let i = 0; i < p.k; i++) for (let j = 0; j < p.k; j++) taps.push(g.op('Unsqueeze', [g.op('Gemm', [gT, tapT(g, p, xT, i, j)], { transB: 1 }), g.i64([2])]));
+  const st = taps.length === 1 ? taps[0]! : g.op('Concat', taps, { axis: 2 }); // [O, C, K²]
+  return g.reshape(st, [p.o, p.c, p.k, p.k]);
+}
+
+/** dw: explicit im2col [C·K², N·Ho·Wo] (taps concatenated), one Gemm → [O, C·K²] = [O, C, kh, kw]. */
+function wgIm2col(g: G, p: P, x: string, gy: string): string {
+  const { xT, gT, K } = folded(g, p, x, gy);
+  const taps: string[] = [];
+  for (let i = 0; i < p.k; i++) for (let j = 0; j < p.k; j++) taps.push(g.reshape(tapT(g, p, xT, i, j), [p.c, 1, K]));
+  const cols = g.reshape(g.op('Concat', taps, { axis: 1 }), [p.c * p.k * p.k, K]);
+  return g.reshape(g.op('Gemm', [gT, cols], { transB: 1 }), [p.o, p.c, p.k, p.k]);
+}
+
+/** dw: im2col of the *untransposed* input, per image; batched MatMul then ReduceSum over N. */
+function wgIm2colBatched(g: G, p: P, x: string, gy: string): string {
+  const [ho, wo] = outHW(p);
+  const [pt, pl, pb, pr] = p.pads;
+  const xp = g.pad(x, [0, 0, pt, pl, 0, 0, pb, pr]);
+  const taps: string[] = [];
+  for (let i = 0; i < p.k; i++) {
+    for (let j = 0; j < p.k; j++) {
+      const v = g.slice(xp, [i, j], [i + p.s * (ho - 1) + 1, j + p.s * (wo - 1) + 1], [2, 3], [p.s, p.s]);
+      taps.push(g.reshape(v, [p.n, p.c, 1, ho * wo]));
+    }
+  }
+  const cols = g.reshape(g.op('Concat', taps, { axis: 2 }), [p.n, p.c * p.k * p.k, ho * wo]); // [N, C·K², HoWo]
+  const gm = g.reshape(gy, [p.n, p.o, ho * wo]);
+  const mm = g.op('FusedMatMul', [gm, cols], { transB: 1 }, 'com.microsoft'); // [N, O, C·K²]
+  return g.reshape(g.op('ReduceSum', [mm, g.i64([0])], { keepdims: 0 }), [p.o, p.c, p.k, p.k]);
+}
+
+/** dw: the swap-batch-and-channel Conv: Conv(xT [C, N, H, W], gT [O, N, Ho, Wo]) = [C, O, kh, kw]. */
+function wgConvTrick(g: G, p: P, x: string, gy: string): string {
+  const xT = g.transpose(x, [1, 0, 2, 3]);
+  const gT = g.transpose(gy, [1, 0, 2, 3]);
+  const r = g.op('Conv', [xT, gT], { pads: p.pads, dilations: [p.s, p.s], strides: [1, 1] });
+  return g.transpose(r, [1, 0, 2, 3]);
+}
+
+/**
+ * dw for stride 2 by polyphase split: pad xT to even size, [C,N,2H',2W'] → [2,2,C,N,H',W'] in
+ * one Transpose, then every tap is a stride-1 slice of one phase.
+ */
+function wgPolyphase(g: G, p: P, x: string, gy: string): string {
+  if (p.s !== 2) throw new Error('polyphase: stride 2 only');
+  const [ho, wo] = outHW(p);
+  const [pt, pl] = p.pads;
+  const hp = p.h + pt + p.pads[2], wp = p.w + pl + p.pads[3];
+  const he = hp + (hp % 2), we = wp + (wp % 2);
+  const xT = g.pad(g.transpose(x, [1, 0, 2, 3]), [0, 0, pt, pl, 0, 0, he - p.h - pt, we - p.w - pl]);
+  const ph = g.transpose(g.reshape(xT, [p.c, p.n, he / 2, 2, we / 2, 2]), [3, 5, 0, 1, 2, 4]); // [2, 2, C, N, H', W']
+  const gT = g.reshape(g.transpose(gy, [1, 0, 2, 3]), [p.o, p.n * ho * wo]);
+  const taps: string[] = [];
+  for (let i = 0; i < p.k; i++) {
+    for (let j = 0; j < p.k; j++) {
+      const v = g.slice(ph, [i % 2, j % 2, i >> 1, j >> 1], [(i % 2) + 1, (j % 2) + 1, (i >> 1) + ho, (j >> 1) + wo], [0, 1, 4, 5], [1, 1, 1, 1]);
+      taps.push(g.op('Unsqueeze', [g.op('Gemm', [gT, g.reshape(v, [p.c, p.n * ho * wo])], { transB: 1 }), g.i64([2])]));
+    }
+  }
+  return g.reshape(g.op('Concat', taps, { axis: 2 }), [p.o, p.c, p.k, p.k]);
+}
+
+/** dx, current lowering: stride 1 → Conv with transposed + flipped (negative-step Slice) weight; else ConvTranspose. */
+function igCurrent(g: G, p: P, w: string, gy: string): string {
+  const fp = p.pads.map((q) => p.k - 1 - q);
+  if (p.s === 1) {
+    let wt = g.transpose(w, [1, 0, 2, 3]);
+    if (p.k > 1) wt = g.slice(wt, [-1, -1], [-BIG, -BIG], [2, 3], [-1, -1]);
+    return g.op('Conv', [gy, wt], { strides: [1, 1], pads: fp });
+  }
+  return igConvTranspose(g, p, w, gy);
+}
+
+function igConvTranspose(g: G, p: P, w: string, gy: string): string {
+  const [ho, wo] = outHW(p);
+  const outPad = [p.h - ((ho - 1) * p.s + p.k - p.pads[0] - p.pads[2]), p.w - ((wo - 1) * p.s + p.k - p.pads[1] - p.pads[3])];
+  return g.op('ConvTranspose', [gy, w], { strides: [p.s, p.s], pads: p.pads, output_padding: outPad });
+}
+
+/** dx: Conv with a flip done as one Gather over the flattened K² taps (reversed order). */
+function igGatherFlip(g: G, p: P, w: string, gy: string): string {
+  const fp = p.pads.map((q) => p.k - 1 - q);
+  const kk = p.k * p.k;
+  const idx = g.i64(Array.from({ length: kk }, (_, i) => kk - 1 - i));
+  let wt = g.reshape(g.op('Gather', [g.reshape(w, [p.o, p.c, kk]), idx], { axis: 2 }), [p.o, p.c, p.k, p.k]);
+  wt = g.transpose(wt, [1, 0, 2, 3]);
+  return g.op('Conv', [gy, wt], { strides: [1, 1], pads: fp });
+}
+
+/** dx: Conv with the flip as a one-axis negative-step Slice over the flattened K² taps. */
+function igSlice1Flip(g: G, p: P, w: string, gy: string): string {
+  const fp = p.pads.map((q) => p.k - 1 - q);
+  const kk = p.k * p.k;
+  const t = g.transpose(g.reshape(w, [p.o, p.c, kk]), [1, 0, 2]);
+  const wt = g.reshape(g.slice(t, [-1], [-BIG], [2], [-1]), [p.c, p.o, p.k, p.k]);
+  return g.op('Conv', [gy, wt], { strides: [1, 1], pads: fp });
+}
+
+// ---------------------------------------------------------------- 1×1 conv as MatMul
+
+function c1Conv(g: G, _p: P, x: string, w: string): string {
+  return g.op('Conv', [x, w]);
+}
+function c1MatMul(g: G, p: P, x: string, w: string): string {
+  const y = g.op('MatMul', [g.reshape(w, [p.o, p.c]), g.reshape(x, [p.n, p.c, p.h * p.w])]); // [N, O, HW]
+  return g.reshape(y, [p.n, p.o, p.h, p.w]);
+}
+function wg1Current(g: G, p: P, x: string, gy: string): string {
+  return wgCurrent(g, p, x, gy);
+}
+/** dw 1×1: FusedMatMul g[N,O,HW]·x[N,C,HW]ᵀ → [N,O,C], ReduceSum over N: already [O, C] order. */
+function wg1NoTranspose(g: G, p: P, x: string, gy: string): string {
+  const mm = g.op('FusedMatMul', [g.reshape(gy, [p.n, p.o, p.h * p.w]), g.reshape(x, [p.n, p.c, p.h * p.w])], { transB: 1 }, 'com.microsoft');
+  return g.reshape(g.op('ReduceSum', [mm, g.i64([0])], { keepdims: 0 }), [p.o, p.c, 1, 1]);
+}
+
+// ---------------------------------------------------------------- whole forward+backward
+
+interface Lowering {
+  ig: (g: G, p: P, w: string, gy: string) => string;
+  wg: (g: G, p: P, x: string, gy: string) => string;
+}
+/** y = conv(x, w, b); loss = Σ y·c; dx, dw, db (dy = c). */
+function fwdBwd(g: G, p: P, L: Lowering): void {
+  const [ho, wo] = outHW(p);
+  const x = g.input('x', [p.n, p.c, p.h, p.w]);
+  const w = g.input('w', [p.o, p.c, p.k, p.k]);
+  const b = g.input('b', [p.o]);
+  const c = g.input('c', [p.n, p.o, ho, wo]);
+  const y = g.op('Conv', [x, w, b], { strides: [p.s, p.s], pads: p.pads });
+  const loss = g.op('ReduceSum', [g.op('Mul', [y, c])], { keepdims: 0 });
+  g.output(loss, L.ig(g, p, w, c), L.wg(g, p, x, c), g.op('ReduceSum', [c, g.i64([0, 2, 3])], { keepdims: 0 }));
+}
+
+// ---------------------------------------------------------------- timing harness
+
+let ort: typeof OrtNs;
+const toOrt = (t: HostTensor) => new ort.Tensor('float32', t.data as Float32Array, [...t.shape]);
+
+interface Variant {
+  name: string;
+  run: () => Promise<Record<string, OrtNs.Tensor>>;
+  release: () => Promise<void>;
+}
+
+async function rawVariant(name: string, build: (g: G) => void, feeds: Record<string, HostTensor>, threads: number): Promise<Variant> {
+  const g = new G();
+  build(g);
+  const s = await createSession(g.model(), { threads });
+  const f = Object.fromEntries(g.ins.map((i) => [i.name, toOrt(feeds[i.name]!)]));
+  return {
+    name,
+    run: async () => {
+      const r = await s.run(f);
+      return Object.fromEntries(s.outputNames.map((k) => [k, r[k] as OrtNs.Tensor]));
+    },
+    release: () => s.release(),
+  };
+}
+
+function busy(): number {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + (f[7] ?? 0);
+}
+
+/** Throws unless `b` computes the same outputs as `a` (relative tolerance 1e-3 of the largest value). */
+async function checkSame(title: string, a: Variant, b: Variant): Promise<void> {
+  const ref = await a.run();
+  const r = await b.run();
+  for (const [k, t] of Object.entries(ref)) {
+    const x = t.data as Float32Array, y = r[k]!.data as Float32Array;
+    let err = 0, mag = 0;
+    for (let i = 0; i < x.length; i++) {
+      err = Math.max(err, Math.abs(x[i]! - y[i]!));
+      mag = Math.max(mag, Math.abs(x[i]!));
+    }
+    if (x.length !== y.length || err > 1e-3 * mag + 1e-4) throw new Error(`${title}/${b.name}: output ${k} differs (max err ${err}, max |ref| ${mag})`);
+  }
+}
+
+/** Check outputs agree with the first variant (unless check = false), then time in interleaved rounds. */
+async function compare(title: string, vs: Variant[], rounds: number, reps: number, check = true): Promise<string[]> {
+  if (check) for (const v of vs.slice(1)) await checkSame(title, vs[0]!, v);
+  for (const v of vs) await v.run(); // warm-up
+  const times = vs.map(() => [] as number[]);
+  const j0 = busy(), c0 = process.cpuUsage(), t0 = performance.now();
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < vs.length; i++) {
+      for (let k = 0; k < reps; k++) {
+        const t = performance.now();
+        await vs[i]!.run();
+        times[i]!.push(performance.now() - t);
+      }
+    }
+  }
+  const cu = process.cpuUsage(c0);
+  const other = Math.max(0, (100 * ((busy() - j0) / 100 - (cu.user + cu.system) / 1e6)) / (((performance.now() - t0) / 1e3) * os.cpus().length));
+  for (const v of vs) await v.release();
+  const base = median(times[0]!);
+  const lines = [`${title}  (other load ${other.toFixed(0)}%)`];
+  vs.forEach((v, i) => {
+    const m = median(times[i]!);
+    lines.push(`   ${v.name.padEnd(46)} ${m.toFixed(2).padStart(8)} ms  ${(base / m).toFixed(2)}× vs first`);
+  });
+  console.log(lines.join('\n'));
+  return lines;
+}
+
+// ---------------------------------------------------------------- groups
+
+const P3 = (n: number, c: number, hw: number): P => ({ n, c, o: c, h: hw, w: hw, k: 3, s: 1, pads: [1, 1, 1, 1] });
+const PDOWN: P = { n: 8, c: 128, o: 128, h: 64, w: 64, k: 3, s: 2, pads: [0, 0, 1, 1] };
+const P1: P = { n: 8, c: 512, o: 512, h: 16, w: 16, k: 1, s: 1, pads: [0, 0, 0, 0] };
+
+function dataFor(p: P): Record<string, HostTensor> {
+  const [ho, wo] = outHW(p);
+  return {
+    x: randn([p.n, p.c, p.h, p.w], 1),
+    w: randn([p.o, p.c, p.k, p.k], 2, 1 / Math.sqrt(p.c * p.k * p.k)),
+    b: randn([p.o], 3, 0.1),
+    c: randn([p.n, p.o, ho, wo], 4),
+    gy: randn([p.n, p.o, ho, wo], 4),
+  };
+}
+
+const wgBuild = (p: P, f: (g: G, p: P, x: string, gy: string) => string) => (g: G) => {
+  const [ho, wo] = outHW(p);
+  g.output(f(g, p, g.input('x', [p.n, p.c, p.h, p.w]), g.input('gy', [p.n, p.o, ho, wo])));
+};
+const igBuild = (p: P, f: (g: G, p: P, w: string, gy: string) => string) => (g: G) => {
+  const [ho, wo] = outHW(p);
+  g.output(f(g, p, g.input('w', [p.o, p.c, p.k, p.k]), g.input('gy', [p.n, p.o, ho, wo])));
+};
+const fwBuild = (p: P, f: (g: G, p: P, x: string, w: string) => string) => (g: G) => {
+  g.output(f(g, p, g.input('x', [p.n, p.c, p.h, p.w]), g.input('w', [p.o, p.c, p.k, p.k])));
+};
+
+async function main(): Promise<void> {
+  ort = (await getOrt()) as typeof OrtNs;
+  const argv = process.argv.slice(2);
+  let threadsList = [1, 2], rounds = 5, reps = 3;
+  let only: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--threads') threadsList = argv[++i]!.split(',').map(Number);
+    else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
+    else if (argv[i] === '--reps') reps = Number(argv[++i]);
+    else if (argv[i] === '--only') only = argv[++i]!.split(',');
+    else throw new Error(`unknown argument ${argv[i]}`);
+  }
+  const want = (g: string) => !only.length || only.includes(g);
+  const convs: [string, P][] = [['C128 64²', P3(8, 128, 64)], ['C256 32²', P3(8, 256, 32)], ['C512 16²', P3(8, 512, 16)]];
+
+  for (const t of threadsList) {
+    console.log(`\n==== ${t} thread(s)`);
+    if (want('igrad')) {
+      for (const [name, p] of convs) {
+        const d = dataFor(p);
+        await compare(`3×3 input grad ${name}`, [
+          await rawVariant('current: Transpose + 2-axis flip Slice + Conv', igBuild(p, igCurrent), d, t),
+          await rawVariant('1-axis flip Slice on [C,O,9] + Conv', igBuild(p, igSlice1Flip), d, t),
+          await rawVariant('Gather flip + Transpose + Conv', igBuild(p, igGatherFlip), d, t),
+          await rawVariant('ConvTranspose', igBuild(p, igConvTranspose), d, t),
+        ], rounds, reps);
+      }
+    }
+    if (want('wgrad')) {
+      for (const [name, p] of convs) {
+        const d = dataFor(p);
+        await compare(`3×3 weight grad ${name}`, [
+          await rawVariant('current: per-tap batched MatMul + ReduceSum(N)', wgBuild(p, wgCurrent), d, t),
+          await rawVariant('N folded into K: per-tap Gemm [O,NHW]·[C,NHW]ᵀ', wgBuild(p, wgFoldTaps), d, t),
+          await rawVariant('im2col [C·9, NHW] + one Gemm', wgBuild(p, wgIm2col), d, t),
+          await rawVariant('per-image im2col + batched MatMul + ReduceSum', wgBuild(p, wgIm2colBatched), d, t),
+          await rawVariant('Conv trick (swap batch/channels)', wgBuild(p, wgConvTrick), d, t),
+        ], rounds, reps);
+      }
+    }
+    if (want('down')) {
+      const d = dataFor(PDOWN);
+      await compare('stride-2 weight grad C128 64²→32²', [
+        await rawVariant('current: strided Slice per tap + batched MatMul', wgBuild(PDOWN, wgCurrent), d, t),
+        await rawVariant('N folded into K (strided Slice) + Gemm', wgBuild(PDOWN, wgFoldTaps), d, t),
+        await rawVariant('polyphase Transpose + stride-1 Slices + Gemm', wgBuild(PDOWN, wgPolyphase), d, t),
+      ], rounds, reps);
+      await compare('stride-2 input grad C128 32²→64²', [
+        await rawVariant('current: ConvTranspose', igBuild(PDOWN, igConvTranspose), d, t),
+      ], rounds, reps);
+    }
+    if (want('c1x1')) {
+      const d = dataFor(P1);
+      await compare('1×1 forward C512 16²', [
+        await rawVariant('current: Conv', fwBuild(P1, c1Conv), d, t),
+        await rawVariant('MatMul W[O,C]·x[N,C,HW]', fwBuild(P1, c1MatMul), d, t),
+      ], rounds, reps);
+      await compare('1×1 weight grad C512 16²', [
+        await rawVariant('current: MatMul + ReduceSum(N) + Transpose', wgBuild(P1, wg1Current), d, t),
+        await rawVariant('FusedMatMul g·xᵀ + ReduceSum(N), no Transpose', wgBuild(P1, wg1NoTranspose), d, t),
+        await rawVariant('N folded into K: Transposes + one Gemm', wgBuild(P1, wgFoldTaps), d, t),
+      ], rounds, reps);
+    }
+    if (want('fb')) {
+      const cases: [string, P, Lowering][] = [
+        ...convs.map(([n, p]) => [`conv3x3 ${n}`, p, { ig: igSlice1Flip, wg: wgFoldTaps }] as [string, P, Lowering]),
+        ['down s2 C128 64²', PDOWN, { ig: igConvTranspose, wg: wgPolyphase }],
+        ['conv1x1 C512 16²', P1, { ig: igCurrent, wg: wgFoldTaps }],
+      ];
+      for (const [name, p, best] of cases) {
+        const layer = LAYERS.find((l) => l.name === name)!;
+        const d = dataFor(p);
+        const prog = fwdBwdProgram(layer);
+        const lkFeeds = feedsFor(layer, true);
+        const sess = await createSession(prog.toOnnx(), { threads: t });
+        const lkOrt = Object.fromEntries(Object.entries(lkFeeds).map(([k, v]) => [k, toOrt(v)]));
+        const lk: Variant = {
+          name: 'latentkit program (current lowering)',
+          run: async () => {
+            await sess.run(lkOrt);
+            return {};
+          },
+          release: () => sess.release(),
+        };
+        const cur = await rawVariant('raw graph, current lowering', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgCurrent }), d, t);
+        const alt = await rawVariant(`raw graph, proposed (${best.ig.name} + ${best.wg.name})`, (g) => fwdBwd(g, p, best), d, t);
+        await checkSame(name, cur, alt);
+        await compare(`forward+backward ${name}`, [lk, cur, alt], rounds, reps, false);
+      }
+    }
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

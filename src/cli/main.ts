@@ -1,0 +1,13 @@
+// latentkit command line.
+import { Command } from 'commander';
+import { registerVqganCommands } from './vqgan.ts';
+
+const program = new Command();
+program
+  .name('latentkit')
+  .description('VQGAN and latent autoencoders in TypeScript on ONNX Runtime')
+  .version('0.1.0')
+  .showHelpAfterError();
+registerVqganCommands(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,225 @@
+// VQGAN inference commands: info, reconstruct, encode, decode, convert, export-onnx.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { VQGAN } from '../models/vqgan/load.ts';
+import { loadImage, saveImage } from '../io/image.ts';
+import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { writeFileAtomicSync } from '../io/atomic.ts';
+import { loadStateDict } from '../io/checkpoint.ts';
+import { HostTensor } from '../tensor.ts';
+import { CliError, action, parseIntOpt, progressBar, resolveInputs } from './util.ts';
+
+interface ModelOpts {
+  model: string;
+  config?: string;
+  threads?: string;
+}
+
+function modelOptions(c: Command): Command {
+  return c
+    .requiredOption('-m, --model <file>', 'checkpoint: taming .ckpt, PyTorch state dict, or .safetensors')
+    .option('-c, --config <file>', 'taming YAML (or JSON) config; default: file metadata, a model.yaml beside the checkpoint, or inferred from the keys')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)');
+}
+
+function loadModel(o: ModelOpts, quiet = false): VQGAN {
+  const m = VQGAN.load(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
+  if (!quiet) for (const n of m.notes) console.error(`note: ${n}`);
+  return m;
+}
+
+function stack(images: HostTensor[]): HostTensor<'float32'> {
+  const [c, h, w] = images[0]!.shape as [number, number, number];
+  const out = HostTensor.float32([images.length, c, h, w]);
+  images.forEach((t, i) => out.data.set(t.data as Float32Array, i * c * h * w));
+  return out;
+}
+
+function slice(batch: HostTensor, i: number): HostTensor<'float32'> {
+  const [, c, h, w] = batch.shape as [number, number, number, number];
+  const n = c * h * w;
+  return HostTensor.float32([c, h, w], (batch.data as Float32Array).slice(i * n, (i + 1) * n));
+}
+
+/** Load inputs in same-size groups of ≤ batch images. */
+async function* imageBatches(inputs: { file: string; rel: string }[], size: number | undefined, batch: number) {
+  let cur: { items: { file: string; rel: string }[]; images: HostTensor[] } = { items: [], images: [] };
+  for (const it of inputs) {
+    const img = await loadImage(it.file, { size });
+    const first = cur.images[0];
+    if (first && (first.shape[1] !== img.shape[1] || first.shape[2] !== img.shape[2] || cur.items.length >= batch)) {
+      yield { items: cur.items, x: stack(cur.images) };
+      cur = { items: [], images: [] };
+    }
+    cur.items.push(it);
+    cur.images.push(img);
+  }
+  if (cur.items.length) yield { items: cur.items, x: stack(cur.images) };
+}
+
+function outputPath(input: string, output: string, rel: string, ext: string, many: boolean): string {
+  if (!many && !(fs.existsSync(output) && fs.statSync(output).isDirectory())) return output;
+  const base = rel.replace(/\.[^.]+$/, ext);
+  void input;
+  return path.join(output, base);
+}
+
+function codesJson(indices: HostTensor, i: number, source: string): string {
+  const [, h, w] = indices.shape as [number, number, number];
+  const all = indices.toArray();
+  return JSON.stringify({ shape: [h, w], indices: all.slice(i * h * w, (i + 1) * h * w), source }) + '\n';
+}
+
+export function registerVqganCommands(program: Command): void {
+  modelOptions(program.command('info').description('show a checkpoint: config, parameter count, key summary'))
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: ModelOpts & { json?: boolean }) => {
+        const { stateDict } = loadStateDict(o.model);
+        const m = loadModel(o, true);
+        const groups = new Map<string, { keys: number; params: number }>();
+        for (const [k, v] of stateDict) {
+          const g = k.split('.').slice(0, k.startsWith('loss.') ? 2 : 1).join('.');
+          const e = groups.get(g) ?? { keys: 0, params: 0 };
+          e.keys++;
+          e.params += v.size;
+          groups.set(g, e);
+        }
+        const info = {
+          file: o.model,
+          parameters: m.paramCount,
+          downsampling_factor: m.factor,
+          codebook: { n_embed: m.config.n_embed, embed_dim: m.config.embed_dim, remapped_to: m.used?.length ?? null },
+          config: m.config,
+          notes: m.notes,
+          keys: Object.fromEntries(groups),
+        };
+        if (o.json) return void console.log(JSON.stringify(info, null, 2));
+        console.log(`${o.model}`);
+        console.log(`  VQGAN, ${(m.paramCount / 1e6).toFixed(2)} M parameters, f=${m.factor}, codebook ${m.config.n_embed}×${m.config.embed_dim}${m.used ? ` (remapped to ${m.used.length})` : ''}`);
+        const dd = m.config.ddconfig;
+        console.log(`  ddconfig: ch=${dd.ch} ch_mult=[${dd.ch_mult}] num_res_blocks=${dd.num_res_blocks} attn_resolutions=[${dd.attn_resolutions}] resolution=${dd.resolution} z_channels=${dd.z_channels}`);
+        for (const n of m.notes) console.log(`  note: ${n}`);
+        console.log('  keys:');
+        for (const [g, e] of groups) console.log(`    ${g.padEnd(28)} ${String(e.keys).padStart(5)} tensors ${(e.params / 1e6).toFixed(3).padStart(10)} M${g.startsWith('loss') ? '  (ignored for inference)' : ''}`);
+      }),
+    );
+
+  modelOptions(program.command('reconstruct').description('encode + quantize + decode images'))
+    .requiredOption('-i, --input <file|dir>', 'image or folder of images')
+    .requiredOption('-o, --output <file|dir>', 'output image, or folder (for folder input)')
+    .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
+    .option('-b, --batch <n>', 'images per batch', '4')
+    .action(
+      action(async (o: ModelOpts & { input: string; output: string; size?: string; batch: string }) => {
+        const inputs = await resolveInputs(o.input);
+        const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
+        const m = loadModel(o);
+        const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
+        const bar = progressBar(inputs.length, 'reconstruct');
+        const written: string[] = [];
+        for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+          const r = await m.reconstruct(x);
+          for (let i = 0; i < items.length; i++) {
+            const out = outputPath(o.input, o.output, items[i]!.rel, '.png', many);
+            await saveImage(out, slice(r.image, i));
+            written.push(out);
+          }
+          bar.tick(items.length);
+        }
+        bar.stop();
+        console.error(`wrote ${written.length === 1 ? written[0] : `${written.length} images to ${o.output}`}`);
+      }),
+    );
+
+  modelOptions(program.command('encode').description('image(s) → code indices JSON ({"shape":[h,w],"indices":[…]})'))
+    .requiredOption('-i, --input <file|dir>', 'image or folder of images')
+    .requiredOption('-o, --output <file|dir>', 'codes.json, or a folder (one JSON per image)')
+    .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
+    .option('-b, --batch <n>', 'images per batch', '4')
+    .action(
+      action(async (o: ModelOpts & { input: string; output: string; size?: string; batch: string }) => {
+        const inputs = await resolveInputs(o.input);
+        const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
+        const m = loadModel(o);
+        const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
+        const bar = progressBar(inputs.length, 'encode');
+        for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+          const r = await m.encode(x);
+          items.forEach((it, i) => writeFileAtomicSync(outputPath(o.input, o.output, it.rel, '.json', many), codesJson(r.indices, i, it.rel)));
+          bar.tick(items.length);
+        }
+        bar.stop();
+        console.error(`wrote ${many ? `${inputs.length} code files to ${o.output}` : o.output}`);
+      }),
+    );
+
+  modelOptions(program.command('decode').description('code indices JSON → image'))
+    .requiredOption('-i, --input <codes.json>', 'codes file written by `encode`')
+    .requiredOption('-o, --output <image>', 'output image (.png/.jpg/.webp)')
+    .action(
+      action(async (o: ModelOpts & { input: string; output: string }) => {
+        let codes: { shape?: unknown; indices?: unknown };
+        try {
+          codes = JSON.parse(fs.readFileSync(o.input, 'utf8'));
+        } catch (e) {
+          throw new CliError(`cannot read codes ${o.input}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+        const shape = codes.shape;
+        const idx = codes.indices;
+        if (!Array.isArray(shape) || shape.length !== 2 || !Array.isArray(idx) || idx.length !== shape[0] * shape[1] || idx.some((v) => !Number.isInteger(v))) {
+          throw new CliError(`${o.input}: expected {"shape":[h,w],"indices":[h·w integers]}`);
+        }
+        const m = loadModel(o);
+        const img = await m.decode(HostTensor.int64([1, shape[0], shape[1]], idx as number[]));
+        await saveImage(o.output, img);
+        console.error(`wrote ${o.output}`);
+      }),
+    );
+
+  program
+    .command('convert')
+    .description('write a checkpoint as safetensors (config in the metadata)')
+    .requiredOption('-m, --model <file>', 'checkpoint to convert')
+    .requiredOption('-o, --output <file.safetensors>', 'output file')
+    .option('-c, --config <file>', 'taming YAML/JSON config')
+    .option('--inference-only', "drop 'loss.*' keys (discriminator, LPIPS)")
+    .action(
+      action(async (o: { model: string; output: string; config?: string; inferenceOnly?: boolean }) => {
+        const { stateDict } = loadStateDict(o.model);
+        const m = loadModel({ model: o.model, config: o.config });
+        const keep = new Map([...stateDict].filter(([k]) => !(o.inferenceOnly && k.startsWith('loss.'))));
+        writeSafetensorsFile(o.output, keep, { format: 'latentkit-vqgan', config: JSON.stringify(m.config), source: path.basename(o.model) });
+        console.error(`wrote ${o.output} (${keep.size} tensors${o.inferenceOnly ? ', loss.* dropped' : ''})`);
+      }),
+    );
+
+  modelOptions(program.command('export-onnx').description('standalone encoder/decoder ONNX graphs (weights inside) for plain onnxruntime'))
+    .requiredOption('-o, --output <dir>', 'output folder')
+    .option('-s, --size <n>', 'image size the graphs are built for (default: config resolution)')
+    .option('-b, --batch <n>', 'batch size', '1')
+    .action(
+      action(async (o: ModelOpts & { output: string; size?: string; batch: string }) => {
+        const m = loadModel(o);
+        const size = o.size ? parseIntOpt(o.size, '--size') : m.config.ddconfig.resolution;
+        const b = parseIntOpt(o.batch, '--batch');
+        const f = m.factor;
+        if (size % f) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${f}`);
+        fs.mkdirSync(o.output, { recursive: true });
+        const bake = Object.fromEntries(m.weights);
+        const meta = { config: JSON.stringify(m.config), producer: 'latentkit' };
+        const enc = m.trace('encode', [b, m.config.ddconfig.in_channels, size, size]).toOnnx({ bake, metadata: meta });
+        writeFileAtomicSync(path.join(o.output, 'encoder.onnx'), enc);
+        const dec = m.trace('decode', [b, size / f, size / f]).toOnnx({ bake, metadata: meta });
+        writeFileAtomicSync(path.join(o.output, 'decoder.onnx'), dec);
+        const io = {
+          encoder: { inputs: { image: ['float32', [b, m.config.ddconfig.in_channels, size, size], 'RGB in [-1, 1]'] }, outputs: { indices: ['int64', [b, size / f, size / f]], latents: ['float32', [b, m.config.embed_dim, size / f, size / f]] } },
+          decoder: { inputs: { indices: ['int64', [b, size / f, size / f]] }, outputs: { image: ['float32', [b, m.config.ddconfig.out_ch, size, size], 'RGB in ~[-1, 1]'] } },
+          config: m.config,
+        };
+        writeFileAtomicSync(path.join(o.output, 'model.json'), JSON.stringify(io, null, 2) + '\n');
+        console.error(`wrote ${path.join(o.output, 'encoder.onnx')} (${(enc.length / 1e6).toFixed(1)} MB), decoder.onnx (${(dec.length / 1e6).toFixed(1)} MB), model.json`);
+      }),
+    );
+}
