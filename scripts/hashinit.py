@@ -151,6 +151,19 @@ def known_answers():
             "cases": cases}
 
 
+def write_kat(path):
+    """Known answers as JSON with one case per block and each array on one line."""
+    kat = known_answers()
+    lines = ["{", f' "description": {json.dumps(kat["description"])},',
+             f' "fnv1a32": {json.dumps(kat["fnv1a32"])},', ' "cases": [']
+    for j, c in enumerate(kat["cases"]):
+        body = ",\n".join(f'   "{k}": {json.dumps(v)}' for k, v in c.items())
+        lines.append("  {\n" + body + "\n  }" + ("," if j + 1 < len(kat["cases"]) else ""))
+    lines += [" ]", "}"]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def _raw(seed, n):
     with np.errstate(over="ignore"):
         x = np.arange(0, n, dtype=np.uint32)
@@ -205,7 +218,5 @@ if __name__ == "__main__":
     if a.selftest or not a.kat:
         _selftest()
     if a.kat:
-        with open(a.kat, "w") as f:
-            json.dump(known_answers(), f, indent=1)
-            f.write("\n")
+        write_kat(a.kat)
         print("wrote", a.kat)

@@ -1,6 +1,7 @@
 // latentkit command line.
 import { Command } from 'commander';
 import { registerVqganCommands } from './vqgan.ts';
+import { registerTrainCommands } from './train.ts';
 
 const program = new Command();
 program
@@ -9,5 +10,6 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 registerVqganCommands(program);
+registerTrainCommands(program);
 
 await program.parseAsync(process.argv);

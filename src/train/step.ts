@@ -86,6 +86,11 @@ export interface LossOutput {
   metrics?: Record<string, Tensor>;
   /** New values of non-trained buffers (e.g. BatchNorm running statistics). */
   buffers?: TensorTree;
+  /**
+   * Custom backward for a group: its gradient is that of Σ⟨seeds_k, outputs_k⟩ instead of
+   * losses[g] (used to share one discriminator backward between λ and the generator).
+   */
+  backward?: Record<string, { outputs: Tensor[]; seeds: Tensor[] }>;
 }
 
 export interface TrainStepSpec {
@@ -93,23 +98,29 @@ export interface TrainStepSpec {
   buffers?: ShapeTree;
   batch: InputSpecs;
   loss: (params: TensorTree, batch: Record<string, Tensor>, buffers: TensorTree) => LossOutput;
+  /** Groups this program updates (default: all). Others are read-only inputs, not trained. */
+  train?: string[];
 }
 
 /**
- * Program inputs: `<g>.params`, `<g>.s<k>` (optimizer slots), `<g>.lr`, `step`, `buffers`,
- * then the batch; outputs: the same names + '.out', `loss.<g>`, `metric.<name>`.
+ * Program inputs: `<g>.params`, and for trained groups `<g>.s<k>` (optimizer slots),
+ * `<g>.lr`, `<g>.step`; `buffers`; then the batch. Outputs: `<g>.params.out`, `<g>.s<k>.out`,
+ * `buffers.out`, `loss.<g>`, `metric.<name>`.
  */
 export function buildTrainStep(spec: TrainStepSpec): { program: Program; layouts: Record<string, ParamLayout>; bufferLayout: ParamLayout } {
   const layouts = Object.fromEntries(Object.entries(spec.groups).map(([g, s]) => [g, makeLayout(s.shapes)]));
+  const trained = spec.train ?? Object.keys(spec.groups);
+  for (const g of trained) if (!spec.groups[g]) throw new Error(`train step: unknown group '${g}'`);
   const bufferLayout = makeLayout(spec.buffers ?? {});
   const specs: InputSpecs = {};
   for (const [g, s] of Object.entries(spec.groups)) {
     const P = layouts[g]!.total;
     specs[`${g}.params`] = { shape: [P], dtype: 'float32' };
+    if (!trained.includes(g)) continue;
     for (let k = 0; k < stateSlots(s.optimizer); k++) specs[`${g}.s${k}`] = { shape: [P], dtype: 'float32' };
     specs[`${g}.lr`] = { shape: [], dtype: 'float32' };
+    specs[`${g}.step`] = { shape: [], dtype: 'float32' };
   }
-  specs.step = { shape: [], dtype: 'float32' };
   if (bufferLayout.total) specs.buffers = { shape: [bufferLayout.total], dtype: 'float32' };
   for (const [k, v] of Object.entries(spec.batch)) specs[k] = v;
 
@@ -127,117 +138,172 @@ export function buildTrainStep(spec: TrainStepSpec): { program: Program; layouts
     const batch = Object.fromEntries(Object.keys(spec.batch).map((k) => [k, ins[k]!]));
     const res = spec.loss(params, batch, buffers);
     const outs: Record<string, Tensor> = {};
-    for (const [g, gs] of Object.entries(spec.groups)) {
+    for (const g of trained) {
+      const gs = spec.groups[g]!;
       const loss = res.losses[g];
       if (!loss) throw new Error(`train step: loss function returned no loss for group '${g}'`);
       const lay = layouts[g]!;
-      const grads = grad(loss, lay.names.map((n) => perGroup[g]![n]!));
+      const bw = res.backward?.[g];
+      const wrt = lay.names.map((n) => perGroup[g]![n]!);
+      const grads = bw ? grad(bw.outputs, wrt, bw.seeds) : grad(loss, wrt);
       const gflat = joinFlat(Object.fromEntries(lay.names.map((n, i) => [n, grads[i]!])), lay);
-      let decay: Tensor | number = 1;
-      if (gs.decay) {
-        const mask = lay.names.map((n) => (gs.decay!(n) ? 1 : 0));
-        if (mask.every((m) => m === 0)) decay = 0;
-        else if (!mask.every((m) => m === 1)) {
-          const flat = new Float32Array(lay.total);
-          lay.names.forEach((_n, i) => flat.fill(mask[i]!, lay.offsets[i]!, lay.offsets[i]! + lay.shapes[i]!.reduce((a, b) => a * b, 1)));
-          decay = o.constant(HostTensor.float32([lay.total], flat));
-        }
-      }
       const slots = Array.from({ length: stateSlots(gs.optimizer) }, (_, k) => ins[`${g}.s${k}`]!);
-      const upd = optimizerUpdate(gs.optimizer, ins[`${g}.params`]!, gflat, slots, ins.step!, ins[`${g}.lr`]!, decay);
+      const upd = optimizerUpdate(gs.optimizer, ins[`${g}.params`]!, gflat, slots, ins[`${g}.step`]!, ins[`${g}.lr`]!, decayMask(gs, lay));
       outs[`${g}.params.out`] = upd.p;
       upd.state.forEach((s, k) => (outs[`${g}.s${k}.out`] = s));
       outs[`loss.${g}`] = loss;
     }
-    if (bufferLayout.total) {
-      const nb = { ...buffers, ...(res.buffers ?? {}) };
-      outs['buffers.out'] = joinFlat(nb, bufferLayout);
-    }
+    if (bufferLayout.total) outs['buffers.out'] = joinFlat({ ...buffers, ...(res.buffers ?? {}) }, bufferLayout);
     for (const [k, t] of Object.entries(res.metrics ?? {})) outs[`metric.${k}`] = t;
     return outs;
   }, specs);
   return { program, layouts, bufferLayout };
 }
 
-/** Host-side driver: owns the flat buffers, runs steps, exposes state dicts. */
+function decayMask(gs: GroupSpec, lay: ParamLayout): Tensor | number {
+  if (!gs.decay) return 1;
+  const mask = lay.names.map((n) => (gs.decay!(n) ? 1 : 0));
+  if (mask.every((m) => m === 0)) return 0;
+  if (mask.every((m) => m === 1)) return 1;
+  const flat = new Float32Array(lay.total);
+  lay.names.forEach((_n, i) => flat.fill(mask[i]!, lay.offsets[i]!, lay.offsets[i]! + lay.shapes[i]!.reduce((a, b) => a * b, 1)));
+  return o.constant(HostTensor.float32([lay.total], flat));
+}
+
+/** Per-group host state: two alternating sets of flat buffers (params + optimizer slots). */
+interface GroupState {
+  sets: [Record<string, HostTensor>, Record<string, HostTensor>];
+  step: number;
+}
+
+/**
+ * Host-side driver: owns every group's flat buffers and step count, and runs one or more
+ * programs over them (e.g. a warm-up program that trains only the autoencoder and a full
+ * GAN program). Outputs are written into preallocated buffers that alternate per group.
+ */
 export class Trainer {
-  readonly spec: TrainStepSpec;
-  readonly program: Program;
+  readonly groups: Record<string, GroupSpec>;
   readonly layouts: Record<string, ParamLayout>;
   readonly bufferLayout: ParamLayout;
-  private compiled: CompiledProgram | null = null;
-  /** Two sets of state buffers: [current, next]. */
-  private sets: [Record<string, HostTensor>, Record<string, HostTensor>];
-  step = 0;
+  private state: Record<string, GroupState> = {};
+  private bufSets: [HostTensor, HostTensor] | null = null;
+  private programs = new Map<string, { spec: TrainStepSpec; program: Program; compiled: Promise<CompiledProgram> | null }>();
+  session: SessionOptions = {};
 
-  constructor(spec: TrainStepSpec, init: { params: StateDict; buffers?: StateDict }) {
-    this.spec = spec;
-    const b = buildTrainStep(spec);
-    this.program = b.program;
-    this.layouts = b.layouts;
-    this.bufferLayout = b.bufferLayout;
-    const mk = (): Record<string, HostTensor> => {
-      const s: Record<string, HostTensor> = {};
-      for (const [g, gs] of Object.entries(spec.groups)) {
-        const P = this.layouts[g]!.total;
-        s[`${g}.params`] = HostTensor.float32([P]);
-        for (let k = 0; k < stateSlots(gs.optimizer); k++) s[`${g}.s${k}`] = HostTensor.float32([P]);
-      }
-      if (this.bufferLayout.total) s.buffers = HostTensor.float32([this.bufferLayout.total]);
-      return s;
-    };
-    this.sets = [mk(), mk()];
-    for (const g of Object.keys(spec.groups)) {
-      (this.sets[0][`${g}.params`]!.data as Float32Array).set(packFlat(init.params, this.layouts[g]!, `group '${g}'`));
+  constructor(groups: Record<string, GroupSpec>, init: { params: StateDict; buffers?: StateDict; bufferShapes?: ShapeTree }) {
+    this.groups = groups;
+    this.layouts = Object.fromEntries(Object.entries(groups).map(([g, s]) => [g, makeLayout(s.shapes)]));
+    this.bufferLayout = makeLayout(init.bufferShapes ?? {});
+    for (const [g, gs] of Object.entries(groups)) {
+      const P = this.layouts[g]!.total;
+      const mk = () => {
+        const s: Record<string, HostTensor> = { params: HostTensor.float32([P]) };
+        for (let k = 0; k < stateSlots(gs.optimizer); k++) s[`s${k}`] = HostTensor.float32([P]);
+        return s;
+      };
+      this.state[g] = { sets: [mk(), mk()], step: 0 };
+      (this.state[g]!.sets[0].params!.data as Float32Array).set(packFlat(init.params, this.layouts[g]!, `group '${g}'`));
     }
     if (this.bufferLayout.total) {
-      (this.sets[0].buffers!.data as Float32Array).set(packFlat(init.buffers ?? new Map(), this.bufferLayout, 'buffers'));
+      this.bufSets = [HostTensor.float32([this.bufferLayout.total]), HostTensor.float32([this.bufferLayout.total])];
+      (this.bufSets[0].data as Float32Array).set(packFlat(init.buffers ?? new Map(), this.bufferLayout, 'buffers'));
     }
   }
 
-  async compile(opts: SessionOptions = {}): Promise<void> {
-    this.compiled = await this.program.compile(opts);
+  /** Register a program (its groups must be this trainer's groups). */
+  define(name: string, spec: Omit<TrainStepSpec, 'groups' | 'buffers'>): Program {
+    const full: TrainStepSpec = { ...spec, groups: this.groups, buffers: this.bufferShapes() };
+    const b = buildTrainStep(full);
+    this.programs.set(name, { spec: full, program: b.program, compiled: null });
+    return b.program;
   }
 
-  /** One step. `lr` per group. Returns losses and metrics (fresh tensors). */
-  async run(batch: Record<string, HostTensor>, lr: Record<string, number>): Promise<Record<string, HostTensor>> {
-    if (!this.compiled) await this.compile();
-    const [cur, next] = this.sets;
-    const feeds: Record<string, HostTensor> = { ...cur, step: HostTensor.scalar(this.step + 1), ...batch };
-    for (const g of Object.keys(this.spec.groups)) {
-      if (lr[g] === undefined) throw new Error(`Trainer.run: no learning rate for group '${g}'`);
-      feeds[`${g}.lr`] = HostTensor.scalar(lr[g]!);
-    }
+  private bufferShapes(): ShapeTree {
+    return Object.fromEntries(this.bufferLayout.names.map((n, i) => [n, this.bufferLayout.shapes[i]!]));
+  }
+
+  program(name: string): Program {
+    const p = this.programs.get(name);
+    if (!p) throw new Error(`Trainer: no program '${name}'`);
+    return p.program;
+  }
+
+  async compile(name: string): Promise<CompiledProgram> {
+    const p = this.programs.get(name);
+    if (!p) throw new Error(`Trainer: no program '${name}'`);
+    if (!p.compiled) p.compiled = p.program.compile(this.session);
+    return p.compiled;
+  }
+
+  /** One step of program `name`; `lr` per trained group. Returns losses and metrics. */
+  async run(name: string, batch: Record<string, HostTensor>, lr: Record<string, number>): Promise<Record<string, HostTensor>> {
+    const compiled = await this.compile(name);
+    const spec = this.programs.get(name)!.spec;
+    const trained = spec.train ?? Object.keys(this.groups);
+    const feeds: Record<string, HostTensor> = { ...batch };
     const into: Record<string, HostTensor> = {};
-    for (const [k, v] of Object.entries(next)) into[`${k}.out`] = v;
-    const out = await this.compiled!.run(feeds, into);
-    this.sets = [next, cur];
-    this.step++;
+    for (const [g, st] of Object.entries(this.state)) {
+      const [cur, next] = st.sets;
+      feeds[`${g}.params`] = cur.params!;
+      if (!trained.includes(g)) continue;
+      if (lr[g] === undefined) throw new Error(`Trainer.run: no learning rate for group '${g}'`);
+      for (const [k, v] of Object.entries(cur)) if (k !== 'params') feeds[`${g}.${k}`] = v;
+      feeds[`${g}.lr`] = HostTensor.scalar(lr[g]!);
+      feeds[`${g}.step`] = HostTensor.scalar(st.step + 1);
+      for (const [k, v] of Object.entries(next)) into[`${g}.${k}.out`] = v;
+    }
+    if (this.bufSets) {
+      feeds.buffers = this.bufSets[0];
+      into['buffers.out'] = this.bufSets[1];
+    }
+    const out = await compiled.run(feeds, into);
+    for (const g of trained) {
+      const st = this.state[g]!;
+      st.sets = [st.sets[1], st.sets[0]];
+      st.step++;
+    }
+    if (this.bufSets) this.bufSets = [this.bufSets[1], this.bufSets[0]];
     const res: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(out)) if (k.startsWith('loss.') || k.startsWith('metric.')) res[k] = v;
     return res;
   }
 
+  /** Count a step for a group without running it (an optimizer step with zero gradient). */
+  advance(group: string, n = 1): void {
+    this.state[group]!.step += n;
+  }
+
+  step(group: string): number {
+    return this.state[group]!.step;
+  }
+
   /** Current parameters of a group (views into the live buffer; copy to keep). */
   params(group: string): StateDict {
-    return unpackFlat(this.sets[0][`${group}.params`]!.data as Float32Array, this.layouts[group]!);
+    return unpackFlat(this.state[group]!.sets[0].params!.data as Float32Array, this.layouts[group]!);
   }
 
   buffers(): StateDict {
-    return this.bufferLayout.total ? unpackFlat(this.sets[0].buffers!.data as Float32Array, this.bufferLayout) : new Map();
+    return this.bufSets ? unpackFlat(this.bufSets[0].data as Float32Array, this.bufferLayout) : new Map();
   }
 
-  /** Raw flat state (params, optimizer slots, buffers) for checkpointing. */
-  flatState(): Record<string, HostTensor> {
-    return this.sets[0];
+  /** Everything needed to resume: flat params, optimizer slots, buffers, step counts. */
+  snapshot(): { tensors: Record<string, HostTensor>; steps: Record<string, number> } {
+    const tensors: Record<string, HostTensor> = {};
+    for (const [g, st] of Object.entries(this.state)) for (const [k, v] of Object.entries(st.sets[0])) tensors[`${g}.${k}`] = v;
+    if (this.bufSets) tensors.buffers = this.bufSets[0];
+    return { tensors, steps: Object.fromEntries(Object.entries(this.state).map(([g, s]) => [g, s.step])) };
   }
 
-  loadFlatState(state: Record<string, HostTensor>, step: number): void {
-    for (const [k, v] of Object.entries(this.sets[0])) {
-      const s = state[k];
-      if (!s || s.size !== v.size) throw new Error(`trainer state: '${k}' missing or wrong size`);
-      (v.data as Float32Array).set(s.data as Float32Array);
+  restore(snap: { tensors: Record<string, HostTensor>; steps: Record<string, number> }): void {
+    const put = (dst: HostTensor, key: string) => {
+      const s = snap.tensors[key];
+      if (!s || s.size !== dst.size) throw new Error(`trainer state: '${key}' missing or of the wrong size (${s?.size} vs ${dst.size})`);
+      (dst.data as Float32Array).set(s.data as Float32Array);
+    };
+    for (const [g, st] of Object.entries(this.state)) {
+      for (const [k, v] of Object.entries(st.sets[0])) put(v, `${g}.${k}`);
+      st.step = snap.steps[g] ?? 0;
     }
-    this.step = step;
+    if (this.bufSets) put(this.bufSets[0], 'buffers');
   }
 }

@@ -58,16 +58,10 @@ describe('small conv net vs PyTorch', () => {
     it(`5 ${kind} steps match torch.optim`, async () => {
       const optimizer = kind === 'adam' ? { kind, beta1: 0.5, beta2: 0.9 } : { kind, weightDecay: 0.1 };
       const shapes = Object.fromEntries([...params].map(([k, v]) => [k, v.shape]));
-      const tr = new Trainer(
-        {
-          groups: { net: { shapes, optimizer, decay: (n) => params.get(n)!.shape.length > 1 } },
-          batch: { x: { shape: x.shape, dtype: 'float32' } },
-          loss: (p, b) => ({ losses: { net: smallnet(p, b.x!).loss } }),
-        },
-        { params },
-      );
+      const tr = new Trainer({ net: { shapes, optimizer, decay: (n) => params.get(n)!.shape.length > 1 } }, { params });
+      tr.define('step', { batch: { x: { shape: x.shape, dtype: 'float32' } }, loss: (p, b) => ({ losses: { net: smallnet(p, b.x!).loss } }) });
       const losses: number[] = [];
-      for (let i = 0; i < 5; i++) losses.push((await tr.run({ x }, { net: 1e-2 }))['loss.net']!.data[0] as number);
+      for (let i = 0; i < 5; i++) losses.push((await tr.run('step', { x }, { net: 1e-2 }))['loss.net']!.data[0] as number);
       const want = Array.from(f32(fx.get(`${kind}.loss`)!));
       assert.ok(relErr(losses, want) < 1e-4, `losses ${losses} vs ${want}`);
       const sd = tr.params('net');

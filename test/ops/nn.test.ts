@@ -41,15 +41,12 @@ describe('composites vs PyTorch', () => {
     ['nesterov', { kind: 'sgd' as const, momentum: 0.9, nesterov: true }],
   ] as const) {
     it(`5 SGD steps (${tag}) match torch.optim.SGD`, async () => {
-      const tr = new Trainer(
-        {
-          groups: { g: { shapes: { p: [6] }, optimizer } },
-          batch: { a: { shape: [6], dtype: 'float32' }, c: { shape: [6], dtype: 'float32' } },
-          loss: (p, b) => ({ losses: { g: o.sum(o.add(o.mul(b.a!, o.square(p.p!)), o.mul(b.c!, p.p!))) } }),
-        },
-        { params: new Map([['p', T('sgd_p0')]]) },
-      );
-      for (let i = 0; i < 5; i++) await tr.run({ a: T('sgd_a'), c: T('sgd_c') }, { g: 0.1 });
+      const tr = new Trainer({ g: { shapes: { p: [6] }, optimizer } }, { params: new Map([['p', T('sgd_p0')]]) });
+      tr.define('step', {
+        batch: { a: { shape: [6], dtype: 'float32' }, c: { shape: [6], dtype: 'float32' } },
+        loss: (p, b) => ({ losses: { g: o.sum(o.add(o.mul(b.a!, o.square(p.p!)), o.mul(b.c!, p.p!))) } }),
+      });
+      for (let i = 0; i < 5; i++) await tr.run('step', { a: T('sgd_a'), c: T('sgd_c') }, { g: 0.1 });
       const e = relErr(f32(tr.params('g').get('p')!), f32(T(`sgd_${tag}`)));
       assert.ok(e < 1e-5, `rel err ${e}`);
     });

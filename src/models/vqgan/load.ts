@@ -23,7 +23,7 @@ export interface LoadOptions {
 
 export class VQGAN {
   readonly config: VQConfig;
-  readonly weights: StateDict;
+  weights: StateDict;
   readonly used?: BigInt64Array;
   /** How the config was obtained (inferred, from metadata, from file). */
   readonly notes: string[];
@@ -59,13 +59,24 @@ export class VQGAN {
       config = parseVQConfig(JSON.parse(metadata.config), `${modelPath} (metadata)`);
       notes.push('config from the file metadata');
     } else {
-      const sibling = ['model.yaml', 'config.yaml', path.basename(modelPath).replace(/\.[^.]+$/, '.yaml')]
-        .map((n) => path.join(path.dirname(modelPath), n))
-        .find((f) => fs.existsSync(f));
-      if (sibling) {
-        config = loadVQConfig(sibling);
-        notes.push(`config from ${sibling}`);
-      } else {
+      // a config beside the checkpoint (taming releases: ../configs/model.yaml), if it fits the weights
+      const dir = path.dirname(modelPath);
+      const base = path.basename(modelPath).replace(/\.[^.]+$/, '');
+      const candidates = [path.join(dir, `${base}.yaml`), path.join(dir, 'model.yaml'), path.join(dir, 'config.yaml'), path.join(dir, '..', 'configs', 'model.yaml')];
+      let found: VQConfig | null = null;
+      for (const f of candidates.filter((c) => fs.existsSync(c))) {
+        try {
+          const c = loadVQConfig(f);
+          checkStateDict(new Map([...stateDict].filter(([k]) => !IGNORED_KEYS.test(k) && k !== 'quantize.used')), vqShapes(c));
+          found = c;
+          notes.push(`config from ${f}`);
+          break;
+        } catch {
+          notes.push(`ignored ${f}: it does not match the weights`);
+        }
+      }
+      if (found) config = found;
+      else {
         const inf = inferVQConfig(stateDict);
         config = inf.config;
         notes.push(...inf.notes);
@@ -81,6 +92,17 @@ export class VQGAN {
       notes.push(`remap: ${used.length} used codes (from ${config.remap})`);
     }
     return new VQGAN(config, stateDict, { used, notes, source: modelPath, session: opts.session });
+  }
+
+  /** Swap in new weights of the same shapes (sessions are kept when weights are fed, not baked). */
+  setWeights(sd: StateDict): void {
+    const next = new Map([...this.weights.keys()].map((k) => [k, sd.get(k)!]));
+    for (const [k, v] of next) {
+      const old = this.weights.get(k)!;
+      if (!v || v.shape.join() !== old.shape.join()) throw new Error(`setWeights: '${k}' missing or reshaped`);
+    }
+    this.weights = next;
+    if (this.bakeWeights) this.programs.clear();
   }
 
   get factor(): number {

@@ -1,0 +1,85 @@
+"""PyTorch twin of latentkit's whole-process reconstruct benchmark: builds taming's VQModel
+(scripts/taming_ref.py), fills it with hash weights (scripts/hashinit.py), reconstructs K
+random images one at a time under torch.no_grad(), and prints one JSON line.
+
+    /usr/bin/python3 bench/reconstruct_torch.py --threads 1 --size 256 --images 3 [--arch imagenet]
+
+  setup_s      model construction + hash-weight copy-in, *excluding* hash generation
+  hash_s       time spent generating hash weights (numpy), reported separately
+  per_image_s  median wall time of decode(quantize(encode(x))) for one [1,3,S,S] image
+  peak_rss_mb  process peak resident set size (ru_maxrss) at the end
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import hashinit  # noqa: E402
+import taming_ref  # noqa: E402
+
+ARCHS = {
+    # taming's ImageNet f16/16384 VQGAN (76.1 M params)
+    "imagenet": {"embed_dim": 256, "n_embed": 16384,
+                 "ddconfig": {"double_z": False, "z_channels": 256, "resolution": 256,
+                              "in_channels": 3, "out_ch": 3, "ch": 128, "ch_mult": [1, 1, 2, 2, 4],
+                              "num_res_blocks": 2, "attn_resolutions": [16], "dropout": 0.0}},
+    # fixtures' small config, for a quick smoke run
+    "small": {"embed_dim": 8, "n_embed": 32,
+              "ddconfig": {"double_z": False, "z_channels": 16, "resolution": 16, "in_channels": 3,
+                           "out_ch": 3, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+                           "attn_resolutions": [8], "dropout": 0.0}},
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--arch", default="imagenet", choices=sorted(ARCHS))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    t0 = time.perf_counter()
+    model = taming_ref.VQModel.from_config(ARCHS[a.arch]).eval()
+    hash_s = 0.0
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            th = time.perf_counter()
+            arr = hashinit.hash_array(k, tuple(v.shape))
+            hash_s += time.perf_counter() - th
+            v.copy_(torch.from_numpy(arr))
+    setup_s = time.perf_counter() - t0 - hash_s
+
+    g = torch.Generator().manual_seed(a.seed)
+    times = []
+    with torch.no_grad():
+        for _ in range(a.images):
+            x = torch.rand(1, 3, a.size, a.size, generator=g) * 2 - 1
+            t = time.perf_counter()
+            quant, _, _ = model.encode(x)
+            xrec = model.decode(quant)
+            times.append(time.perf_counter() - t)
+            assert xrec.shape == x.shape
+    print(json.dumps({
+        "arch": a.arch, "threads": a.threads, "size": a.size, "images": a.images,
+        "params": sum(p.numel() for p in model.parameters()),
+        "setup_s": round(setup_s, 4), "hash_s": round(hash_s, 4),
+        "per_image_s": round(statistics.median(times), 4),
+        "per_image_all_s": [round(t, 4) for t in times],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch": torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+// `latentkit train-ae` and `latentkit eval`.
+import path from 'node:path';
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { loadTrainConfig } from '../train/config.ts';
+import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
+import { VQGAN } from '../models/vqgan/load.ts';
+import { BatchLoader } from '../io/datasets.ts';
+import { codeUsage } from '../models/vqgan/quantize.ts';
+import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { action, parseIntOpt } from './util.ts';
+
+const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
+
+export function registerTrainCommands(program: Command): void {
+  program
+    .command('train-ae')
+    .description('train a VQGAN (autoencoder + codebook + PatchGAN) on a folder of images or the bundled emoji')
+    .option('-d, --data <emoji|dir>', "'emoji' (bundled, 64×64), 'emoji:google', 'emoji:twitter', or a folder of images")
+    .option('-c, --config <preset|file>', "preset ('emoji', 'tiny') or taming-style YAML/JSON", 'emoji')
+    .requiredOption('-o, --out <dir>', 'run directory (checkpoints, samples, metrics.jsonl, loss.png)')
+    .option('--max-steps <n>', 'stop after n steps (default from the config)')
+    .option('--batch-size <n>', 'override data.params.batch_size')
+    .option('--lr <x>', 'absolute learning rate (default: config lr, or base_learning_rate × batch size)')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .action(
+      action(async (o: { data?: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string }) => {
+        const cfg = loadTrainConfig(o.config);
+        if (o.data) cfg.run.data = o.data;
+        if (o.batchSize) cfg.run.batch_size = parseIntOpt(o.batchSize, '--batch-size');
+        if (o.lr) cfg.run.lr = Number(o.lr);
+        const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
+        let stop = false;
+        const onSig = () => {
+          if (stop) process.exit(130);
+          stop = true;
+          console.error('\nstopping after this step (saving a checkpoint); press Ctrl-C again to abort');
+        };
+        process.on('SIGINT', onSig);
+        process.on('SIGTERM', onSig);
+        const tty = process.stderr.isTTY;
+        let bar: cliProgress.SingleBar | null = null;
+        const t0 = Date.now();
+        let first = 0;
+        const r = await trainVQGAN({
+          config: cfg,
+          out: o.out,
+          resume: o.resume,
+          maxSteps,
+          threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined,
+          shouldStop: () => stop,
+          events: {
+            onMessage: (m) => console.error(m),
+            onStart: (i) => {
+              first = i.startStep;
+              console.error(
+                `${i.resumed ? 'resuming' : 'training'} VQGAN: ${(i.params.ae / 1e6).toFixed(2)} M autoencoder + ${(i.params.disc / 1e6).toFixed(2)} M discriminator parameters, ` +
+                  `${i.trainImages} train / ${i.valImages} val images, steps ${i.startStep}→${i.maxSteps}, discriminator from step ${cfg.loss.disc_start}`,
+              );
+              console.error(`run directory: ${path.resolve(o.out)}`);
+              if (tty) {
+                bar = new cliProgress.SingleBar(
+                  { format: 'step {value}/{total} [{bar}] {eta_formatted} | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', hideCursor: true, stream: process.stderr, etaBuffer: 50 },
+                  cliProgress.Presets.shades_classic,
+                );
+                bar.start(i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
+              }
+            },
+            onStep: (step, m) => {
+              bar?.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
+            },
+            onLog: (l) => {
+              if (tty) return;
+              const s = (Date.now() - t0) / 1000;
+              if (l.split === 'val') console.error(`step ${l.step}: val PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`);
+              else console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec as number)} qloss ${fmt(l.qloss as number)} λ ${fmt(l.lambda as number, 2)} d_loss ${fmt(l.d_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
+            },
+            onSample: (f) => {
+              if (!tty) console.error(`samples: ${f}`);
+            },
+          },
+        });
+        (bar as cliProgress.SingleBar | null)?.stop();
+        process.off('SIGINT', onSig);
+        process.off('SIGTERM', onSig);
+        const abs = path.resolve(r.out);
+        console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}; model: ${path.join(abs, 'model.safetensors')}`);
+        console.error(`look at: ${path.join(abs, 'samples', 'latest.png')} (inputs | reconstructions), ${path.join(abs, 'loss.png')}, ${path.join(abs, 'metrics.jsonl')}`);
+        if (r.stopped) process.exitCode = 130;
+      }),
+    );
+
+  program
+    .command('eval')
+    .description('PSNR, SSIM, codebook usage and perplexity of a VQGAN on a data split')
+    .requiredOption('-m, --model <file>', 'checkpoint (.safetensors / .ckpt)')
+    .option('-c, --config <file>', 'taming YAML/JSON config')
+    .option('-d, --data <emoji|dir>', 'data', 'emoji')
+    .option('--split <val|train|all>', 'which split', 'val')
+    .option('-s, --size <n>', 'image size', '64')
+    .option('-b, --batch <n>', 'batch size', '32')
+    .option('--limit <n>', 'at most n images')
+    .option('-t, --threads <n>', 'CPU threads')
+    .action(
+      action(async (o: { model: string; config?: string; data: string; split: string; size: string; batch: string; limit?: string; threads?: string }) => {
+        const m = VQGAN.load(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
+        const size = parseIntOpt(o.size, '--size');
+        const d = await loadTrainingData(o.data, size, 0.05);
+        let idx = o.split === 'val' ? d.valIdx : o.split === 'train' ? d.trainIdx : d.items.map((_, i) => i);
+        if (o.limit) idx = idx.slice(0, parseIntOpt(o.limit, '--limit'));
+        const bs = Math.min(parseIntOpt(o.batch, '--batch'), idx.length);
+        const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: true });
+        const ps: number[] = [];
+        const ss: number[] = [];
+        const codes: bigint[] = [];
+        for (let b = 0; b < Math.floor(idx.length / bs); b++) {
+          const { x } = loader.next();
+          const r = await m.reconstruct(x);
+          ps.push(...psnr(x, r.image));
+          ss.push(...ssim(x, r.image));
+          codes.push(...(r.indices.data as BigInt64Array));
+        }
+        const u = codeUsage(codes, m.config.n_embed);
+        const res = { images: ps.length, split: o.split, psnr: mean(ps), ssim: mean(ss), codebook_usage: u.usage, codes_used: u.used, perplexity: u.perplexity };
+        console.log(JSON.stringify(res, null, 2));
+      }),
+    );
+}

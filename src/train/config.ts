@@ -1,0 +1,173 @@
+// Training configs: taming's YAML layout (model.base_learning_rate, model.params.{embed_dim,
+// n_embed, ddconfig, lossconfig.params}, data.params.batch_size) plus a `latentkit:` section
+// for what taming's YAML does not say (data source, steps, logging, δ, codebook options).
+import fs from 'node:fs';
+import YAML from 'yaml';
+import { parseVQConfig, type VQConfig } from '../models/vqgan/config.ts';
+import { TAMING_LOSS, type VQLossConfig } from '../losses/vqperceptual.ts';
+
+export interface RunOptions {
+  data: string;
+  size: number;
+  batch_size: number;
+  max_steps: number;
+  /** Absolute learning rate; default base_learning_rate × batch_size (taming's rule). */
+  lr: number | null;
+  base_learning_rate: number;
+  beta1: number;
+  beta2: number;
+  log_every: number;
+  image_every: number;
+  ckpt_every: number;
+  val_fraction: number;
+  seed: number;
+  flip: boolean | null;
+}
+
+export interface TrainConfig {
+  model: VQConfig;
+  loss: VQLossConfig;
+  run: RunOptions;
+}
+
+const RUN_DEFAULTS: RunOptions = {
+  data: 'emoji',
+  size: 64,
+  batch_size: 16,
+  max_steps: 5000,
+  lr: null,
+  base_learning_rate: 4.5e-6,
+  beta1: 0.5,
+  beta2: 0.9,
+  log_every: 25,
+  image_every: 500,
+  ckpt_every: 500,
+  val_fraction: 0.05,
+  seed: 0,
+  flip: null,
+};
+
+/** The emoji preset: f8 VQGAN for 64×64 emoji (8×8 codes), ~4 M parameters. */
+export const EMOJI_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.vqgan.VQModel',
+    params: {
+      embed_dim: 64,
+      n_embed: 512,
+      ddconfig: { double_z: false, z_channels: 64, resolution: 64, in_channels: 3, out_ch: 3, ch: 64, ch_mult: [1, 1, 2, 2], num_res_blocks: 1, attn_resolutions: [8], dropout: 0.0 },
+      lossconfig: {
+        target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
+        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 3000, disc_weight: 0.8, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
+      },
+    },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { data: 'emoji', size: 64, max_steps: 6000, lr: 2e-4, rec_loss: 'l1', adaptive_delta: 1e-6 },
+};
+
+/** A tiny config for smoke runs and tests (seconds per hundred steps). */
+export const TINY_PRESET = {
+  model: {
+    params: {
+      embed_dim: 16,
+      n_embed: 64,
+      ddconfig: { double_z: false, z_channels: 16, resolution: 32, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [], dropout: 0.0 },
+      lossconfig: { params: { disc_start: 40, disc_weight: 0.8, codebook_weight: 1.0, disc_num_layers: 1, disc_ndf: 16, disc_loss: 'hinge' } },
+    },
+  },
+  data: { params: { batch_size: 8 } },
+  latentkit: { data: 'emoji', size: 32, max_steps: 60, lr: 1e-3, log_every: 10, image_every: 30, ckpt_every: 30 },
+};
+
+export const PRESETS: Record<string, unknown> = { emoji: EMOJI_PRESET, tiny: TINY_PRESET };
+
+function lossFromTaming(lp: Record<string, any>, lk: Record<string, any>): VQLossConfig {
+  return {
+    rec_loss: lk.rec_loss ?? 'l1',
+    codebook_weight: lp.codebook_weight ?? TAMING_LOSS.codebook_weight,
+    perceptual_weight: lp.perceptual_weight ?? 0,
+    disc_start: lp.disc_start ?? TAMING_LOSS.disc_start,
+    disc_weight: lp.disc_weight ?? TAMING_LOSS.disc_weight,
+    disc_factor: lp.disc_factor ?? 1,
+    disc_loss: lp.disc_loss ?? 'hinge',
+    adaptive_delta: lk.adaptive_delta ?? 1e-6,
+    disc: {
+      in_channels: lp.disc_in_channels ?? 3,
+      ndf: lp.disc_ndf ?? 64,
+      n_layers: lp.disc_num_layers ?? 3,
+      actnorm: lp.use_actnorm ?? false,
+    },
+  };
+}
+
+/** Build a TrainConfig from a parsed taming-style object (a preset or a YAML/JSON file). */
+export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
+  const model = parseVQConfig(obj, source);
+  const mp = obj?.model ?? {};
+  const lp = mp.params?.lossconfig?.params ?? {};
+  const lk = obj?.latentkit ?? {};
+  if (lp.disc_conditional) throw new Error(`${source}: disc_conditional is not supported`);
+  const run: RunOptions = { ...RUN_DEFAULTS, ...lk };
+  run.batch_size = obj?.data?.params?.batch_size ?? lk.batch_size ?? RUN_DEFAULTS.batch_size;
+  run.base_learning_rate = mp.base_learning_rate ?? RUN_DEFAULTS.base_learning_rate;
+  for (const k of ['size', 'batch_size', 'max_steps', 'log_every', 'image_every', 'ckpt_every'] as const) {
+    if (!Number.isInteger(run[k]) || (run[k] as number) <= 0) throw new Error(`${source}: '${k}' must be a positive integer, got ${JSON.stringify(run[k])}`);
+  }
+  const loss = lossFromTaming(lp, lk);
+  if (loss.perceptual_weight > 0) throw new Error(`${source}: perceptual_weight > 0 needs LPIPS weights, which this version cannot load yet; set it to 0`);
+  return { model, loss, run };
+}
+
+export function loadTrainConfig(spec: string): TrainConfig {
+  if (PRESETS[spec]) return parseTrainConfig(structuredClone(PRESETS[spec]), `preset '${spec}'`);
+  let text: string;
+  try {
+    text = fs.readFileSync(spec, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read config ${spec}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (presets: ${Object.keys(PRESETS).join(', ')})`, { cause: e });
+  }
+  let obj: unknown;
+  try {
+    obj = spec.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new Error(`cannot parse config ${spec}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+  }
+  return parseTrainConfig(obj, spec);
+}
+
+/** Back to taming's layout (written into each run directory and checkpoint). */
+export function toTamingObject(c: TrainConfig): Record<string, unknown> {
+  const { ddconfig, embed_dim, n_embed } = c.model;
+  return {
+    model: {
+      base_learning_rate: c.run.base_learning_rate,
+      target: 'taming.models.vqgan.VQModel',
+      params: {
+        embed_dim,
+        n_embed,
+        ddconfig,
+        lossconfig: {
+          target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
+          params: {
+            disc_conditional: false,
+            disc_in_channels: c.loss.disc.in_channels,
+            disc_start: c.loss.disc_start,
+            disc_weight: c.loss.disc_weight,
+            disc_factor: c.loss.disc_factor,
+            codebook_weight: c.loss.codebook_weight,
+            perceptual_weight: c.loss.perceptual_weight,
+            disc_num_layers: c.loss.disc.n_layers,
+            disc_ndf: c.loss.disc.ndf,
+            disc_loss: c.loss.disc_loss,
+            use_actnorm: c.loss.disc.actnorm,
+          },
+        },
+      },
+    },
+    data: { params: { batch_size: c.run.batch_size } },
+    latentkit: { ...c.run, rec_loss: c.loss.rec_loss, adaptive_delta: c.loss.adaptive_delta },
+  };
+}
+
+export const learningRate = (c: TrainConfig): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;

@@ -1,0 +1,241 @@
+// The VQGAN training loop: data, programs (autoencoder-only warm-up, then GAN), progress,
+// metrics.jsonl, sample grids, loss curves, atomic checkpoints, exact resume, Ctrl-C, NaN stop.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { BatchLoader, cacheDataset, emojiDataset, folderDataset, splitDataset, type DatasetItem } from '../io/datasets.ts';
+import { saveGrid } from '../io/image.ts';
+import { saveLossCurve, type Series } from '../io/plot.ts';
+import { writeFileAtomicSync } from '../io/atomic.ts';
+import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { InitRng, type StateDict } from '../nn/params.ts';
+import { initVQModel, vqShapes } from '../models/vqgan/vqmodel.ts';
+import { VQGAN } from '../models/vqgan/load.ts';
+import { codeUsage } from '../models/vqgan/quantize.ts';
+import { discShapes, initDiscriminator } from '../models/discriminator.ts';
+import { vqganLoss } from '../losses/vqperceptual.ts';
+import { Trainer } from './step.ts';
+import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { learningRate, toTamingObject, type TrainConfig } from './config.ts';
+import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { HostTensor } from '../tensor.ts';
+import type { U8Tensor } from '../io/image.ts';
+
+export interface TrainEvents {
+  onStart?(info: { startStep: number; maxSteps: number; params: { ae: number; disc: number }; trainImages: number; valImages: number; resumed: boolean }): void;
+  onStep?(step: number, m: Record<string, number>): void;
+  onLog?(line: Record<string, unknown>): void;
+  onSample?(file: string): void;
+  onCheckpoint?(dir: string): void;
+  onMessage?(msg: string): void;
+}
+
+export interface TrainRunOptions {
+  config: TrainConfig;
+  out: string;
+  resume?: boolean;
+  maxSteps?: number;
+  threads?: number;
+  events?: TrainEvents;
+  /** Polled after every step; true = save and stop (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+export interface LoadedData {
+  images: U8Tensor;
+  items: DatasetItem[];
+  trainIdx: number[];
+  valIdx: number[];
+  flip: boolean;
+}
+
+export function cacheDir(): string {
+  return process.env.LATENTKIT_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'latentkit');
+}
+
+export async function loadTrainingData(source: string, size: number, valFraction: number, onProgress?: (d: number, t: number) => void): Promise<LoadedData> {
+  let items: DatasetItem[];
+  let flip: boolean;
+  let tag: string;
+  if (source === 'emoji' || source.startsWith('emoji:')) {
+    const set = (source.split(':')[1] ?? 'both') as 'google' | 'twitter' | 'both';
+    const ds = await emojiDataset({ set });
+    items = ds.items;
+    flip = false;
+    tag = `emoji-${set}`;
+  } else {
+    if (!fs.existsSync(source) || !fs.statSync(source).isDirectory()) throw new Error(`data folder not found: ${source} (or use 'emoji')`);
+    const ds = await folderDataset(source);
+    if (!ds.items.length) throw new Error(`no images (png/jpg/webp) under ${source}`);
+    items = ds.items;
+    flip = true;
+    tag = `folder-${path.resolve(source).replace(/[^a-zA-Z0-9]+/g, '_').slice(-60)}`;
+  }
+  const cachePath = path.join(cacheDir(), `${tag}-${size}.lkimg`);
+  const images = await cacheDataset(items, size, { cachePath, onProgress });
+  const split = splitDataset(items, { valFraction });
+  return { images, items, trainIdx: split.trainIndices, valIdx: split.valIndices, flip };
+}
+
+const f0 = (t: HostTensor | undefined) => (t ? Number(t.data[0]) : NaN);
+
+/** Reconstruct a fixed set of validation images and score them. */
+async function evaluate(model: VQGAN, x: HostTensor<'float32'>): Promise<{ psnr: number; ssim: number; usage: number; perplexity: number; recon: HostTensor<'float32'> }> {
+  const r = await model.reconstruct(x);
+  const u = codeUsage(r.indices.data as BigInt64Array, model.config.n_embed);
+  return { psnr: mean(psnr(x, r.image)), ssim: mean(ssim(x, r.image)), usage: u.usage, perplexity: u.perplexity, recon: r.image };
+}
+
+function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
+  const [, c, h, w] = x.shape as [number, number, number, number];
+  const sz = c * h * w;
+  const out = HostTensor.float32([2 * n, c, h, w]);
+  for (let i = 0; i < n; i++) {
+    out.data.set((x.data as Float32Array).subarray(i * sz, (i + 1) * sz), 2 * i * sz);
+    out.data.set((y.data as Float32Array).subarray(i * sz, (i + 1) * sz), (2 * i + 1) * sz);
+  }
+  return out;
+}
+
+export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; stopped: boolean; out: string }> {
+  const cfg = o.config;
+  const ev = o.events ?? {};
+  const out = o.out;
+  const ckptRoot = path.join(out, 'checkpoints');
+  const maxSteps = o.maxSteps ?? cfg.run.max_steps;
+  const metricsFile = path.join(out, 'metrics.jsonl');
+  const resumeFrom = o.resume ? loadLastCheckpoint(ckptRoot) : null;
+  if (!o.resume && fs.existsSync(path.join(ckptRoot, 'last.json'))) {
+    throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
+  }
+  if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  fs.mkdirSync(path.join(out, 'samples'), { recursive: true });
+  writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(toTamingObject(cfg)));
+
+  // ---- data
+  const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
+    if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
+  });
+  const loader = new BatchLoader({ images: data.images, indices: data.trainIdx, batchSize: cfg.run.batch_size, flip: cfg.run.flip ?? data.flip, seed: cfg.run.seed });
+  const valN = Math.min(16, data.valIdx.length);
+  const valLoader = new BatchLoader({ images: data.images, indices: data.valIdx.slice(0, valN), batchSize: valN, augment: false, shuffle: false, dropLast: false });
+  const valX = valLoader.next().x;
+
+  // ---- model, discriminator, trainer
+  const rng = new InitRng(cfg.run.seed + 1);
+  const ae = initVQModel(cfg.model, rng);
+  const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
+  const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
+  const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
+  const trainer = new Trainer(
+    { ae: { shapes: vqShapes(cfg.model), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+    { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
+  );
+  trainer.session = { threads: o.threads };
+  const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
+  trainer.define('warmup', { batch: batchSpec, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: false }), train: ['ae'] });
+  trainer.define('gan', {
+    batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } },
+    loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true }),
+  });
+
+  let step = 0;
+  if (resumeFrom) {
+    const st = resumeFrom.state as { steps: Record<string, number>; loader: ReturnType<BatchLoader['state']> };
+    const tensors: Record<string, HostTensor> = { ...resumeFrom.optim };
+    trainer.restore({ tensors, steps: st.steps });
+    loader.setState(st.loader);
+    step = resumeFrom.step;
+    // keep metrics up to the checkpoint so the log matches an uninterrupted run
+    if (fs.existsSync(metricsFile)) {
+      const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+      writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
+    }
+  } else if (fs.existsSync(metricsFile)) {
+    fs.rmSync(metricsFile);
+  }
+
+  const lr = learningRate(cfg);
+  const paramsOf = (g: string) => trainer.layouts[g]!.total;
+  ev.onStart?.({ startStep: step, maxSteps, params: { ae: paramsOf('ae'), disc: paramsOf('disc') }, trainImages: data.trainIdx.length, valImages: data.valIdx.length, resumed: !!resumeFrom });
+
+  const evalModel = new VQGAN(cfg.model, trainer.params('ae'), { session: { threads: o.threads } });
+  evalModel.bakeWeights = false;
+  const modelMeta = () => ({ format: 'latentkit-vqgan', config: JSON.stringify(cfg.model), train_config: JSON.stringify(toTamingObject(cfg)), step: String(step) });
+
+  const modelState = (): StateDict => new Map([...trainer.params('ae'), ...trainer.params('disc'), ...trainer.buffers()]);
+  const checkpoint = () => {
+    const snap = trainer.snapshot();
+    const dir = saveCheckpoint(ckptRoot, {
+      step,
+      model: modelState(),
+      optim: snap.tensors,
+      state: { steps: snap.steps, loader: loader.state(), lr },
+      metadata: modelMeta(),
+    });
+    writeSafetensorsFile(path.join(out, 'model.safetensors'), trainer.params('ae'), modelMeta());
+    ev.onCheckpoint?.(dir);
+  };
+
+  const usageWindow: bigint[][] = [];
+  const logLine = (line: Record<string, unknown>) => {
+    fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
+    ev.onLog?.(line);
+  };
+  const sample = async () => {
+    evalModel.setWeights(trainer.params('ae'));
+    const r = await evaluate(evalModel, valX);
+    const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
+    await saveGrid(file, interleave(valX, r.recon, valN), { cols: 8 });
+    fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
+    ev.onSample?.(file);
+    logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
+  };
+  const plot = async () => {
+    const lines = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>) : [];
+    const pick = (k: string, split = 'train'): Series => ({ name: `${k}`, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
+    await saveLossCurve(path.join(out, 'loss.png'), [pick('rec'), pick('qloss'), pick('g_loss'), pick('d_loss')].filter((s) => s.points.length), { title: 'training losses', logY: true });
+    const val = pick('psnr', 'val');
+    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)' });
+  };
+
+  let stopped = false;
+  let acc: Record<string, number[]> = {};
+  while (step < maxSteps) {
+    const batch = loader.next();
+    const gan = step >= cfg.loss.disc_start;
+    const feeds: Record<string, HostTensor> = { x: batch.x };
+    if (gan) feeds.disc_factor = HostTensor.scalar(cfg.loss.disc_factor);
+    const res = await trainer.run(gan ? 'gan' : 'warmup', feeds, gan ? { ae: lr, disc: lr } : { ae: lr });
+    if (!gan) trainer.advance('disc'); // taming steps D's optimizer with zero gradients during warm-up
+    const m: Record<string, number> = {};
+    for (const [k, v] of Object.entries(res)) if (k !== 'metric.indices') m[k.replace(/^(loss|metric)\./, '')] = f0(v);
+    if (!Number.isFinite(m.ae!) || (gan && !Number.isFinite(m.disc!))) {
+      throw new Error(`loss became ${m.ae} (ae) / ${m.disc ?? '-'} (disc) at step ${step + 1}; stopped without saving — the last good checkpoint is in ${ckptRoot}. Try a lower learning rate.`);
+    }
+    step++;
+    usageWindow.push(Array.from(res['metric.indices']!.data as BigInt64Array));
+    if (usageWindow.length > 20) usageWindow.shift();
+    const u = codeUsage(usageWindow.flat(), cfg.model.n_embed);
+    m.usage = u.usage;
+    m.perplexity = u.perplexity;
+    for (const [k, v] of Object.entries(m)) (acc[k] ??= []).push(v);
+    ev.onStep?.(step, m);
+    if (step % cfg.run.log_every === 0 || step === maxSteps) {
+      const line: Record<string, unknown> = { step, split: 'train', lr };
+      for (const [k, vs] of Object.entries(acc)) line[k] = mean(vs);
+      logLine(line);
+      acc = {};
+    }
+    if (step % cfg.run.image_every === 0 || step === maxSteps) {
+      await sample();
+      await plot();
+    }
+    stopped = o.shouldStop?.() ?? false;
+    if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
+    if (stopped) break;
+  }
+  await evalModel.release();
+  return { step, stopped, out };
+}
