@@ -82,7 +82,7 @@ class G {
       irVersion: 10,
       producerName: 'bench',
       producerVersion: '0',
-      opsetImport: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
+      opsetImport: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }, { domain: 'com.microsoft.nchwc', version: 1 }],
       graph: { name: 'alt', node: nodes, initializer: this.inits, input: this.ins.map((i) => vi(i.name, i.shape)), output: outs },
     };
     return encodeModel(m);
@@ -172,6 +172,21 @@ function wgIm2colBatched(g: G, p: P, x: string, gy: string): string {
   return g.reshape(g.op('ReduceSum', [mm, g.i64([0])], { keepdims: 0 }), [p.o, p.c, p.k, p.k]);
 }
 
+/**
+ * dw: im2col done by ORT's (multi-threaded) Conv itself: a grouped Conv with a constant
+ * one-hot filter [C·K², 1, kh, kw] (group C) gives cols [N, C·K², Ho, Wo]; then one batched
+ * FusedMatMul g[N,O,HoWo]·colsᵀ → [N, O, C·K²] and ReduceSum over N → [O, C, kh, kw].
+ */
+function wgConvIm2col(g: G, p: P, x: string, gy: string): string {
+  const [ho, wo] = outHW(p);
+  const kk = p.k * p.k;
+  const eye = HostTensor.float32([p.c * kk, 1, p.k, p.k]);
+  for (let c = 0; c < p.c; c++) for (let t = 0; t < kk; t++) eye.data[(c * kk + t) * kk + t] = 1;
+  const cols = g.op('Conv', [x, g.constF(`eye${g.nodes.length}`, eye)], { group: p.c, strides: [p.s, p.s], pads: p.pads });
+  const mm = g.op('FusedMatMul', [g.reshape(gy, [p.n, p.o, ho * wo]), g.reshape(cols, [p.n, p.c * kk, ho * wo])], { transB: 1 }, 'com.microsoft');
+  return g.reshape(g.op('ReduceSum', [mm, g.i64([0])], { keepdims: 0 }), [p.o, p.c, p.k, p.k]);
+}
+
 /** dw: the swap-batch-and-channel Conv: Conv(xT [C, N, H, W], gT [O, N, Ho, Wo]) = [C, O, kh, kw]. */
 function wgConvTrick(g: G, p: P, x: string, gy: string): string {
   const xT = g.transpose(x, [1, 0, 2, 3]);
@@ -237,6 +252,28 @@ function igSlice1Flip(g: G, p: P, w: string, gy: string): string {
   const t = g.transpose(g.reshape(w, [p.o, p.c, kk]), [1, 0, 2]);
   const wt = g.reshape(g.slice(t, [-1], [-BIG], [2], [-1]), [p.c, p.o, p.k, p.k]);
   return g.op('Conv', [gy, wt], { strides: [1, 1], pads: fp });
+}
+
+/**
+ * Forward Conv through ORT's NCHWc kernels with the weights still a graph *input*: the
+ * filter is reordered in-graph to OIHWBiBo ([O/B, C/B, kh, kw, Bi, Bo], B = MLAS block size,
+ * 16 with AVX-512) by Reshape + Transpose, x by nchwc.ReorderInput, y back by ReorderOutput.
+ * (The NchwcTransformer does this only for constant weights.) Needs C, O multiples of B.
+ */
+function convNchwc(g: G, p: P, x: string, w: string, b: string | null, B = 16): string {
+  const wr = g.reshape(g.transpose(g.reshape(w, [p.o / B, B, p.c / B, B, p.k, p.k]), [0, 2, 4, 5, 3, 1]), [p.o, p.c, p.k, p.k]);
+  const xr = g.op('ReorderInput', [x], {}, 'com.microsoft.nchwc');
+  const y = g.op('Conv', b ? [xr, wr, b] : [xr, wr], { strides: [p.s, p.s], pads: p.pads, dilations: [1, 1], group: 1 }, 'com.microsoft.nchwc');
+  return g.op('ReorderOutput', [y], { channels: p.o }, 'com.microsoft.nchwc');
+}
+
+/** dx through NCHWc: Conv of g with the transposed, flipped weight (stride 1). */
+function igNchwc(g: G, p: P, w: string, gy: string): string {
+  const kk = p.k * p.k;
+  const t = g.transpose(g.reshape(w, [p.o, p.c, kk]), [1, 0, 2]);
+  const wt = g.reshape(g.slice(t, [-1], [-BIG], [2], [-1]), [p.c, p.o, p.k, p.k]);
+  const fp = p.pads.map((q) => p.k - 1 - q) as P['pads'];
+  return convNchwc(g, { ...p, c: p.o, o: p.c, pads: fp }, gy, wt, null);
 }
 
 // ---------------------------------------------------------------- 1×1 conv as MatMul
@@ -409,6 +446,7 @@ async function main(): Promise<void> {
           await rawVariant('1-axis flip Slice on [C,O,9] + Conv', igBuild(p, igSlice1Flip), d, t),
           await rawVariant('Gather flip + Transpose + Conv', igBuild(p, igGatherFlip), d, t),
           await rawVariant('ConvTranspose', igBuild(p, igConvTranspose), d, t),
+          await rawVariant('1-axis flip + in-graph NCHWc Conv', igBuild(p, igNchwc), d, t),
         ], rounds, reps);
       }
     }
@@ -420,6 +458,7 @@ async function main(): Promise<void> {
           await rawVariant('N folded into K: per-tap Gemm [O,NHW]·[C,NHW]ᵀ', wgBuild(p, wgFoldTaps), d, t),
           await rawVariant('im2col [C·9, NHW] + one Gemm', wgBuild(p, wgIm2col), d, t),
           await rawVariant('per-image im2col + batched MatMul + ReduceSum', wgBuild(p, wgIm2colBatched), d, t),
+          await rawVariant('im2col by one-hot grouped Conv + MatMul', wgBuild(p, wgConvIm2col), d, t),
           await rawVariant('Conv trick (swap batch/channels)', wgBuild(p, wgConvTrick), d, t),
         ], rounds, reps);
       }
@@ -430,6 +469,7 @@ async function main(): Promise<void> {
         await rawVariant('current: strided Slice per tap + batched MatMul', wgBuild(PDOWN, wgCurrent), d, t),
         await rawVariant('N folded into K (strided Slice) + Gemm', wgBuild(PDOWN, wgFoldTaps), d, t),
         await rawVariant('polyphase Transpose + stride-1 Slices + Gemm', wgBuild(PDOWN, wgPolyphase), d, t),
+        await rawVariant('im2col by one-hot grouped Conv + MatMul', wgBuild(PDOWN, wgConvIm2col), d, t),
       ], rounds, reps);
       await compare('stride-2 input grad C128 32²→64²', [
         await rawVariant('current: ConvTranspose', igBuild(PDOWN, igConvTranspose), d, t),
@@ -456,6 +496,9 @@ async function main(): Promise<void> {
           }, d, t),
           await rawVariant('weights + bias as initializers (NCHWc)', (g) => {
             g.output(g.op('Conv', [g.input('x', [p.n, p.c, p.h, p.w]), g.constF('w', d.w!), g.constF('b', d.b!)], { strides: [p.s, p.s], pads: p.pads }), [p.n, p.o, ...outHW(p)]);
+          }, d, t),
+          await rawVariant('weights as inputs, in-graph NCHWc reorders', (g) => {
+            g.output(convNchwc(g, p, g.input('x', [p.n, p.c, p.h, p.w]), g.input('w', [p.o, p.c, p.k, p.k]), g.input('b', [p.o])), [p.n, p.o, ...outHW(p)]);
           }, d, t),
         ], rounds, reps);
       }

@@ -72,7 +72,7 @@ export function vqganLoss(opts: VQGANStepOptions) {
       return r;
     });
     const qloss = o.mul(f.loss, lc.codebook_weight);
-    const metrics: Record<string, Tensor> = { rec, qloss: f.loss, indices: f.indices };
+    const metrics: Record<string, Tensor> = { rec, qloss: f.loss, indices: f.indices, h: f.h };
     if (!opts.withDisc) {
       return { losses: { ae: o.add(rec, qloss) }, metrics };
     }

@@ -20,7 +20,8 @@ export interface SessionOptions {
   threads?: number;
   /** 'cpu' (default) or 'cuda' (falls back to cpu if unavailable). */
   device?: 'cpu' | 'cuda';
-  profile?: boolean;
+  /** Write an ORT profile (JSON trace) with this path prefix; see runtime/profile.ts. */
+  profilePrefix?: string;
   /** ORT graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
@@ -39,7 +40,8 @@ export async function createSession(model: Uint8Array, o: SessionOptions = {}): 
     executionMode: 'sequential',
     graphOptimizationLevel: o.optimization ?? 'all',
     enableCpuMemArena: true,
-    enableProfiling: o.profile ?? false,
+    enableProfiling: !!o.profilePrefix,
+    ...(o.profilePrefix ? { profileFilePrefix: o.profilePrefix } : {}),
     executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
   };
   try {

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import YAML from 'yaml';
 import { parseVQConfig, type VQConfig } from '../models/vqgan/config.ts';
 import { TAMING_LOSS, type VQLossConfig } from '../losses/vqperceptual.ts';
+import { CODEBOOK_OFF, type CodebookOptions } from './codebook.ts';
 
 export interface RunOptions {
   data: string;
@@ -22,6 +23,8 @@ export interface RunOptions {
   val_fraction: number;
   seed: number;
   flip: boolean | null;
+  /** Codebook care beyond taming (all off in the taming layout's defaults). */
+  codebook: CodebookOptions;
 }
 
 export interface TrainConfig {
@@ -45,6 +48,7 @@ const RUN_DEFAULTS: RunOptions = {
   val_fraction: 0.05,
   seed: 0,
   flip: null,
+  codebook: CODEBOOK_OFF,
 };
 
 /** The emoji preset: f8 VQGAN for 64×64 emoji (8×8 codes), ~4 M parameters. */
@@ -53,9 +57,9 @@ export const EMOJI_PRESET = {
     base_learning_rate: 4.5e-6,
     target: 'taming.models.vqgan.VQModel',
     params: {
-      embed_dim: 64,
+      embed_dim: 32,
       n_embed: 512,
-      ddconfig: { double_z: false, z_channels: 64, resolution: 64, in_channels: 3, out_ch: 3, ch: 64, ch_mult: [1, 1, 2, 2], num_res_blocks: 1, attn_resolutions: [8], dropout: 0.0 },
+      ddconfig: { double_z: false, z_channels: 64, resolution: 64, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2, 2, 4], num_res_blocks: 1, attn_resolutions: [8], dropout: 0.0 },
       lossconfig: {
         target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
         params: { disc_conditional: false, disc_in_channels: 3, disc_start: 3000, disc_weight: 0.8, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
@@ -63,7 +67,15 @@ export const EMOJI_PRESET = {
     },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { data: 'emoji', size: 64, max_steps: 6000, lr: 2e-4, rec_loss: 'l1', adaptive_delta: 1e-6 },
+  latentkit: {
+    data: 'emoji',
+    size: 64,
+    max_steps: 5000,
+    lr: 2e-4,
+    rec_loss: 'l1',
+    adaptive_delta: 1e-6,
+    codebook: { kmeans_init: true, kmeans_steps: 20, restart_dead: true, restart_every: 200, pool: 8192 },
+  },
 };
 
 /** A tiny config for smoke runs and tests (seconds per hundred steps). */
@@ -108,7 +120,7 @@ export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
   const lp = mp.params?.lossconfig?.params ?? {};
   const lk = obj?.latentkit ?? {};
   if (lp.disc_conditional) throw new Error(`${source}: disc_conditional is not supported`);
-  const run: RunOptions = { ...RUN_DEFAULTS, ...lk };
+  const run: RunOptions = { ...RUN_DEFAULTS, ...lk, codebook: { ...CODEBOOK_OFF, ...(lk.codebook ?? {}) } };
   run.batch_size = obj?.data?.params?.batch_size ?? lk.batch_size ?? RUN_DEFAULTS.batch_size;
   run.base_learning_rate = mp.base_learning_rate ?? RUN_DEFAULTS.base_learning_rate;
   for (const k of ['size', 'batch_size', 'max_steps', 'log_every', 'image_every', 'ckpt_every'] as const) {

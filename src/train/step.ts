@@ -235,10 +235,10 @@ export class Trainer {
     return p.compiled;
   }
 
-  /** One step of program `name`; `lr` per trained group. Returns losses and metrics. */
-  async run(name: string, batch: Record<string, HostTensor>, lr: Record<string, number>): Promise<Record<string, HostTensor>> {
-    const compiled = await this.compile(name);
-    const spec = this.programs.get(name)!.spec;
+  /** The feeds (and preallocated outputs) one step of program `name` uses. */
+  feeds(name: string, batch: Record<string, HostTensor>, lr: Record<string, number>): { feeds: Record<string, HostTensor>; into: Record<string, HostTensor>; trained: string[] } {
+    const spec = this.programs.get(name)?.spec;
+    if (!spec) throw new Error(`Trainer: no program '${name}'`);
     const trained = spec.train ?? Object.keys(this.groups);
     const feeds: Record<string, HostTensor> = { ...batch };
     const into: Record<string, HostTensor> = {};
@@ -256,6 +256,13 @@ export class Trainer {
       feeds.buffers = this.bufSets[0];
       into['buffers.out'] = this.bufSets[1];
     }
+    return { feeds, into, trained };
+  }
+
+  /** One step of program `name`; `lr` per trained group. Returns losses and metrics. */
+  async run(name: string, batch: Record<string, HostTensor>, lr: Record<string, number>): Promise<Record<string, HostTensor>> {
+    const compiled = await this.compile(name);
+    const { feeds, into, trained } = this.feeds(name, batch, lr);
     const out = await compiled.run(feeds, into);
     for (const g of trained) {
       const st = this.state[g]!;
@@ -280,6 +287,14 @@ export class Trainer {
   /** Current parameters of a group (views into the live buffer; copy to keep). */
   params(group: string): StateDict {
     return unpackFlat(this.state[group]!.sets[0].params!.data as Float32Array, this.layouts[group]!);
+  }
+
+  /** Current optimizer slots of a group (views), e.g. to reset moments of restarted codes. */
+  slots(group: string): StateDict[] {
+    const cur = this.state[group]!.sets[0];
+    return Object.keys(cur)
+      .filter((k) => k !== 'params')
+      .map((k) => unpackFlat(cur[k]!.data as Float32Array, this.layouts[group]!));
   }
 
   buffers(): StateDict {

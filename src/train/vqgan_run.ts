@@ -19,6 +19,8 @@ import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { learningRate, toTamingObject, type TrainConfig } from './config.ts';
 import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
+import { Rng } from '../io/datasets.ts';
 import { HostTensor } from '../tensor.ts';
 import type { U8Tensor } from '../io/image.ts';
 
@@ -140,13 +142,33 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true }),
   });
 
+  // codebook care (k-means init, dead-code restarts): pool of recent latents, counts, RNG
+  const cb = cfg.run.codebook;
+  const cbOn = cb.kmeans_init || cb.restart_dead;
+  const pool = new LatentPool(cfg.model.embed_dim, cb.pool);
+  const deadCounts = new Float32Array(cfg.model.n_embed);
+  const cbRng = new Rng(cfg.run.seed + 17);
+
+  const usageWindow: bigint[][] = [];
   let step = 0;
   if (resumeFrom) {
-    const st = resumeFrom.state as { steps: Record<string, number>; loader: ReturnType<BatchLoader['state']> };
+    const st = resumeFrom.state as { steps: Record<string, number>; loader: ReturnType<BatchLoader['state']>; codebook?: { size: number; head: number; rng: number[] } };
     const tensors: Record<string, HostTensor> = { ...resumeFrom.optim };
     trainer.restore({ tensors, steps: st.steps });
     loader.setState(st.loader);
     step = resumeFrom.step;
+    const uw = tensors['usage.window'];
+    if (uw) {
+      const [w, n] = uw.shape as [number, number];
+      for (let i = 0; i < w; i++) usageWindow.push(Array.from((uw.data as Float32Array).subarray(i * n, (i + 1) * n), (v) => BigInt(v)));
+    }
+    if (cbOn && st.codebook) {
+      pool.data.set(tensors['codebook.pool']!.data as Float32Array);
+      deadCounts.set(tensors['codebook.counts']!.data as Float32Array);
+      pool.size = st.codebook.size;
+      pool.head = st.codebook.head;
+      cbRng.setState(st.codebook.rng);
+    }
     // keep metrics up to the checkpoint so the log matches an uninterrupted run
     if (fs.existsSync(metricsFile)) {
       const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
@@ -167,18 +189,26 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const modelState = (): StateDict => new Map([...trainer.params('ae'), ...trainer.params('disc'), ...trainer.buffers()]);
   const checkpoint = () => {
     const snap = trainer.snapshot();
+    const optim = { ...snap.tensors };
+    if (usageWindow.length) {
+      const n = usageWindow[0]!.length;
+      optim['usage.window'] = HostTensor.float32([usageWindow.length, n], Float32Array.from(usageWindow.flat(), (v) => Number(v)));
+    }
+    if (cbOn) {
+      optim['codebook.pool'] = HostTensor.float32([pool.data.length], pool.data);
+      optim['codebook.counts'] = HostTensor.float32([deadCounts.length], deadCounts);
+    }
     const dir = saveCheckpoint(ckptRoot, {
       step,
       model: modelState(),
-      optim: snap.tensors,
-      state: { steps: snap.steps, loader: loader.state(), lr },
+      optim,
+      state: { steps: snap.steps, loader: loader.state(), lr, ...(cbOn ? { codebook: { size: pool.size, head: pool.head, rng: cbRng.state() } } : {}) },
       metadata: modelMeta(),
     });
     writeSafetensorsFile(path.join(out, 'model.safetensors'), trainer.params('ae'), modelMeta());
     ev.onCheckpoint?.(dir);
   };
 
-  const usageWindow: bigint[][] = [];
   const logLine = (line: Record<string, unknown>) => {
     fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
     ev.onLog?.(line);
@@ -210,12 +240,33 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     const res = await trainer.run(gan ? 'gan' : 'warmup', feeds, gan ? { ae: lr, disc: lr } : { ae: lr });
     if (!gan) trainer.advance('disc'); // taming steps D's optimizer with zero gradients during warm-up
     const m: Record<string, number> = {};
-    for (const [k, v] of Object.entries(res)) if (k !== 'metric.indices') m[k.replace(/^(loss|metric)\./, '')] = f0(v);
+    for (const [k, v] of Object.entries(res)) if (k !== 'metric.indices' && k !== 'metric.h') m[k.replace(/^(loss|metric)\./, '')] = f0(v);
     if (!Number.isFinite(m.ae!) || (gan && !Number.isFinite(m.disc!))) {
       throw new Error(`loss became ${m.ae} (ae) / ${m.disc ?? '-'} (disc) at step ${step + 1}; stopped without saving — the last good checkpoint is in ${ckptRoot}. Try a lower learning rate.`);
     }
     step++;
-    usageWindow.push(Array.from(res['metric.indices']!.data as BigInt64Array));
+    const idxs = res['metric.indices']!.data as BigInt64Array;
+    usageWindow.push(Array.from(idxs));
+    if (cbOn) {
+      pool.push(latentRows(res['metric.h']!));
+      for (const v of idxs) deadCounts[Number(v)]!++;
+      const emb = () => trainer.params('ae').get('quantize.embedding.weight')!;
+      const slots = () => trainer.slots('ae').map((s) => s.get('quantize.embedding.weight')!);
+      if (cb.kmeans_init && step === cb.kmeans_steps) {
+        const pts = Array.from({ length: Math.min(pool.size, 8192) }, () => pool.row(cbRng.int(pool.size)).slice());
+        const cent = kmeans(pts, cfg.model.n_embed, cbRng, 8);
+        setCodes(emb(), slots(), cent.map((_, i) => i), cent);
+        deadCounts.fill(0);
+        ev.onMessage?.(`step ${step}: codebook initialized by k-means on ${pts.length} encoder outputs`);
+      } else if (cb.restart_dead && step % cb.restart_every === 0 && step > cb.kmeans_steps) {
+        const dead = Array.from(deadCounts.keys()).filter((k) => deadCounts[k] === 0);
+        if (dead.length) {
+          setCodes(emb(), slots(), dead, dead.map(() => pool.row(cbRng.int(pool.size)).slice()));
+          m.restarted = dead.length;
+        }
+        deadCounts.fill(0);
+      }
+    }
     if (usageWindow.length > 20) usageWindow.shift();
     const u = codeUsage(usageWindow.flat(), cfg.model.n_embed);
     m.usage = u.usage;

@@ -1,0 +1,26 @@
+// latentkit public API.
+export { HostTensor, type DType } from './tensor.ts';
+export { Tensor, Graph } from './graph/ir.ts';
+export { input, scoped, withGraph } from './graph/trace.ts';
+export { printGraph, onnxOpCounts } from './graph/print.ts';
+export * as ops from './ops/core.ts';
+export * as nn from './ops/nn.ts';
+export { grad, gradTree, valueAndGrad } from './autodiff/grad.ts';
+export { Program, CompiledProgram, jit } from './runtime/program.ts';
+export { setBackend, type SessionOptions } from './runtime/backend.ts';
+export { profileProgram, formatProfile } from './runtime/profile.ts';
+export { ParamView, checkStateDict, type StateDict } from './nn/params.ts';
+export { Trainer, buildTrainStep, type TrainStepSpec } from './train/step.ts';
+export { optimizerUpdate, type OptimizerSpec } from './train/optim.ts';
+export { constantLr, linearWarmup, cosine } from './train/schedule.ts';
+export { VQGAN } from './models/vqgan/load.ts';
+export { loadVQConfig, parseVQConfig, inferVQConfig, type VQConfig } from './models/vqgan/config.ts';
+export { encode, decode, decodeCode, vqForward, initVQModel, vqShapes } from './models/vqgan/vqmodel.ts';
+export { loadStateDict } from './io/checkpoint.ts';
+export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from './io/safetensors.ts';
+export { readTorchCheckpoint } from './io/torch_ckpt.ts';
+export { loadImage, saveImage, saveGrid, imageGrid } from './io/image.ts';
+export { emojiDataset, folderDataset, BatchLoader } from './io/datasets.ts';
+export { trainVQGAN } from './train/vqgan_run.ts';
+export { loadTrainConfig, parseTrainConfig } from './train/config.ts';
+export { psnr, ssim } from './eval/metrics.ts';
