@@ -58,19 +58,22 @@ export function countParams(shapes: ShapeTree): number {
  */
 export function checkStateDict(sd: StateDict, expected: ShapeTree, opts: { ignore?: RegExp; source?: string } = {}): void {
   const problems: string[] = [];
+  const list = (ks: string[], n = 6) => `${ks.slice(0, n).join(', ')}${ks.length > n ? ', …' : ''}`;
   const keys = [...sd.keys()].filter((k) => !opts.ignore?.test(k));
   const have = new Set(keys);
   const missing = Object.keys(expected).filter((k) => !have.has(k));
   const unexpected = keys.filter((k) => !(k in expected));
-  if (missing.length) problems.push(`missing keys (${missing.length}): ${missing.slice(0, 12).join(', ')}${missing.length > 12 ? ', …' : ''}`);
-  if (unexpected.length) problems.push(`unexpected keys (${unexpected.length}): ${unexpected.slice(0, 12).join(', ')}${unexpected.length > 12 ? ', …' : ''}`);
+  if (missing.length) problems.push(`missing keys (${missing.length}): ${list(missing)}`);
+  if (unexpected.length) problems.push(`unexpected keys (${unexpected.length}): ${list(unexpected)}`);
+  const wrong: string[] = [];
   for (const [k, s] of Object.entries(expected)) {
     const t = sd.get(k);
     if (t && (t.shape.length !== s.length || t.shape.some((d, i) => d !== s[i]))) {
-      problems.push(`wrong shape for '${k}': expected [${s.join(', ')}], got [${t.shape.join(', ')}]`);
+      wrong.push(`'${k}': expected [${s.join(', ')}], got [${t.shape.join(', ')}]`);
     }
   }
-  if (problems.length) throw new Error(`${opts.source ? opts.source + ': ' : ''}state dict does not match the model:\n  ${problems.join('\n  ')}`);
+  if (wrong.length) problems.push(`wrong shapes (${wrong.length}): ${list(wrong, 3)}`);
+  if (problems.length) throw new Error(`${opts.source ? opts.source + ': ' : ''}state dict does not match the model: ${problems.join('; ')}`);
 }
 
 /** Deterministic float32 RNG for initializers (mulberry32 + Box-Muller). */

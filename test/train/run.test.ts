@@ -1,0 +1,115 @@
+// Training runs end to end on a small folder: exact resume, kill -9 safety, NaN stop,
+// a trained model that loads for inference, and the run directory's files.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import YAML from 'yaml';
+import { parseTrainConfig, type TrainConfig } from '../../src/train/config.ts';
+import { trainVQGAN } from '../../src/train/vqgan_run.ts';
+import { VQGAN } from '../../src/models/vqgan/load.ts';
+import { loadImage } from '../../src/io/image.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-train-'));
+process.env.LATENTKIT_CACHE = path.join(tmp, 'cache');
+const data = path.join(tmp, 'images');
+
+const CONFIG = {
+  model: {
+    params: {
+      embed_dim: 8,
+      n_embed: 32,
+      ddconfig: { double_z: false, z_channels: 8, resolution: 16, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], dropout: 0 },
+      lossconfig: { params: { disc_start: 6, disc_weight: 0.8, disc_num_layers: 1, disc_ndf: 8 } },
+    },
+  },
+  data: { params: { batch_size: 4 } },
+  latentkit: { data, size: 16, max_steps: 12, lr: 1e-3, log_every: 2, image_every: 4, ckpt_every: 4, val_fraction: 0.2, codebook: { kmeans_init: true, kmeans_steps: 2, restart_dead: true, restart_every: 4, pool: 256 } },
+};
+const cfg = (over: Record<string, unknown> = {}): TrainConfig => {
+  const c = structuredClone(CONFIG) as any;
+  Object.assign(c.latentkit, over);
+  return parseTrainConfig(c);
+};
+const quiet = { onMessage: () => {} };
+
+describe('train-ae', () => {
+  before(() => {
+    // 30 emoji from the npm package, in two class folders
+    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
+    const src = path.join(pkg, 'img/google/64');
+    const files = fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(0, 30);
+    files.forEach((f, i) => {
+      const d = path.join(data, i % 2 ? 'a' : 'b');
+      fs.mkdirSync(d, { recursive: true });
+      fs.copyFileSync(path.join(src, f), path.join(d, f));
+    });
+  });
+
+  it('resume continues exactly: same metrics as an uninterrupted run', async () => {
+    const a = path.join(tmp, 'a');
+    const b = path.join(tmp, 'b');
+    await trainVQGAN({ config: cfg(), out: a, threads: 1, events: quiet });
+    await trainVQGAN({ config: cfg(), out: b, maxSteps: 8, threads: 1, events: quiet });
+    await trainVQGAN({ config: cfg(), out: b, resume: true, threads: 1, events: quiet });
+    const ma = fs.readFileSync(path.join(a, 'metrics.jsonl'), 'utf8');
+    const mb = fs.readFileSync(path.join(b, 'metrics.jsonl'), 'utf8');
+    assert.ok(ma.includes('"d_loss"') && ma.includes('"lambda"'), 'the GAN phase ran');
+    assert.equal(mb, ma);
+    for (const f of ['config.yaml', 'model.safetensors', 'loss.png', 'val_psnr.png', 'samples/latest.png', 'checkpoints/last.json']) assert.ok(fs.existsSync(path.join(a, f)), f);
+    const written = YAML.parse(fs.readFileSync(path.join(a, 'config.yaml'), 'utf8'));
+    assert.equal(written.model.params.lossconfig.params.disc_start, 6);
+  });
+
+  it('the trained model loads for inference with no config flag', async () => {
+    const m = VQGAN.load(path.join(tmp, 'a', 'model.safetensors'));
+    const x = await loadImage(path.join(data, 'a', fs.readdirSync(path.join(data, 'a'))[0]!), { size: 16 });
+    const r = await m.reconstruct(x.reshape([1, 3, 16, 16]));
+    assert.deepEqual([...r.image.shape], [1, 3, 16, 16]);
+    assert.deepEqual([...r.indices.shape], [1, 8, 8]);
+  });
+
+  it('refuses to overwrite an existing run without --resume', async () => {
+    await assert.rejects(trainVQGAN({ config: cfg(), out: path.join(tmp, 'a'), threads: 1, events: quiet }), /already holds a run; pass --resume/);
+  });
+
+  it('a NaN loss stops the run with a clear message and keeps the last good checkpoint', async () => {
+    const out = path.join(tmp, 'nan');
+    await assert.rejects(
+      trainVQGAN({ config: cfg({ lr: 1e30, ckpt_every: 1, max_steps: 50 }), out, threads: 1, events: quiet }),
+      /loss became (NaN|Infinity|-Infinity) .* at step \d+; stopped without saving — the last good checkpoint is in/,
+    );
+    const last = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'last.json'), 'utf8')) as { dir: string };
+    assert.ok(fs.existsSync(path.join(out, 'checkpoints', last.dir, 'model.safetensors')));
+  });
+
+  it('kill -9 mid-training, then --resume: finishes, and no checkpoint is half-written', async () => {
+    const out = path.join(tmp, 'killed');
+    const cfgFile = path.join(tmp, 'kill.yaml');
+    const c = structuredClone(CONFIG) as any;
+    Object.assign(c.latentkit, { max_steps: 40, ckpt_every: 2, image_every: 100 });
+    fs.writeFileSync(cfgFile, YAML.stringify(c));
+    const args = [path.join(root, 'bin/latentkit.js'), 'train-ae', '-c', cfgFile, '-o', out, '-t', '1'];
+    const child = spawn(process.execPath, args, { stdio: 'ignore', env: process.env });
+    const last = path.join(out, 'checkpoints', 'last.json');
+    for (let i = 0; i < 600 && !(fs.existsSync(last) && JSON.parse(fs.readFileSync(last, 'utf8')).step >= 4); i++) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    const killedAt = JSON.parse(fs.readFileSync(last, 'utf8')).step as number;
+    assert.ok(killedAt >= 4 && killedAt < 40, `killed at checkpoint ${killedAt}`);
+    const resumed = spawn(process.execPath, [...args, '--resume'], { stdio: 'ignore', env: process.env });
+    const code = await new Promise((r) => resumed.on('exit', r));
+    assert.equal(code, 0);
+    assert.equal(JSON.parse(fs.readFileSync(last, 'utf8')).step, 40);
+    for (const d of fs.readdirSync(path.join(out, 'checkpoints')).filter((x) => x.startsWith('step-'))) {
+      assert.ok(!d.includes('.tmp-'), `leftover ${d}`);
+      for (const f of ['model.safetensors', 'optim.safetensors', 'state.json']) assert.ok(fs.existsSync(path.join(out, 'checkpoints', d, f)), `${d}/${f}`);
+    }
+  });
+});
