@@ -46,18 +46,25 @@ def main():
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--arch", default="imagenet", choices=sorted(ARCHS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weights", help="load this safetensors state dict instead of generating hash weights")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
     t0 = time.perf_counter()
     model = taming_ref.VQModel.from_config(ARCHS[a.arch]).eval()
     hash_s = 0.0
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            th = time.perf_counter()
-            arr = hashinit.hash_array(k, tuple(v.shape))
-            hash_s += time.perf_counter() - th
-            v.copy_(torch.from_numpy(arr))
+    if a.weights:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+        import st  # noqa: E402
+        tensors, _ = st.load(a.weights)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+    else:
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                th = time.perf_counter()
+                arr = hashinit.hash_array(k, tuple(v.shape))
+                hash_s += time.perf_counter() - th
+                v.copy_(torch.from_numpy(arr))
     setup_s = time.perf_counter() - t0 - hash_s
 
     g = torch.Generator().manual_seed(a.seed)

@@ -1,0 +1,100 @@
+// Whole-process reconstruct benchmark: `latentkit reconstruct` (the CLI, loading a
+// safetensors checkpoint) vs taming's VQModel in PyTorch (bench/reconstruct_torch.py loading
+// the same file), taming's ImageNet f16/16384 architecture (76 M parameters, hash weights),
+// 256×256 images, 1 and 2 threads. Each process is timed with /usr/bin/time (wall, peak RSS)
+// for 1 and for K images; the per-image cost is the marginal (T_K − T_1)/(K − 1), the rest is
+// start-up (imports, loading, session creation).
+//
+//   node --import tsx bench/reconstruct.ts [--threads 1,2] [--images 6] [--reps 2]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseVQConfig } from '../src/models/vqgan/config.ts';
+import { vqShapes } from '../src/models/vqgan/vqmodel.ts';
+import { hashStateDict } from '../src/nn/hashinit.ts';
+import { writeSafetensorsFile } from '../src/io/safetensors.ts';
+import { saveImage } from '../src/io/image.ts';
+import { HostTensor } from '../src/tensor.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '..');
+const work = path.join(root, '.bench');
+
+const IMAGENET = { embed_dim: 256, n_embed: 16384, ddconfig: { double_z: false, z_channels: 256, resolution: 256, in_channels: 3, out_ch: 3, ch: 128, ch_mult: [1, 1, 2, 2, 4], num_res_blocks: 2, attn_resolutions: [16], dropout: 0 } };
+
+function run(cmd: string, args: string[], env: Record<string, string>): { wall: number; rssMb: number } {
+  try {
+    execFileSync('/usr/bin/time', ['-o', path.join(work, 'time.txt'), '-f', '%e %M', cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).slice(0, 400)}`, { cause: e });
+  }
+  const [wall, kb] = fs.readFileSync(path.join(work, 'time.txt'), 'utf8').trim().split(/\s+/).map(Number);
+  return { wall: wall!, rssMb: kb! / 1024 };
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const get = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+  const threadsList = get('--threads', '1,2').split(',').map(Number);
+  const K = Number(get('--images', '6'));
+  const reps = Number(get('--reps', '2'));
+  fs.mkdirSync(path.join(work, 'images'), { recursive: true });
+  const weights = path.join(work, 'imagenet-f16-16384-hash.safetensors');
+  if (!fs.existsSync(weights)) {
+    const cfg = parseVQConfig(IMAGENET);
+    writeSafetensorsFile(weights, hashStateDict(vqShapes(cfg)), { config: JSON.stringify(cfg), format: 'latentkit-vqgan' });
+  }
+  for (const n of [1, K]) {
+    const dir = path.join(work, `images-${n}`);
+    if (fs.existsSync(dir)) continue;
+    fs.mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < n; i++) {
+      const x = HostTensor.float32([3, 256, 256]);
+      for (let j = 0; j < x.size; j++) x.data[j] = Math.sin(j * 0.013 + i) * 0.8;
+      await saveImage(path.join(dir, `img${i}.png`), x);
+    }
+  }
+  const hasTorch = fs.existsSync('/usr/bin/python3') && (() => {
+    try {
+      execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const rows: Record<string, unknown>[] = [];
+  console.log(`taming ImageNet f16/16384 (76.1 M params), 256×256, whole process; per-image = (T_${K} − T_1)/${K - 1}; min of ${reps} runs`);
+  console.log('threads | latentkit start-up | per image | peak RSS || PyTorch start-up | per image | peak RSS || per-image ratio (torch/lk) | 1-image process ratio');
+  for (const t of threadsList) {
+    const lk = (n: number) =>
+      Array.from({ length: reps }, () =>
+        run(process.execPath, [path.join(root, 'bin/latentkit.js'), 'reconstruct', '-m', weights, '-i', path.join(work, `images-${n}`), '-o', path.join(work, 'out'), '-b', '1', '-t', String(t)], {}),
+      ).sort((a, b) => a.wall - b.wall)[0]!;
+    const py = (n: number) =>
+      Array.from({ length: reps }, () =>
+        run('/usr/bin/python3', [path.join(here, 'reconstruct_torch.py'), '--threads', String(t), '--images', String(n), '--weights', weights], { OMP_NUM_THREADS: String(t) }),
+      ).sort((a, b) => a.wall - b.wall)[0]!;
+    const l1 = lk(1);
+    const lK = lk(K);
+    const lPer = (lK.wall - l1.wall) / (K - 1);
+    const row: Record<string, unknown> = { threads: t, lk_1: l1, lk_K: lK, lk_per_image: lPer, lk_startup: l1.wall - lPer };
+    let line = `${t} | ${(l1.wall - lPer).toFixed(2)} s | ${lPer.toFixed(3)} s | ${lK.rssMb.toFixed(0)} MB`;
+    if (hasTorch) {
+      const p1 = py(1);
+      const pK = py(K);
+      const pPer = (pK.wall - p1.wall) / (K - 1);
+      Object.assign(row, { torch_1: p1, torch_K: pK, torch_per_image: pPer, torch_startup: p1.wall - pPer });
+      line += ` || ${(p1.wall - pPer).toFixed(2)} s | ${pPer.toFixed(3)} s | ${pK.rssMb.toFixed(0)} MB || ${(pPer / lPer).toFixed(2)}× | ${(p1.wall / l1.wall).toFixed(2)}×`;
+    } else line += ' || (no /usr/bin/python3 with torch)';
+    console.log(line);
+    rows.push(row);
+  }
+  fs.mkdirSync(path.join(here, 'results'), { recursive: true });
+  fs.writeFileSync(path.join(here, 'results', `reconstruct-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify(rows, null, 2) + '\n');
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
