@@ -61,9 +61,11 @@ export interface VQGANStepOptions {
 export function vqganLoss(opts: VQGANStepOptions) {
   const lc = opts.loss;
   return (params: TensorTree, batch: Record<string, Tensor>, buffers: TensorTree): LossOutput => {
-    const p = new ParamView(params);
+    // buffers hold the EMA codebook when the quantizer is EMA-trained
+    const p = new ParamView({ ...buffers, ...params });
     const x = batch.x!;
-    const f = vqForward(p, opts.model, x);
+    const f = vqForward(p, opts.model, x, undefined, true);
+    const ema: TensorTree = Object.fromEntries(Object.entries(f.emaUpdate ?? {}).map(([k, v]) => [`quantize.${k}`, v]));
     const xrec = f.xrec;
     const rec = scoped('loss.rec', () => {
       const d = o.sub(x, xrec);
@@ -74,7 +76,7 @@ export function vqganLoss(opts: VQGANStepOptions) {
     const qloss = o.mul(f.loss, lc.codebook_weight);
     const metrics: Record<string, Tensor> = { rec, qloss: f.loss, indices: f.indices, h: f.h };
     if (!opts.withDisc) {
-      return { losses: { ae: o.add(rec, qloss) }, metrics };
+      return { losses: { ae: o.add(rec, qloss) }, metrics, buffers: ema };
     }
     const dp = p.sub('loss.discriminator');
     const df = batch.disc_factor!;
@@ -97,7 +99,7 @@ export function vqganLoss(opts: VQGANStepOptions) {
       losses: { ae: aeLoss, disc: dLoss },
       // ∂aeLoss/∂θ_G = backprop of (ctN + λ·df·ctG) through x̂, plus the codebook term
       backward: { ae: { outputs: [xrec, qloss], seeds: [o.add(ctN!, o.mul(ctG!, gw)), o.constant(1)] } },
-      buffers: fake.buffers,
+      buffers: { ...fake.buffers, ...ema },
       metrics: {
         ...metrics,
         g_loss: gLoss,

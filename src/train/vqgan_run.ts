@@ -10,7 +10,7 @@ import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/safetensors.ts';
 import { InitRng, type StateDict } from '../nn/params.ts';
-import { initVQModel, vqShapes } from '../models/vqgan/vqmodel.ts';
+import { emaBufferShapes, initVQModel, vqShapes } from '../models/vqgan/vqmodel.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { codeUsage } from '../models/vqgan/quantize.ts';
 import { discShapes, initDiscriminator } from '../models/discriminator.ts';
@@ -130,9 +130,28 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
   const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
   const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
+  // EMA codebook: the embedding is a buffer updated by running means, not an Adam parameter
+  const EMB = 'quantize.embedding.weight';
+  const emaOn = !!cfg.model.ema_decay;
+  const aeShapes = vqShapes(cfg.model);
+  const emaShapes: Record<string, readonly number[]> = emaOn ? { [EMB]: aeShapes[EMB]!, ...emaBufferShapes(cfg.model) } : {};
+  const emaInit: StateDict = new Map();
+  if (emaOn) {
+    delete aeShapes[EMB];
+    emaInit.set(EMB, ae.get(EMB)!);
+    emaInit.set('quantize.embedding.cluster_size', HostTensor.float32([cfg.model.n_embed]));
+    emaInit.set('quantize.embedding.embed_avg', ae.get(EMB)!.clone());
+    ae.delete(EMB);
+  }
+  /** The autoencoder's weights wherever they live (Adam group, or EMA buffers). */
+  const aeWeights = (): StateDict => {
+    const w = trainer.params('ae');
+    if (emaOn) w.set(EMB, trainer.buffers().get(EMB)!);
+    return w;
+  };
   const trainer = new Trainer(
-    { ae: { shapes: vqShapes(cfg.model), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
-    { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
+    { ae: { shapes: aeShapes, optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+    { params: new Map([...ae, ...disc.params]), buffers: new Map([...disc.buffers, ...emaInit]), bufferShapes: { ...dShapes.buffers, ...emaShapes } },
   );
   trainer.session = { threads: o.threads };
   const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
@@ -182,7 +201,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const paramsOf = (g: string) => trainer.layouts[g]!.total;
   ev.onStart?.({ startStep: step, maxSteps, params: { ae: paramsOf('ae'), disc: paramsOf('disc') }, trainImages: data.trainIdx.length, valImages: data.valIdx.length, resumed: !!resumeFrom });
 
-  const evalModel = new VQGAN(cfg.model, trainer.params('ae'), { session: { threads: o.threads } });
+  const evalModel = new VQGAN(cfg.model, aeWeights(), { session: { threads: o.threads } });
   evalModel.bakeWeights = false;
   const modelMeta = () => ({ format: 'latentkit-vqgan', config: JSON.stringify(cfg.model), train_config: JSON.stringify(toTamingObject(cfg)), step: String(step) });
 
@@ -205,7 +224,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
       state: { steps: snap.steps, loader: loader.state(), lr, ...(cbOn ? { codebook: { size: pool.size, head: pool.head, rng: cbRng.state() } } : {}) },
       metadata: modelMeta(),
     });
-    writeSafetensorsFile(path.join(out, 'model.safetensors'), trainer.params('ae'), modelMeta());
+    writeSafetensorsFile(path.join(out, 'model.safetensors'), aeWeights(), modelMeta());
     ev.onCheckpoint?.(dir);
   };
 
@@ -214,7 +233,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     ev.onLog?.(line);
   };
   const sample = async () => {
-    evalModel.setWeights(trainer.params('ae'));
+    evalModel.setWeights(aeWeights());
     const r = await evaluate(evalModel, valX);
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
     await saveGrid(file, interleave(valX, r.recon, valN), { cols: 8 });
@@ -250,18 +269,33 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     if (cbOn) {
       pool.push(latentRows(res['metric.h']!));
       for (const v of idxs) deadCounts[Number(v)]!++;
-      const emb = () => trainer.params('ae').get('quantize.embedding.weight')!;
-      const slots = () => trainer.slots('ae').map((s) => s.get('quantize.embedding.weight')!);
+      const emb = () => aeWeights().get(EMB)!;
+      // Adam moments of restarted codes are zeroed; EMA statistics restart at the new code
+      const slots = () => (emaOn ? [] : trainer.slots('ae').map((s) => s.get(EMB)!));
+      const resetEma = (codes: number[]) => {
+        if (!emaOn) return;
+        const b = trainer.buffers();
+        const cs = b.get('quantize.embedding.cluster_size')!.data as Float32Array;
+        const ea = b.get('quantize.embedding.embed_avg')!.data as Float32Array;
+        const w = b.get(EMB)!.data as Float32Array;
+        const d = cfg.model.embed_dim;
+        for (const k of codes) {
+          cs[k] = 1;
+          ea.set(w.subarray(k * d, (k + 1) * d), k * d);
+        }
+      };
       if (cb.kmeans_init && step === cb.kmeans_steps) {
         const pts = Array.from({ length: Math.min(pool.size, 8192) }, () => pool.row(cbRng.int(pool.size)).slice());
         const cent = kmeans(pts, cfg.model.n_embed, cbRng, 8);
         setCodes(emb(), slots(), cent.map((_, i) => i), cent);
+        resetEma(cent.map((_, i) => i));
         deadCounts.fill(0);
         ev.onMessage?.(`step ${step}: codebook initialized by k-means on ${pts.length} encoder outputs`);
       } else if (cb.restart_dead && step % cb.restart_every === 0 && step > cb.kmeans_steps) {
         const dead = Array.from(deadCounts.keys()).filter((k) => deadCounts[k] === 0);
         if (dead.length) {
           setCodes(emb(), slots(), dead, dead.map(() => pool.row(cbRng.int(pool.size)).slice()));
+          resetEma(dead);
           m.restarted = dead.length;
         }
         deadCounts.fill(0);

@@ -27,6 +27,10 @@ export interface VQConfig {
   sane_index_shape?: boolean;
   remap?: string | null;
   unknown_index?: 'random' | 'extra' | number;
+  /** latentkit extension: l2-normalized (cosine) codes (ViT-VQGAN); off in taming. */
+  l2_codes?: boolean;
+  /** latentkit extension: EMA codebook decay (taming's EMAVectorQuantizer uses 0.99); unset = gradient-trained codes. */
+  ema_decay?: number;
   /** anything else under model.params (lossconfig, base_learning_rate, …) kept verbatim */
   [extra: string]: unknown;
 }

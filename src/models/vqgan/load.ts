@@ -13,7 +13,7 @@ import { downFactor, inferVQConfig, loadVQConfig, parseVQConfig, type VQConfig }
 import { decodeCode, encode, vqForward, vqShapes } from './vqmodel.ts';
 
 /** Keys in taming checkpoints that inference ignores (loss network, discriminator). */
-export const IGNORED_KEYS = /^loss\./;
+export const IGNORED_KEYS = /^loss\.|^quantize\.embedding\.(cluster_size|embed_avg)$/;
 
 export interface LoadOptions {
   /** taming YAML/JSON config path, or a config object. */

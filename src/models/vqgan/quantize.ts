@@ -14,6 +14,15 @@ export interface QuantizerOptions {
   /** Used-code table (taming `remap`): indices are reported in 0..used.length−1. */
   used?: BigInt64Array;
   unknownIndex?: 'random' | 'extra' | number;
+  /** l2-normalized (cosine) codes: latents and codes are unit vectors before matching. */
+  l2?: boolean;
+  /** EMA codebook (taming's EMAVectorQuantizer): codes follow running means of their latents. */
+  ema?: { decay: number; eps: number };
+}
+
+/** Rows scaled to unit length along `axis`. */
+export function l2normalize(x: Tensor, axis: number): Tensor {
+  return o.div(x, o.add(o.sqrt(o.sum(o.square(x), axis, true)), 1e-6));
 }
 
 export interface QuantizeResult {
@@ -24,6 +33,8 @@ export interface QuantizeResult {
   indices: Tensor;
   /** Distances [B·h·w, K] (for usage statistics / k-means restarts). */
   distances: Tensor;
+  /** EMA mode: new values of embedding.{weight, cluster_size, embed_avg} (keys relative to the quantizer). */
+  emaUpdate?: Record<string, Tensor>;
 }
 
 /** Squared distances ‖z‖² + ‖e‖² − 2 z·eᵀ between rows of z [M, D] and codes e [K, D]. */
@@ -35,19 +46,40 @@ export function codeDistances(zf: Tensor, e: Tensor): Tensor {
 
 export function quantize(p: ParamView, z: Tensor, opt: QuantizerOptions): QuantizeResult {
   const [b, c, h, w] = z.shape as [number, number, number, number];
-  const e = p.get('embedding.weight'); // [K, D]
+  let e = p.get('embedding.weight'); // [K, D]
   if (e.shape[1] !== c) throw new Error(`quantize: codebook dim ${e.shape[1]} ≠ latent channels ${c}`);
+  if (opt.l2) {
+    z = l2normalize(z, 1);
+    e = l2normalize(e, 1);
+  }
   const zf = o.reshape(o.transpose(z, [0, 2, 3, 1]), [b * h * w, c]); // [M, D]
   const d = codeDistances(zf, e);
   const idx = o.argmin(d, 1); // [M]
   const zq = o.transpose(o.reshape(o.gather(e, idx, 0), [b, h, w, c]), [0, 3, 1, 2]);
   const commit = nn.mse(o.stopGradient(zq), z);
-  const codebook = nn.mse(zq, o.stopGradient(z));
-  const loss = opt.legacy ? o.add(commit, o.mul(codebook, opt.beta)) : o.add(o.mul(commit, opt.beta), codebook);
+  let loss: Tensor;
+  let emaUpdate: Record<string, Tensor> | undefined;
+  if (opt.ema) {
+    // taming EMAVectorQuantizer: only the commitment term; codes move by running means
+    loss = o.mul(commit, opt.beta);
+    const { decay, eps } = opt.ema;
+    const K = e.shape[0]!;
+    const onehot = o.stopGradient(o.oneHot(idx, K)); // [M, K]
+    const n = o.sum(onehot, 0); // [K]
+    const sums = o.matmul(o.transpose(onehot, [1, 0]), o.stopGradient(zf)); // [K, D]
+    const cs = o.add(o.mul(p.get('embedding.cluster_size'), decay), o.mul(n, 1 - decay));
+    const ea = o.add(o.mul(p.get('embedding.embed_avg'), decay), o.mul(sums, 1 - decay));
+    const total = o.sum(cs);
+    const smoothed = o.mul(o.div(o.add(cs, eps), o.add(total, K * eps)), total);
+    emaUpdate = { 'embedding.cluster_size': cs, 'embedding.embed_avg': ea, 'embedding.weight': o.div(ea, o.unsqueeze(smoothed, 1)) };
+  } else {
+    const codebook = nn.mse(zq, o.stopGradient(z));
+    loss = opt.legacy ? o.add(commit, o.mul(codebook, opt.beta)) : o.add(o.mul(commit, opt.beta), codebook);
+  }
   const st = o.add(z, o.stopGradient(o.sub(zq, z)));
   let indices = idx;
   if (opt.used) indices = remapToUsed(idx, opt.used, opt.unknownIndex ?? 'random');
-  return { zq: st, loss, indices: o.reshape(indices, [b, h, w]), distances: d };
+  return { zq: st, loss, indices: o.reshape(indices, [b, h, w]), distances: d, emaUpdate };
 }
 
 /** Map full-codebook indices to positions in `used`; unknown ones per taming's unknown_index. */
@@ -75,8 +107,9 @@ export function unmapToAll(idx: Tensor, used: BigInt64Array): Tensor {
 }
 
 /** Codebook rows for indices [B, h, w] → NCHW latents (taming get_codebook_entry). */
-export function embedCode(p: ParamView, indices: Tensor, used?: BigInt64Array): Tensor {
-  const e = p.get('embedding.weight');
+export function embedCode(p: ParamView, indices: Tensor, used?: BigInt64Array, l2 = false): Tensor {
+  let e = p.get('embedding.weight');
+  if (l2) e = l2normalize(e, 1);
   const [b, h, w] = indices.shape as [number, number, number];
   let idx = o.reshape(indices, [b * h * w]);
   if (used) idx = unmapToAll(idx, used);

@@ -8,8 +8,10 @@ import { downFactor, type VQConfig } from './config.ts';
 import { conv, decoder, encoder, initDecoder, initEncoder } from './modules.ts';
 import { embedCode, quantize, type QuantizeResult, type QuantizerOptions } from './quantize.ts';
 
-export function quantizerOptions(cfg: VQConfig, used?: BigInt64Array): QuantizerOptions {
-  return { beta: cfg.beta ?? 0.25, legacy: cfg.legacy ?? true, used, unknownIndex: cfg.unknown_index ?? 'random' };
+/** Training-only: EMA quantizer options (inference uses the stored codes as they are). */
+export function quantizerOptions(cfg: VQConfig, used?: BigInt64Array, training = false): QuantizerOptions {
+  return {
+    ema: training && cfg.ema_decay ? { decay: cfg.ema_decay, eps: 1e-5 } : undefined, beta: cfg.beta ?? 0.25, legacy: cfg.legacy ?? true, used, unknownIndex: cfg.unknown_index ?? 'random', l2: cfg.l2_codes ?? false };
 }
 
 /** PyTorch-default initialization of a VQModel (rng = null gives zeros, for shapes). */
@@ -25,6 +27,11 @@ export function initVQModel(cfg: VQConfig, rng: InitRng | null): StateDict {
 }
 
 export const vqShapes = (cfg: VQConfig): ShapeTree => shapesOf(initVQModel(cfg, null));
+
+/** Extra EMA-quantizer buffers (training with ema_decay): running cluster sizes and sums. */
+export function emaBufferShapes(cfg: VQConfig): ShapeTree {
+  return { 'quantize.embedding.cluster_size': [cfg.n_embed], 'quantize.embedding.embed_avg': [cfg.n_embed, cfg.embed_dim] };
+}
 
 export function checkInputSize(cfg: VQConfig, h: number, w: number): void {
   const f = downFactor(cfg);
@@ -44,9 +51,9 @@ export interface EncodeResult extends QuantizeResult {
   h: Tensor;
 }
 
-export function encode(p: ParamView, cfg: VQConfig, x: Tensor, used?: BigInt64Array): EncodeResult {
+export function encode(p: ParamView, cfg: VQConfig, x: Tensor, used?: BigInt64Array, training = false): EncodeResult {
   const h = encodeLatents(p, cfg, x);
-  const q = scoped('quantize', () => quantize(p.sub('quantize'), h, quantizerOptions(cfg, used)));
+  const q = scoped('quantize', () => quantize(p.sub('quantize'), h, quantizerOptions(cfg, used, training)));
   return { ...q, h };
 }
 
@@ -58,12 +65,12 @@ export function decode(p: ParamView, cfg: VQConfig, zq: Tensor): Tensor {
 
 /** Code indices [B, h, w] → image. */
 export function decodeCode(p: ParamView, cfg: VQConfig, indices: Tensor, used?: BigInt64Array): Tensor {
-  return decode(p, cfg, embedCode(p.sub('quantize'), indices, used));
+  return decode(p, cfg, embedCode(p.sub('quantize'), indices, used, cfg.l2_codes ?? false));
 }
 
 /** Full forward: reconstruction, codebook loss, indices. */
-export function vqForward(p: ParamView, cfg: VQConfig, x: Tensor, used?: BigInt64Array): EncodeResult & { xrec: Tensor } {
-  const e = encode(p, cfg, x, used);
+export function vqForward(p: ParamView, cfg: VQConfig, x: Tensor, used?: BigInt64Array, training = false): EncodeResult & { xrec: Tensor } {
+  const e = encode(p, cfg, x, used, training);
   return { ...e, xrec: decode(p, cfg, e.zq) };
 }
 
