@@ -65,6 +65,28 @@ function outputPath(input: string, output: string, rel: string, ext: string, man
   return path.join(output, base);
 }
 
+type ImageJob = ModelOpts & { input: string; output: string; size?: string; batch: string };
+type Item = { file: string; rel: string };
+
+/** Load the model and the inputs, run `fn` per same-size batch with a progress bar. */
+async function eachBatch(
+  o: ImageJob,
+  label: string,
+  fn: (m: VQGAN, items: Item[], x: HostTensor<'float32'>, out: (rel: string, ext: string) => string) => Promise<void>,
+): Promise<{ count: number; many: boolean }> {
+  const inputs = await resolveInputs(o.input);
+  const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
+  const m = loadModel(o);
+  const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
+  const bar = progressBar(inputs.length, label);
+  for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+    await fn(m, items, x, (rel, ext) => outputPath(o.input, o.output, rel, ext, many));
+    bar.tick(items.length);
+  }
+  bar.stop();
+  return { count: inputs.length, many };
+}
+
 function codesJson(indices: HostTensor, i: number, source: string): string {
   const [, h, w] = indices.shape as [number, number, number];
   const all = indices.toArray();
@@ -112,24 +134,12 @@ export function registerVqganCommands(program: Command): void {
     .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
     .option('-b, --batch <n>', 'images per batch', '4')
     .action(
-      action(async (o: ModelOpts & { input: string; output: string; size?: string; batch: string }) => {
-        const inputs = await resolveInputs(o.input);
-        const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
-        const m = loadModel(o);
-        const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
-        const bar = progressBar(inputs.length, 'reconstruct');
-        const written: string[] = [];
-        for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+      action(async (o: ImageJob) => {
+        const n = await eachBatch(o, 'reconstruct', async (m, items, x, out) => {
           const r = await m.reconstruct(x);
-          for (let i = 0; i < items.length; i++) {
-            const out = outputPath(o.input, o.output, items[i]!.rel, '.png', many);
-            await saveImage(out, slice(r.image, i));
-            written.push(out);
-          }
-          bar.tick(items.length);
-        }
-        bar.stop();
-        console.error(`wrote ${written.length === 1 ? written[0] : `${written.length} images to ${o.output}`}`);
+          for (let i = 0; i < items.length; i++) await saveImage(out(items[i]!.rel, '.png'), slice(r.image, i));
+        });
+        console.error(`wrote ${n.many ? `${n.count} images to ${o.output}` : o.output}`);
       }),
     );
 
@@ -139,19 +149,12 @@ export function registerVqganCommands(program: Command): void {
     .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
     .option('-b, --batch <n>', 'images per batch', '4')
     .action(
-      action(async (o: ModelOpts & { input: string; output: string; size?: string; batch: string }) => {
-        const inputs = await resolveInputs(o.input);
-        const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
-        const m = loadModel(o);
-        const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
-        const bar = progressBar(inputs.length, 'encode');
-        for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+      action(async (o: ImageJob) => {
+        const n = await eachBatch(o, 'encode', async (m, items, x, out) => {
           const r = await m.encode(x);
-          items.forEach((it, i) => writeFileAtomicSync(outputPath(o.input, o.output, it.rel, '.json', many), codesJson(r.indices, i, it.rel)));
-          bar.tick(items.length);
-        }
-        bar.stop();
-        console.error(`wrote ${many ? `${inputs.length} code files to ${o.output}` : o.output}`);
+          items.forEach((it, i) => writeFileAtomicSync(out(it.rel, '.json'), codesJson(r.indices, i, it.rel)));
+        });
+        console.error(`wrote ${n.many ? `${n.count} code files to ${o.output}` : o.output}`);
       }),
     );
 

@@ -1,9 +1,7 @@
 // Training configs: taming's YAML layout (model.base_learning_rate, model.params.{embed_dim,
 // n_embed, ddconfig, lossconfig.params}, data.params.batch_size) plus a `latentkit:` section
 // for what taming's YAML does not say (data source, steps, logging, δ, codebook options).
-import fs from 'node:fs';
-import YAML from 'yaml';
-import { parseVQConfig, type VQConfig } from '../models/vqgan/config.ts';
+import { parseVQConfig, readConfigFile, type VQConfig } from '../models/vqgan/config.ts';
 import { TAMING_LOSS, type VQLossConfig } from '../losses/vqperceptual.ts';
 import { CODEBOOK_OFF, type CodebookOptions } from './codebook.ts';
 
@@ -133,18 +131,7 @@ export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
 
 export function loadTrainConfig(spec: string): TrainConfig {
   if (PRESETS[spec]) return parseTrainConfig(structuredClone(PRESETS[spec]), `preset '${spec}'`);
-  let text: string;
-  try {
-    text = fs.readFileSync(spec, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read config ${spec}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (presets: ${Object.keys(PRESETS).join(', ')})`, { cause: e });
-  }
-  let obj: unknown;
-  try {
-    obj = spec.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
-  } catch (e) {
-    throw new Error(`cannot parse config ${spec}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
-  }
+  const obj = readConfigFile(spec, ` (presets: ${Object.keys(PRESETS).join(', ')})`);
   return parseTrainConfig(obj, spec);
 }
 

@@ -59,20 +59,23 @@ export function parseVQConfig(obj: unknown, file = 'config'): VQConfig {
   return cfg;
 }
 
-export function loadVQConfig(file: string): VQConfig {
+/** Read a YAML (or .json) config file into a plain object, with one-line errors. */
+export function readConfigFile(file: string, hint = ''): unknown {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new Error(`cannot read config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}${hint}`, { cause: e });
   }
-  let obj: unknown;
   try {
-    obj = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+    return file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
   } catch (e) {
     throw new Error(`cannot parse config ${file}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
-  return parseVQConfig(obj, file);
+}
+
+export function loadVQConfig(file: string): VQConfig {
+  return parseVQConfig(readConfigFile(file), file);
 }
 
 /** Downsampling factor f = 2^(levels−1). */
