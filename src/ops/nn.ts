@@ -1,6 +1,7 @@
 // Composite neural-network ops built from primitives; their gradients come for free.
 import type { Tensor } from '../graph/ir.ts';
 import * as o from './core.ts';
+import { emit1 } from '../graph/trace.ts';
 
 /** silu(x) = x·σ(x) (taming's `nonlinearity` / swish). */
 export const silu = (x: Tensor): Tensor => o.mul(x, o.sigmoid(x));
@@ -34,8 +35,19 @@ function moments(x: Tensor, axes: number[]): [Tensor, Tensor] {
   return [mu, o.mean(o.mul(d, d), axes, true)];
 }
 
-/** GroupNorm over NC… input; weight/bias [C] (torch.nn.GroupNorm semantics). */
+/**
+ * GroupNorm over NC… input; weight/bias [C] (torch.nn.GroupNorm semantics). With both
+ * weight and bias it is one `groupNorm` primitive (ONNX GroupNormalization); otherwise the
+ * composite below (also the reference the primitive is tested against).
+ */
 export function groupNorm(x: Tensor, numGroups: number, weight: Tensor | null, bias: Tensor | null, eps = 1e-5): Tensor {
+  if (weight && bias && process.env.LATENTKIT_GN_COMPOSITE !== '1') {
+    return emit1('groupNorm', [x, weight, bias], { groups: numGroups, eps });
+  }
+  return groupNormComposite(x, numGroups, weight, bias, eps);
+}
+
+export function groupNormComposite(x: Tensor, numGroups: number, weight: Tensor | null, bias: Tensor | null, eps = 1e-5): Tensor {
   const [n, c] = x.shape as [number, number];
   if (c % numGroups !== 0) throw new Error(`groupNorm: ${c} channels not divisible by ${numGroups} groups`);
   const g = o.reshape(x, [n, numGroups, -1]); // [N, G, C/G·H·W]

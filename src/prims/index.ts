@@ -5,6 +5,7 @@ import { movementPrims } from './movement.ts';
 import { reducePrims } from './reduce.ts';
 import { indexingPrims } from './indexing.ts';
 import { convPrims } from './conv.ts';
+import { normPrims } from './norm.ts';
 import type { PrimDef } from './types.ts';
 
 export const PRIMS = {
@@ -13,6 +14,7 @@ export const PRIMS = {
   ...reducePrims,
   ...indexingPrims,
   ...convPrims,
+  ...normPrims,
 } satisfies Record<string, PrimDef>;
 
 export type PrimName = keyof typeof PRIMS;
