@@ -263,7 +263,7 @@ async function main(): Promise<void> {
         fmt(r.fwdBwdMs), fmt(r.torchFwdBwdMs ?? undefined), ratio(r.torchFwdBwdMs, r.fwdBwdMs),
         fmt(gf(r.fwdMs, 1), 0), fmt(gf(r.fwdBwdMs, 3), 0), fmt(gf(r.torchFwdMs, 1), 0), fmt(gf(r.torchFwdBwdMs, 3), 0),
         fmt((100 * gf(r.fwdMs, 1)!) / top, 0), fmt((100 * gf(r.fwdBwdMs, 3)!) / top, 0),
-        fmt(r.sessionMs.fwd, 0), fmt(r.sessionMs.fwdBwd, 0), fmt(r.otherLoadPct ?? undefined, 0),
+        fmt(r.sessionMs.fwd, 0), fmt(r.sessionMs.fwdBwd, 0), fmt(r.otherLoadPct ?? undefined, 0) + ((r.otherLoadPct ?? 0) > args.maxLoad ? ' (!)' : ''),
       ]);
       json.push({
         ...r,

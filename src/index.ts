@@ -24,3 +24,4 @@ export { emojiDataset, folderDataset, BatchLoader } from './io/datasets.ts';
 export { trainVQGAN } from './train/vqgan_run.ts';
 export { loadTrainConfig, parseTrainConfig } from './train/config.ts';
 export { psnr, ssim } from './eval/metrics.ts';
+export { lpips, loadLpipsWeights, lpipsShapes } from './models/lpips.ts';

@@ -23,10 +23,15 @@ export function registerTrainCommands(program: Command): void {
     .option('--batch-size <n>', 'override data.params.batch_size')
     .option('--lr <x>', 'absolute learning rate (default: config lr, or base_learning_rate × batch size)')
     .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--perceptual-weight <x>', 'LPIPS weight (taming: 1.0; needs --lpips-vgg)')
+    .option('--lpips-vgg <file>', 'torchvision vgg16 state dict (.pth/.safetensors) for LPIPS')
+    .option('--lpips-lin <file>', "LPIPS linear heads (the 'vgg.pth' of the lpips package)")
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
-      action(async (o: { data?: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string }) => {
+      action(async (o: { data?: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string; perceptualWeight?: string; lpipsVgg?: string; lpipsLin?: string }) => {
         const cfg = loadTrainConfig(o.config);
+        if (o.perceptualWeight) cfg.loss.perceptual_weight = Number(o.perceptualWeight);
+        if (o.lpipsVgg) cfg.run.lpips = { vgg: o.lpipsVgg, lin: o.lpipsLin };
         if (o.data) cfg.run.data = o.data;
         if (o.batchSize) cfg.run.batch_size = parseIntOpt(o.batchSize, '--batch-size');
         if (o.lr) cfg.run.lr = Number(o.lr);

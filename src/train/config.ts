@@ -23,6 +23,8 @@ export interface RunOptions {
   flip: boolean | null;
   /** Codebook care beyond taming (all off in the taming layout's defaults). */
   codebook: CodebookOptions;
+  /** LPIPS weights for perceptual_weight > 0: torchvision vgg16 state dict + LPIPS heads (vgg.pth). */
+  lpips: { vgg: string; lin?: string } | null;
 }
 
 export interface TrainConfig {
@@ -47,6 +49,7 @@ const RUN_DEFAULTS: RunOptions = {
   seed: 0,
   flip: null,
   codebook: CODEBOOK_OFF,
+  lpips: null,
 };
 
 /** The emoji preset: f8 VQGAN for 64×64 emoji (8×8 codes), ~4 M parameters. */
@@ -125,7 +128,6 @@ export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
     if (!Number.isInteger(run[k]) || (run[k] as number) <= 0) throw new Error(`${source}: '${k}' must be a positive integer, got ${JSON.stringify(run[k])}`);
   }
   const loss = lossFromTaming(lp, lk);
-  if (loss.perceptual_weight > 0) throw new Error(`${source}: perceptual_weight > 0 needs LPIPS weights, which this version cannot load yet; set it to 0`);
   return { model, loss, run };
 }
 

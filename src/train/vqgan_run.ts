@@ -9,7 +9,10 @@ import { saveGrid } from '../io/image.ts';
 import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/safetensors.ts';
-import { InitRng, type StateDict } from '../nn/params.ts';
+import { InitRng, ParamView, type StateDict } from '../nn/params.ts';
+import { loadLpipsWeights, lpips } from '../models/lpips.ts';
+import * as ops from '../ops/core.ts';
+import type { Tensor } from '../graph/ir.ts';
 import { emaBufferShapes, initVQModel, vqShapes } from '../models/vqgan/vqmodel.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { codeUsage } from '../models/vqgan/quantize.ts';
@@ -155,10 +158,21 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   );
   trainer.session = { threads: o.threads };
   const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
-  trainer.define('warmup', { batch: batchSpec, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: false }), train: ['ae'] });
+  // LPIPS: frozen weights, baked into the programs as constants
+  let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
+  if (cfg.loss.perceptual_weight > 0) {
+    if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');
+    const w = loadLpipsWeights(cfg.run.lpips.vgg, cfg.run.lpips.lin);
+    for (const n of w.notes) ev.onMessage?.(`lpips: ${n}`);
+    perceptual = (x, y) => {
+      const c = (sd: StateDict) => new ParamView(Object.fromEntries([...sd].map(([k, v]) => [k, ops.constant(v)])));
+      return lpips({ vgg: c(w.vgg), lin: c(w.lin) }, x, y);
+    };
+  }
+  trainer.define('warmup', { batch: batchSpec, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual }), train: ['ae'] });
   trainer.define('gan', {
     batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } },
-    loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true }),
+    loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual }),
   });
 
   // codebook care (k-means init, dead-code restarts): pool of recent latents, counts, RNG

@@ -13,6 +13,9 @@ import { parseTrainConfig, type TrainConfig } from '../../src/train/config.ts';
 import { trainVQGAN } from '../../src/train/vqgan_run.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { loadImage } from '../../src/io/image.ts';
+import { lpipsShapes } from '../../src/models/lpips.ts';
+import { hashStateDict } from '../../src/nn/hashinit.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -87,6 +90,22 @@ describe('train-ae', () => {
     );
     const last = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'last.json'), 'utf8')) as { dir: string };
     assert.ok(fs.existsSync(path.join(out, 'checkpoints', last.dir, 'model.safetensors')));
+  });
+
+  it('LPIPS perceptual term: needs weight files, then trains with them', async () => {
+    const c = cfg({ max_steps: 3, log_every: 1 });
+    c.loss.perceptual_weight = 1;
+    await assert.rejects(trainVQGAN({ config: c, out: path.join(tmp, 'lp0'), threads: 1, events: quiet }), /perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg/);
+    const shapes = lpipsShapes();
+    const vgg = path.join(tmp, 'vgg16.safetensors');
+    const lin = path.join(tmp, 'lin.safetensors');
+    writeSafetensorsFile(vgg, hashStateDict(shapes.vgg));
+    writeSafetensorsFile(lin, hashStateDict(shapes.lin));
+    c.run.lpips = { vgg, lin };
+    const out = path.join(tmp, 'lp1');
+    await trainVQGAN({ config: c, out, threads: 1, events: quiet });
+    const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { rec?: number });
+    assert.ok(lines.filter((l) => l.rec !== undefined).every((l) => Number.isFinite(l.rec)));
   });
 
   it('kill -9 mid-training, then --resume: finishes, and no checkpoint is half-written', async () => {
