@@ -63,7 +63,7 @@ export const EMOJI_PRESET = {
       ddconfig: { double_z: false, z_channels: 64, resolution: 64, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2, 2, 4], num_res_blocks: 1, attn_resolutions: [8], dropout: 0.0 },
       lossconfig: {
         target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
-        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 3000, disc_weight: 0.8, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
+        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 2200, disc_weight: 0.8, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
       },
     },
   },
@@ -71,7 +71,7 @@ export const EMOJI_PRESET = {
   latentkit: {
     data: 'emoji',
     size: 64,
-    max_steps: 5000,
+    max_steps: 3400,
     lr: 2e-4,
     rec_loss: 'l1',
     adaptive_delta: 1e-6,
