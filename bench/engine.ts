@@ -23,8 +23,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as o from '../src/ops/core.ts';
 import { Program } from '../src/runtime/program.ts';
-import { LoadMeter, waitQuiet } from './load.ts';
-import { LAYERS, type Layer, convFlops, feedsFor, forwardProgram, fwdBwdProgram, randn, timeIt } from './layers.ts';
+import { LoadMeter, waitQuiet } from './engine_load.ts';
+import { LAYERS, type Layer, convFlops, feedsFor, forwardProgram, fwdBwdProgram, randn, timeIt } from './engine_layers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PY = '/usr/bin/python3';
@@ -159,7 +159,7 @@ type M = { ms: number; all: number[] };
  * One layer, one mode: compile (timed: trace + lower + session), then latentkit and PyTorch
  * timings back to back, again (up to args.retries times) while other processes disturbed
  * them. Only this one session is alive meanwhile: an idle second session's spinning ORT
- * threads slow a 2-thread run down badly (see bench/README.md).
+ * threads slow a 2-thread run down badly (bench/engine_alt.ts --only spin).
  */
 async function measure(layer: Layer, mode: 'fwd' | 'fwd_bwd', threads: number, args: Args, torch: TorchServer | null) {
   await quiet(args.maxLoad);

@@ -12,8 +12,8 @@ import type * as OrtNs from 'onnxruntime-common';
 import { encodeModel, ATTR_TYPE, type AttrObj, type ModelObj, type NodeObj, type TensorProtoObj } from '../src/onnx/proto.ts';
 import { createSession, getOrt } from '../src/runtime/backend.ts';
 import { HostTensor } from '../src/tensor.ts';
-import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram, median, randn } from './layers.ts';
-import { LoadMeter, waitQuiet } from './load.ts';
+import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram, median, randn } from './engine_layers.ts';
+import { LoadMeter, waitQuiet } from './engine_load.ts';
 
 // ---------------------------------------------------------------- a tiny ONNX graph builder
 
@@ -540,12 +540,8 @@ async function main(): Promise<void> {
       }
     }
     if (want('fb')) {
-      const cases: [string, P, Lowering][] = [
-        ...convs.map(([n, p]) => [`conv3x3 ${n}`, p, { ig: igSlice1Flip, wg: wgFoldTaps }] as [string, P, Lowering]),
-        ['down s2 C128 64²', PDOWN, { ig: igConvTranspose, wg: wgFoldTaps }],
-        ['conv1x1 C512 16²', P1, { ig: igCurrent, wg: wgFoldTaps }],
-      ];
-      for (const [name, p, best] of cases) {
+      const cases: [string, P][] = [...convs.map(([n, p]) => [`conv3x3 ${n}`, p] as [string, P]), ['down s2 C128 64²', PDOWN], ['conv1x1 C512 16²', P1]];
+      for (const [name, p] of cases) {
         const layer = LAYERS.find((l) => l.name === name)!;
         const d = dataFor(p);
         const prog = fwdBwdProgram(layer);
@@ -560,10 +556,16 @@ async function main(): Promise<void> {
           },
           release: () => sess.release(),
         };
-        const cur = await rawVariant('raw graph, current lowering', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgCurrent }), d, t);
-        const alt = await rawVariant(`raw graph, proposed (${best.ig.name} + ${best.wg.name})`, (g) => fwdBwd(g, p, best), d, t);
-        await checkSame(name, cur, alt);
-        await compare(`forward+backward ${name}`, [lk, cur, alt], rounds, reps, false);
+        const ig = p.s === 1 ? igSlice1Flip : igConvTranspose;
+        const vs = [
+          await rawVariant('raw graph, current lowering', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgCurrent }), d, t),
+          await rawVariant(`raw, ${ig.name} + wgCurrent`, (g) => fwdBwd(g, p, { ig, wg: wgCurrent }), d, t),
+          await rawVariant(`raw, ${ig.name} + wgFoldTaps`, (g) => fwdBwd(g, p, { ig, wg: wgFoldTaps }), d, t),
+          await rawVariant(`raw, ${ig.name} + wgIm2col`, (g) => fwdBwd(g, p, { ig, wg: wgIm2col }), d, t),
+          await rawVariant(`raw, ${ig.name} + wgConvIm2col`, (g) => fwdBwd(g, p, { ig, wg: wgConvIm2col }), d, t),
+        ];
+        for (const v of vs.slice(1)) await checkSame(name, vs[0]!, v);
+        await compare(`forward+backward ${name}`, [lk, ...vs], rounds, reps, false);
       }
     }
   }

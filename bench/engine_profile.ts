@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { getOrt } from '../src/runtime/backend.ts';
 import { CompiledProgram, type Program } from '../src/runtime/program.ts';
-import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram } from './layers.ts';
+import { LAYERS, feedsFor, forwardProgram, fwdBwdProgram } from './engine_layers.ts';
 
 /**
  * compile({ profile: true }) with the session options of src/runtime/backend.ts plus the

@@ -4,7 +4,7 @@
 Run with Debian's interpreter (torch 1.13):  /usr/bin/python3 bench/engine_torch.py --threads 1
 Prints one JSON object on stdout: {"torch": version, "threads": n, "layers": [...]}, each
 layer with median forward / forward+backward milliseconds over --reps repetitions after
---warmup warm-up runs. The layer list must match LAYERS in bench/layers.ts.
+--warmup warm-up runs. The layer list must match LAYERS in bench/engine_layers.ts.
 
 --serve (used by bench/engine.ts, so that PyTorch and latentkit measurements of one layer
 are taken back to back): prints {"ready": ...}, then answers each stdin line
