@@ -204,7 +204,12 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     }
     // keep metrics up to the checkpoint so the log matches an uninterrupted run
     if (fs.existsSync(metricsFile)) {
-      const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+      // (a final evaluation of an earlier, shorter run is not part of the continued run)
+      const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => {
+        if (!l) return false;
+        const j = JSON.parse(l) as { step: number; split?: string };
+        return j.step <= step && j.split !== 'val_full';
+      });
       writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
     }
   } else if (fs.existsSync(metricsFile)) {
@@ -334,6 +339,23 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     stopped = o.shouldStop?.() ?? false;
     if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
     if (stopped) break;
+  }
+  // final evaluation on the whole validation split (full batches)
+  if (!stopped && data.valIdx.length >= valN && valN > 0) {
+    evalModel.setWeights(aeWeights());
+    const all = new BatchLoader({ images: data.images, indices: data.valIdx, batchSize: valN, augment: false, shuffle: false, dropLast: true });
+    const ps: number[] = [];
+    const ss: number[] = [];
+    const codes: bigint[] = [];
+    for (let b = 0; b < Math.floor(data.valIdx.length / valN); b++) {
+      const { x } = all.next();
+      const r = await evalModel.reconstruct(x);
+      ps.push(...psnr(x, r.image));
+      ss.push(...ssim(x, r.image));
+      codes.push(...(r.indices.data as BigInt64Array));
+    }
+    const u = codeUsage(codes, cfg.model.n_embed);
+    logLine({ step, split: 'val_full', images: ps.length, psnr: mean(ps), ssim: mean(ss), usage: u.usage, perplexity: u.perplexity });
   }
   await evalModel.release();
   return { step, stopped, out };
