@@ -3,7 +3,7 @@
 // on 1 and 2 threads, side by side. Prints one table and writes it as JSON to
 // bench/results/engine-<date>.json.
 //
-//   node --import tsx bench/engine.ts [--threads 1,2] [--reps 7] [--warmup 2]
+//   node --import tsx bench/engine.ts [--threads 1,2] [--reps 9] [--warmup 2]
 //                                     [--only 'conv1x1 C512 16²,attn C512 16²'] [--no-torch]
 //                                     [--retries 3] [--max-load 10]
 //

@@ -100,8 +100,8 @@ const outHW = (p: P): [number, number] => [
   Math.floor((p.w + p.pads[1] + p.pads[3] - p.k) / p.s) + 1,
 ];
 
-/** dw, current lowering (copied from src/prims/conv.ts lowerWeightGrad, groups = 1). */
-function wgCurrent(g: G, p: P, x: string, gy: string): string {
+/** dw, the lowering of src/prims/conv.ts as of 14:00 on 2026-11-24 (groups = 1): per tap a 2-D (strided) Slice, batched MatMul, ReduceSum over N. */
+function wgPrev(g: G, p: P, x: string, gy: string): string {
   const [ho, wo] = outHW(p);
   const [pt, pl, pb, pr] = p.pads;
   const xp = g.pad(x, [0, 0, pt, pl, 0, 0, pb, pr]);
@@ -119,6 +119,56 @@ function wgCurrent(g: G, p: P, x: string, gy: string): string {
   const st = g.op('Concat', taps.map((t) => g.op('Unsqueeze', [t, g.i64([3])])), { axis: 3 });
   return g.reshape(g.transpose(st, [0, 2, 1, 3]), [p.o, p.c, p.k, p.k]);
 }
+
+/**
+ * dw, the lowering of src/prims/conv.ts as of 14:56 (groups = 1, mirrored here so variants
+ * can be compared in one graph family): stride 1 → "flat" taps (padded input flattened to
+ * [N, C, Hp·Wp]; tap (i, j) = one contiguous range; g padded right to Wp), stride 2 → 2-D
+ * strided Slices; then all taps Unsqueezed, Concatenated on a last axis [N, 1, C, O, K²],
+ * one ReduceSum over N, Transpose. `perTapReduce` = ReduceSum each tap first (the 14:00 finish).
+ */
+function wgCurrentImpl(g: G, p: P, x: string, gy: string, perTapReduce: boolean): string {
+  const [ho, wo] = outHW(p);
+  const [pt, pl, pb, pr] = p.pads;
+  const taps: string[] = [];
+  if (p.s === 1) {
+    const wp = p.w + pl + pr;
+    const extra = p.k > 1 ? 1 : 0;
+    const hp = p.h + pt + pb + extra;
+    const xf = g.reshape(g.pad(x, [0, 0, pt, pl, 0, 0, pb + extra, pr]), [p.n, 1, p.c, hp * wp]);
+    const L = ho * wp;
+    const gp = wp !== wo ? g.pad(gy, [0, 0, 0, 0, 0, 0, 0, wp - wo]) : gy;
+    const gt = g.transpose(g.reshape(gp, [p.n, 1, p.o, L]), [0, 1, 3, 2]);
+    for (let i = 0; i < p.k; i++) {
+      for (let j = 0; j < p.k; j++) {
+        const off = i * wp + j;
+        const v = off === 0 && L === hp * wp ? xf : g.slice(xf, [off], [off + L], [3], [1]);
+        taps.push(g.op('MatMul', [v, gt]));
+      }
+    }
+  } else {
+    const xp = g.pad(x, [0, 0, pt, pl, 0, 0, pb, pr]);
+    const gt = g.transpose(g.reshape(gy, [p.n, 1, p.o, ho * wo]), [0, 1, 3, 2]);
+    for (let i = 0; i < p.k; i++) {
+      for (let j = 0; j < p.k; j++) {
+        const v = g.slice(xp, [i, j], [i + p.s * (ho - 1) + 1, j + p.s * (wo - 1) + 1], [2, 3], [p.s, p.s]);
+        taps.push(g.op('MatMul', [g.reshape(v, [p.n, 1, p.c, ho * wo]), gt]));
+      }
+    }
+  }
+  if (perTapReduce) {
+    const red = taps.map((t) => g.op('Unsqueeze', [g.op('ReduceSum', [t, g.i64([0])], { keepdims: 0 }), g.i64([3])]));
+    const st = red.length === 1 ? red[0]! : g.op('Concat', red, { axis: 3 }); // [1, C, O, K²]
+    return g.reshape(g.transpose(st, [0, 2, 1, 3]), [p.o, p.c, p.k, p.k]);
+  }
+  const unsq = taps.map((t) => g.op('Unsqueeze', [t, g.i64([4])]));
+  const st = unsq.length === 1 ? unsq[0]! : g.op('Concat', unsq, { axis: 4 }); // [N, 1, C, O, K²]
+  const red = g.op('ReduceSum', [st, g.i64([0])], { keepdims: 0 });
+  return g.reshape(g.transpose(red, [0, 2, 1, 3]), [p.o, p.c, p.k, p.k]);
+}
+const wgCurrent = (g: G, p: P, x: string, gy: string) => wgCurrentImpl(g, p, x, gy, false);
+/** the 14:56 flat taps with the 14:00 per-tap ReduceSum finish */
+const wgFlatPerTapReduce = (g: G, p: P, x: string, gy: string) => wgCurrentImpl(g, p, x, gy, true);
 
 /** Channel-major views shared by the folded variants: xT [C, N, Hp, Wp] padded, gT [O, N·Ho·Wo]. */
 function folded(g: G, p: P, x: string, gy: string): { xT: string; gT: string; K: number } {
@@ -288,6 +338,9 @@ function c1MatMul(g: G, p: P, x: string, w: string): string {
 function wg1Current(g: G, p: P, x: string, gy: string): string {
   return wgCurrent(g, p, x, gy);
 }
+function wg1Prev(g: G, p: P, x: string, gy: string): string {
+  return wgPrev(g, p, x, gy);
+}
 /** dw 1×1: FusedMatMul g[N,O,HW]·x[N,C,HW]ᵀ → [N,O,C], ReduceSum over N: already [O, C] order. */
 function wg1NoTranspose(g: G, p: P, x: string, gy: string): string {
   const mm = g.op('FusedMatMul', [g.reshape(gy, [p.n, p.o, p.h * p.w]), g.reshape(x, [p.n, p.c, p.h * p.w])], { transB: 1 }, 'com.microsoft');
@@ -296,9 +349,25 @@ function wg1NoTranspose(g: G, p: P, x: string, gy: string): string {
 
 // ---------------------------------------------------------------- whole forward+backward
 
+/** Proposed dw: Gemm over a channel-major im2col for small maps (Ho·Wo ≤ 256, and 1×1), else im2col by one-hot grouped Conv. */
+function wgHybrid(g: G, p: P, x: string, gy: string): string {
+  const [ho, wo] = outHW(p);
+  return ho * wo <= 256 || p.k === 1 ? wgIm2col(g, p, x, gy) : wgConvIm2col(g, p, x, gy);
+}
+/** Proposed dx: stride 1 → Conv with the 1-axis flipped weight, else ConvTranspose. */
+function igProposed(g: G, p: P, w: string, gy: string): string {
+  return p.s === 1 ? igSlice1Flip(g, p, w, gy) : igConvTranspose(g, p, w, gy);
+}
+/** Proposed dx through NCHWc (stride 1, channels multiple of 16). */
+function igProposedNchwc(g: G, p: P, w: string, gy: string): string {
+  return p.s === 1 ? igNchwc(g, p, w, gy) : igConvTranspose(g, p, w, gy);
+}
+
 interface Lowering {
   ig: (g: G, p: P, w: string, gy: string) => string;
   wg: (g: G, p: P, x: string, gy: string) => string;
+  /** forward Conv through in-graph NCHWc reorders */
+  nchwcFwd?: boolean;
 }
 /** y = conv(x, w, b); loss = Σ y·c; dx, dw, db (dy = c). */
 function fwdBwd(g: G, p: P, L: Lowering): void {
@@ -307,7 +376,7 @@ function fwdBwd(g: G, p: P, L: Lowering): void {
   const w = g.input('w', [p.o, p.c, p.k, p.k]);
   const b = g.input('b', [p.o]);
   const c = g.input('c', [p.n, p.o, ho, wo]);
-  const y = g.op('Conv', [x, w, b], { strides: [p.s, p.s], pads: p.pads });
+  const y = L.nchwcFwd ? convNchwc(g, p, x, w, b) : g.op('Conv', [x, w, b], { strides: [p.s, p.s], pads: p.pads });
   const loss = g.op('ReduceSum', [g.op('Mul', [y, c])], { keepdims: 0 });
   g.output(loss, []);
   g.output(L.ig(g, p, w, c), [p.n, p.c, p.h, p.w]);
@@ -454,7 +523,9 @@ async function main(): Promise<void> {
       for (const [name, p] of convs) {
         const d = dataFor(p);
         await compare(`3×3 weight grad ${name}`, [
-          await rawVariant('current: per-tap batched MatMul + ReduceSum(N)', wgBuild(p, wgCurrent), d, t),
+          await rawVariant('current: flat taps, Concat, then ReduceSum(N)', wgBuild(p, wgCurrent), d, t),
+          await rawVariant('flat taps + per-tap ReduceSum(N)', wgBuild(p, wgFlatPerTapReduce), d, t),
+          await rawVariant('previous: 2-D Slice taps + per-tap ReduceSum(N)', wgBuild(p, wgPrev), d, t),
           await rawVariant('N folded into K: per-tap Gemm [O,NHW]·[C,NHW]ᵀ', wgBuild(p, wgFoldTaps), d, t),
           await rawVariant('im2col [C·9, NHW] + one Gemm', wgBuild(p, wgIm2col), d, t),
           await rawVariant('per-image im2col + batched MatMul + ReduceSum', wgBuild(p, wgIm2colBatched), d, t),
@@ -466,7 +537,8 @@ async function main(): Promise<void> {
     if (want('down')) {
       const d = dataFor(PDOWN);
       await compare('stride-2 weight grad C128 64²→32²', [
-        await rawVariant('current: strided Slice per tap + batched MatMul', wgBuild(PDOWN, wgCurrent), d, t),
+        await rawVariant('current: strided Slices, Concat, then ReduceSum(N)', wgBuild(PDOWN, wgCurrent), d, t),
+        await rawVariant('previous: strided Slices + per-tap ReduceSum(N)', wgBuild(PDOWN, wgPrev), d, t),
         await rawVariant('N folded into K (strided Slice) + Gemm', wgBuild(PDOWN, wgFoldTaps), d, t),
         await rawVariant('polyphase Transpose + stride-1 Slices + Gemm', wgBuild(PDOWN, wgPolyphase), d, t),
         await rawVariant('im2col by one-hot grouped Conv + MatMul', wgBuild(PDOWN, wgConvIm2col), d, t),
@@ -483,6 +555,7 @@ async function main(): Promise<void> {
       ], rounds, reps);
       await compare('1×1 weight grad C512 16²', [
         await rawVariant('current: MatMul + ReduceSum(N) + Transpose', wgBuild(P1, wg1Current), d, t),
+        await rawVariant('previous (14:00)', wgBuild(P1, wg1Prev), d, t),
         await rawVariant('FusedMatMul g·xᵀ + ReduceSum(N), no Transpose', wgBuild(P1, wg1NoTranspose), d, t),
         await rawVariant('N folded into K: Transposes + one Gemm', wgBuild(P1, wgFoldTaps), d, t),
       ], rounds, reps);
@@ -556,13 +629,11 @@ async function main(): Promise<void> {
           },
           release: () => sess.release(),
         };
-        const ig = p.s === 1 ? igSlice1Flip : igConvTranspose;
         const vs = [
-          await rawVariant('raw graph, current lowering', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgCurrent }), d, t),
-          await rawVariant(`raw, ${ig.name} + wgCurrent`, (g) => fwdBwd(g, p, { ig, wg: wgCurrent }), d, t),
-          await rawVariant(`raw, ${ig.name} + wgFoldTaps`, (g) => fwdBwd(g, p, { ig, wg: wgFoldTaps }), d, t),
-          await rawVariant(`raw, ${ig.name} + wgIm2col`, (g) => fwdBwd(g, p, { ig, wg: wgIm2col }), d, t),
-          await rawVariant(`raw, ${ig.name} + wgConvIm2col`, (g) => fwdBwd(g, p, { ig, wg: wgConvIm2col }), d, t),
+          await rawVariant('raw graph, current lowering (14:56)', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgCurrent }), d, t),
+          await rawVariant('raw graph, previous lowering (14:00)', (g) => fwdBwd(g, p, { ig: igCurrent, wg: wgPrev }), d, t),
+          await rawVariant('proposed: igProposed + wgHybrid', (g) => fwdBwd(g, p, { ig: igProposed, wg: wgHybrid }), d, t),
+          await rawVariant('proposed + NCHWc fwd and dx Convs', (g) => fwdBwd(g, p, { ig: igProposedNchwc, wg: wgHybrid, nchwcFwd: true }), d, t),
         ];
         for (const v of vs.slice(1)) await checkSame(name, vs[0]!, v);
         await compare(`forward+backward ${name}`, [lk, ...vs], rounds, reps, false);
