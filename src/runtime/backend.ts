@@ -5,9 +5,15 @@ import os from 'node:os';
 
 export type Ort = typeof OrtNs;
 let ort: Ort | null = null;
+let providers: string[] | null = null;
 
-export function setBackend(mod: Ort): void {
+/**
+ * Use another ONNX Runtime build, e.g. onnxruntime-web in a browser:
+ * `setBackend(await import('onnxruntime-web'), ['wasm'])` (or ['webgpu', 'wasm']).
+ */
+export function setBackend(mod: Ort, executionProviders?: string[]): void {
   ort = mod;
+  providers = executionProviders ?? null;
 }
 
 export async function getOrt(): Promise<Ort> {
@@ -42,7 +48,7 @@ export async function createSession(model: Uint8Array, o: SessionOptions = {}): 
     enableCpuMemArena: true,
     enableProfiling: !!o.profilePrefix,
     ...(o.profilePrefix ? { profileFilePrefix: o.profilePrefix } : {}),
-    executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+    executionProviders: providers ?? (o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu']),
   };
   try {
     return await rt.InferenceSession.create(model, opts);
