@@ -93,7 +93,28 @@ export const TINY_PRESET = {
   latentkit: { data: 'emoji', size: 32, max_steps: 60, lr: 1e-3, log_every: 10, image_every: 30, ckpt_every: 30 },
 };
 
-export const PRESETS: Record<string, unknown> = { emoji: EMOJI_PRESET, tiny: TINY_PRESET };
+/**
+ * taming's own training values (VQLPIPSWithDiscriminator defaults, δ = 1e-4 as in its code,
+ * lr = base_learning_rate × batch, LPIPS weight 1.0, no codebook extras) on the emoji-sized
+ * model. Needs --lpips-vgg/--lpips-lin, or --perceptual-weight 0.
+ */
+export const TAMING_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.vqgan.VQModel',
+    params: {
+      ...EMOJI_PRESET.model.params,
+      lossconfig: {
+        target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
+        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 10000, disc_weight: 0.8, codebook_weight: 1.0, perceptual_weight: 1.0, disc_num_layers: 3, disc_ndf: 64, disc_loss: 'hinge' },
+      },
+    },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { data: 'emoji', size: 64, max_steps: 20000, rec_loss: 'l1', adaptive_delta: 1e-4 },
+};
+
+export const PRESETS: Record<string, unknown> = { emoji: EMOJI_PRESET, tiny: TINY_PRESET, taming: TAMING_PRESET };
 
 function lossFromTaming(lp: Record<string, any>, lk: Record<string, any>): VQLossConfig {
   return {

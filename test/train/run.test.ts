@@ -132,3 +132,19 @@ describe('train-ae', () => {
     }
   });
 });
+
+describe('presets', () => {
+  it("'taming' keeps taming's values; 'emoji' turns the latentkit extras on", async () => {
+    const { loadTrainConfig, learningRate } = await import('../../src/train/config.ts');
+    const t = loadTrainConfig('taming');
+    assert.equal(t.loss.adaptive_delta, 1e-4);
+    assert.equal(t.loss.perceptual_weight, 1);
+    assert.equal(t.loss.disc.n_layers, 3);
+    assert.equal(learningRate(t), 4.5e-6 * 16);
+    assert.equal(t.run.codebook.kmeans_init || t.run.codebook.restart_dead, false);
+    const e = loadTrainConfig('emoji');
+    assert.equal(e.loss.adaptive_delta, 1e-6);
+    assert.ok(e.run.codebook.kmeans_init && e.run.codebook.restart_dead);
+    assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, tiny, taming\)/);
+  });
+});
