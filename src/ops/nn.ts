@@ -3,8 +3,8 @@ import type { Tensor } from '../graph/ir.ts';
 import * as o from './core.ts';
 import { emit1 } from '../graph/trace.ts';
 
-/** silu(x) = x·σ(x) (taming's `nonlinearity` / swish). */
-export const silu = (x: Tensor): Tensor => o.mul(x, o.sigmoid(x));
+/** silu(x) = x·σ(x) (taming's `nonlinearity` / swish); a primitive for its cheaper VJP. */
+export const silu = (x: Tensor): Tensor => emit1('silu', [x]);
 
 /** gelu(x) = x·Φ(x), exact (erf) form. */
 export const gelu = (x: Tensor): Tensor => o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));

@@ -5,7 +5,7 @@ import { movementPrims } from './movement.ts';
 import { reducePrims } from './reduce.ts';
 import { indexingPrims } from './indexing.ts';
 import { convPrims } from './conv.ts';
-import { normPrims } from './norm.ts';
+import { normPrims, siluPrims } from './norm.ts';
 import type { PrimDef } from './types.ts';
 
 export const PRIMS = {
@@ -15,6 +15,7 @@ export const PRIMS = {
   ...indexingPrims,
   ...convPrims,
   ...normPrims,
+  ...siluPrims,
 } satisfies Record<string, PrimDef>;
 
 export type PrimName = keyof typeof PRIMS;

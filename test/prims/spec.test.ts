@@ -98,13 +98,14 @@ const rows: Row[] = [
   { name: 'conv2d 1×1', prims: ['conv2d'], ins: [f32([2, 5, 4, 4]), f32([3, 5, 1, 1]), f32([3])], f: (x, w, b) => o.conv2d(x!, w!, b) },
   { name: 'conv2d dilation 2, groups 2', prims: ['conv2d'], ins: [f32([1, 4, 9, 9]), f32([6, 2, 3, 3])], f: (x, w) => o.conv2d(x!, w!, null, { dilation: 2, groups: 2, padding: 1 }) },
   { name: 'conv2d k4 s2 p1 (PatchGAN)', prims: ['conv2d'], ins: [f32([2, 3, 8, 8]), f32([4, 3, 4, 4])], f: (x, w) => o.conv2d(x!, w!, null, { stride: 2, padding: 1 }) },
+  // forward values of silu/groupNorm are also checked against PyTorch in test/engine/parity.test.ts
+  { name: 'silu', prims: ['silu'], ins: [f32([3, 4])], f: nn.silu },
   { name: 'groupNorm primitive', prims: ['groupNorm'], ins: [f32([2, 4, 3, 3]), f32([4]), f32([4])], f: (x, w, b) => nn.groupNorm(x!, 2, w!, b!, 1e-6) },
   { name: 'conv2d stride 3 odd size, big pad', prims: ['conv2d'], ins: [f32([1, 2, 7, 8]), f32([2, 2, 2, 3])], f: (x, w) => o.conv2d(x!, w!, null, { stride: [3, 2], padding: [2, 0, 1, 3] }) },
 ];
 
 // Composites get the same dot-product check (their VJPs are assembled from the rows above).
 const compositeRows: Row[] = [
-  { name: 'silu', prims: [], ins: [f32([3, 4])], f: nn.silu },
   { name: 'gelu', prims: [], ins: [f32([3, 4])], f: nn.gelu },
   { name: 'softmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.softmax(x, -1) },
   { name: 'logSoftmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.logSoftmax(x, 0) },
