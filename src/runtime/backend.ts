@@ -49,6 +49,7 @@ export async function createSession(model: Uint8Array, o: SessionOptions = {}): 
     enableProfiling: !!o.profilePrefix,
     ...(o.profilePrefix ? { profileFilePrefix: o.profilePrefix } : {}),
     executionProviders: providers ?? (o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu']),
+    ...(process.env.LATENTKIT_ORT_SPIN === '0' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   try {
     return await rt.InferenceSession.create(model, opts);
