@@ -6,8 +6,7 @@ import { loadTrainConfig } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
-import { codeUsage } from '../models/vqgan/quantize.ts';
-import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { action, parseIntOpt } from './util.ts';
 
 const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
@@ -117,18 +116,8 @@ export function registerTrainCommands(program: Command): void {
         if (o.limit) idx = idx.slice(0, parseIntOpt(o.limit, '--limit'));
         const bs = Math.min(parseIntOpt(o.batch, '--batch'), idx.length);
         const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: true });
-        const ps: number[] = [];
-        const ss: number[] = [];
-        const codes: bigint[] = [];
-        for (let b = 0; b < Math.floor(idx.length / bs); b++) {
-          const { x } = loader.next();
-          const r = await m.reconstruct(x);
-          ps.push(...psnr(x, r.image));
-          ss.push(...ssim(x, r.image));
-          codes.push(...(r.indices.data as BigInt64Array));
-        }
-        const u = codeUsage(codes, m.config.n_embed);
-        const res = { images: ps.length, split: o.split, psnr: mean(ps), ssim: mean(ss), codebook_usage: u.usage, codes_used: u.used, perplexity: u.perplexity };
+        const r = await evaluateBatches(m, take(() => loader.next(), Math.floor(idx.length / bs)));
+        const res = { images: r.images, split: o.split, psnr: r.psnr, ssim: r.ssim, codebook_usage: r.usage, codes_used: r.used, perplexity: r.perplexity };
         console.log(JSON.stringify(res, null, 2));
       }),
     );

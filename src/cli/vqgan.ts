@@ -58,10 +58,9 @@ async function* imageBatches(inputs: { file: string; rel: string }[], size: numb
   if (cur.items.length) yield { items: cur.items, x: stack(cur.images) };
 }
 
-function outputPath(input: string, output: string, rel: string, ext: string, many: boolean): string {
+function outputPath(output: string, rel: string, ext: string, many: boolean): string {
   if (!many && !(fs.existsSync(output) && fs.statSync(output).isDirectory())) return output;
   const base = rel.replace(/\.[^.]+$/, ext);
-  void input;
   return path.join(output, base);
 }
 
@@ -80,7 +79,7 @@ async function eachBatch(
   const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
   const bar = progressBar(inputs.length, label);
   for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
-    await fn(m, items, x, (rel, ext) => outputPath(o.input, o.output, rel, ext, many));
+    await fn(m, items, x, (rel, ext) => outputPath(o.output, rel, ext, many));
     bar.tick(items.length);
   }
   bar.stop();

@@ -3,7 +3,7 @@
 import type { Tensor } from '../graph/ir.ts';
 import * as o from '../ops/core.ts';
 import * as nn from '../ops/nn.ts';
-import { InitRng, ParamView, fill, normalTensor, uniformTensor, type ShapeTree, type StateDict, type TensorTree } from '../nn/params.ts';
+import { ParamView, type InitRng, fill, normalTensor, uniformTensor, type ShapeTree, type StateDict, type TensorTree } from '../nn/params.ts';
 
 export interface DiscConfig {
   in_channels: number;
@@ -104,4 +104,3 @@ export function discriminator(p: ParamView, c: DiscConfig, x: Tensor, training: 
   return { logits: h, buffers: updated };
 }
 
-export { InitRng };

@@ -2,7 +2,7 @@
 // lowers itself through a LowerCtx; graph outputs get the caller's names.
 import type { Graph, Node, Tensor, TensorMeta } from '../graph/ir.ts';
 import { primDef } from '../prims/index.ts';
-import { A, ONNX_DTYPE, type LowerCtx, type OnnxAttr } from '../prims/types.ts';
+import { ONNX_DTYPE, type LowerCtx, type OnnxAttr } from '../prims/types.ts';
 import { HostTensor, type DType } from '../tensor.ts';
 import { ATTR_TYPE, encodeModel, type AttrObj, type ModelObj, type NodeObj, type TensorProtoObj } from './proto.ts';
 
@@ -164,4 +164,3 @@ export function lowerToOnnx(graph: Graph, opts: LowerOptions): Uint8Array {
   return encodeModel(lowerToModel(graph, opts).model);
 }
 
-export { A };

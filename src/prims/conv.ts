@@ -71,9 +71,7 @@ export const convPrims = {
     doc: 'dx = conv2dᵀ(g, w): the VJP of conv2d with respect to its input',
     shape: ([g, w], a: ConvAttrs & { inputShape: number[] }) => {
       requireRank('conv2dInputGrad', g!, 4);
-      const [, oc, kh, kw] = w!.shape;
       if (g!.shape[1] !== w!.shape[0]) throw new Error(`conv2dInputGrad: g ${fmtShape(g!.shape)} vs weight ${fmtShape(w!.shape)}`);
-      void oc; void kh; void kw;
       return [{ shape: a.inputShape, dtype: g!.dtype }];
     },
     nondiff: 'second-order gradients of conv2d are not implemented',

@@ -21,7 +21,8 @@ import { vqganLoss } from '../losses/vqperceptual.ts';
 import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { learningRate, toTamingObject, type TrainConfig } from './config.ts';
-import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { mean } from '../eval/metrics.ts';
+import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
 import { Rng } from '../io/datasets.ts';
 import { HostTensor } from '../tensor.ts';
@@ -84,13 +85,6 @@ export async function loadTrainingData(source: string, size: number, valFraction
 }
 
 const f0 = (t: HostTensor | undefined) => (t ? Number(t.data[0]) : NaN);
-
-/** Reconstruct a fixed set of validation images and score them. */
-async function evaluate(model: VQGAN, x: HostTensor<'float32'>): Promise<{ psnr: number; ssim: number; usage: number; perplexity: number; recon: HostTensor<'float32'> }> {
-  const r = await model.reconstruct(x);
-  const u = codeUsage(r.indices.data as BigInt64Array, model.config.n_embed);
-  return { psnr: mean(psnr(x, r.image)), ssim: mean(ssim(x, r.image)), usage: u.usage, perplexity: u.perplexity, recon: r.image };
-}
 
 function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
   const [, c, h, w] = x.shape as [number, number, number, number];
@@ -253,9 +247,9 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   };
   const sample = async () => {
     evalModel.setWeights(aeWeights());
-    const r = await evaluate(evalModel, valX);
+    const r = await evaluateBatches(evalModel, [valX]);
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
-    await saveGrid(file, interleave(valX, r.recon, valN), { cols: 8 });
+    await saveGrid(file, interleave(valX, r.last!, valN), { cols: 8 });
     fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
@@ -344,18 +338,8 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   if (!stopped && data.valIdx.length >= valN && valN > 0) {
     evalModel.setWeights(aeWeights());
     const all = new BatchLoader({ images: data.images, indices: data.valIdx, batchSize: valN, augment: false, shuffle: false, dropLast: true });
-    const ps: number[] = [];
-    const ss: number[] = [];
-    const codes: bigint[] = [];
-    for (let b = 0; b < Math.floor(data.valIdx.length / valN); b++) {
-      const { x } = all.next();
-      const r = await evalModel.reconstruct(x);
-      ps.push(...psnr(x, r.image));
-      ss.push(...ssim(x, r.image));
-      codes.push(...(r.indices.data as BigInt64Array));
-    }
-    const u = codeUsage(codes, cfg.model.n_embed);
-    logLine({ step, split: 'val_full', images: ps.length, psnr: mean(ps), ssim: mean(ss), usage: u.usage, perplexity: u.perplexity });
+    const r = await evaluateBatches(evalModel, take(() => all.next(), Math.floor(data.valIdx.length / valN)));
+    logLine({ step, split: 'val_full', images: r.images, psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
   }
   await evalModel.release();
   return { step, stopped, out };

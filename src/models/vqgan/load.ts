@@ -12,8 +12,11 @@ import type { Tensor } from '../../graph/ir.ts';
 import { downFactor, inferVQConfig, loadVQConfig, parseVQConfig, type VQConfig } from './config.ts';
 import { decodeCode, encode, vqForward, vqShapes } from './vqmodel.ts';
 
-/** Keys in taming checkpoints that inference ignores (loss network, discriminator). */
-export const IGNORED_KEYS = /^loss\.|^quantize\.embedding\.(cluster_size|embed_avg)$/;
+/**
+ * Keys in checkpoints that are not VQModel weights: taming's loss network and discriminator,
+ * EMA-quantizer statistics, and the remap table (read separately as `used`).
+ */
+export const IGNORED_KEYS = /^loss\.|^quantize\.embedding\.(cluster_size|embed_avg)$|^quantize\.used$/;
 
 export interface LoadOptions {
   /** taming YAML/JSON config path, or a config object. */
@@ -40,9 +43,8 @@ export class VQGAN {
     this.source = opts.source ?? '<memory>';
     this.session = opts.session ?? {};
     const expected = vqShapes(config);
-    const sd: StateDict = new Map([...weights].filter(([k]) => !IGNORED_KEYS.test(k) && k !== 'quantize.used'));
-    checkStateDict(sd, expected, { source: this.source });
-    this.weights = new Map(Object.keys(expected).map((k) => [k, sd.get(k)!]));
+    checkStateDict(weights, expected, { source: this.source, ignore: IGNORED_KEYS });
+    this.weights = new Map(Object.keys(expected).map((k) => [k, weights.get(k)!]));
   }
 
   static load(modelPath: string, opts: LoadOptions = {}): VQGAN {
@@ -67,7 +69,7 @@ export class VQGAN {
       for (const f of candidates.filter((c) => fs.existsSync(c))) {
         try {
           const c = loadVQConfig(f);
-          checkStateDict(new Map([...stateDict].filter(([k]) => !IGNORED_KEYS.test(k) && k !== 'quantize.used')), vqShapes(c));
+          checkStateDict(stateDict, vqShapes(c), { ignore: IGNORED_KEYS });
           found = c;
           notes.push(`config from ${f}`);
           break;

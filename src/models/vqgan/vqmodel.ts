@@ -1,7 +1,6 @@
 // taming's VQModel: encoder → quant_conv → quantize → post_quant_conv → decoder, as graph
 // functions over state-dict-keyed parameters, plus parameter shapes and initialization.
 import type { Tensor } from '../../graph/ir.ts';
-import * as o from '../../ops/core.ts';
 import { scoped } from '../../graph/trace.ts';
 import { InitRng, ParamView, initConv, shapesOf, uniformTensor, type ShapeTree, type StateDict } from '../../nn/params.ts';
 import { downFactor, type VQConfig } from './config.ts';
@@ -74,4 +73,3 @@ export function vqForward(p: ParamView, cfg: VQConfig, x: Tensor, used?: BigInt6
   return { ...e, xrec: decode(p, cfg, e.zq) };
 }
 
-export { o as ops };
