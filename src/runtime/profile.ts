@@ -41,20 +41,27 @@ export interface ProfileReport {
   byGroup: Record<string, number>;
   byOp: Record<string, number>;
   byScope: Record<string, number>;
+  /** by emitting primitive and ONNX op, e.g. 'groupNorm:Mul' */
+  byPrim: Record<string, number>;
   top: { node: string; op: string; ms: number }[];
 }
 
 interface Ev {
   cat: string;
   name: string;
+  ts: number;
   dur: number;
   args?: { op_name?: string };
 }
 
 export function summarizeProfile(file: string, runs: number): Omit<ProfileReport, 'wall'> {
-  const evs = (JSON.parse(fs.readFileSync(file, 'utf8')) as Ev[]).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
+  const all = JSON.parse(fs.readFileSync(file, 'utf8')) as Ev[];
+  // The first run allocates and warms up; count only the runs after it.
+  const firstRun = all.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts)[0];
+  const skipUntil = firstRun ? firstRun.ts + firstRun.dur : -Infinity;
+  const evs = all.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts > skipUntil);
   const add = (m: Record<string, number>, k: string, v: number) => (m[k] = (m[k] ?? 0) + v / 1e3 / runs);
-  const r: Omit<ProfileReport, 'wall'> = { total: 0, byGroup: {}, byOp: {}, byScope: {}, top: [] };
+  const r: Omit<ProfileReport, 'wall'> = { total: 0, byGroup: {}, byOp: {}, byScope: {}, byPrim: {}, top: [] };
   const nodes: Record<string, { op: string; ms: number }> = {};
   for (const e of evs) {
     const op = e.args?.op_name ?? '?';
@@ -63,6 +70,8 @@ export function summarizeProfile(file: string, runs: number): Omit<ProfileReport
     add(r.byOp, op, e.dur);
     const scope = node.includes('/') ? node.slice(0, node.lastIndexOf('/')).split('/').slice(0, 2).join('/') : '(top)';
     add(r.byScope, scope, e.dur);
+    const prim = /([A-Za-z0-9_]+)#\d+/.exec(node.slice(node.lastIndexOf('/') + 1))?.[1] ?? '?';
+    add(r.byPrim, `${prim}:${op}`, e.dur);
     nodes[node] = { op, ms: (nodes[node]?.ms ?? 0) + e.dur / 1e3 / runs };
     r.total += e.dur / 1e3 / runs;
   }
@@ -83,7 +92,7 @@ export async function profileProgram(program: Program, feeds: Record<string, Hos
   await cp.release();
   const found = file && fs.existsSync(file) ? file : fs.readdirSync(dir).map((f) => path.join(dir, f))[0];
   if (!found) throw new Error('profile: ONNX Runtime wrote no profile file');
-  const r = summarizeProfile(found, reps + 1);
+  const r = summarizeProfile(found, reps);
   fs.rmSync(dir, { recursive: true, force: true });
   return { ...r, wall };
 }
@@ -101,6 +110,7 @@ export function formatProfile(r: ProfileReport): string {
     `by group: ${line(r.byGroup)}`,
     `by op:    ${line(r.byOp)}`,
     `by scope: ${line(r.byScope, 16)}`,
+    `by primitive: ${line(r.byPrim, 30)}`,
     'top nodes:',
     ...r.top.map((t) => `  ${t.ms.toFixed(2).padStart(8)} ms  ${t.op.padEnd(14)} ${t.node}`),
   ].join('\n');
