@@ -4,6 +4,7 @@
 import { parseVQConfig, readConfigFile, type VQConfig } from '../models/vqgan/config.ts';
 import { TAMING_LOSS, type VQLossConfig } from '../losses/vqperceptual.ts';
 import { CODEBOOK_OFF, type CodebookOptions } from './codebook.ts';
+import { constantLr, cosine, linearWarmup, type Schedule } from './schedule.ts';
 
 export interface RunOptions {
   data: string;
@@ -13,6 +14,13 @@ export interface RunOptions {
   /** Absolute learning rate; default base_learning_rate × batch_size (taming's rule). */
   lr: number | null;
   base_learning_rate: number;
+  /**
+   * 'constant' (taming) or 'cosine': linear warm-up over `warmup_steps`, then cosine decay
+   * to `min_lr_ratio` × lr at `max_steps`.
+   */
+  lr_schedule: 'constant' | 'cosine';
+  warmup_steps: number;
+  min_lr_ratio: number;
   beta1: number;
   beta2: number;
   log_every: number;
@@ -40,6 +48,9 @@ const RUN_DEFAULTS: RunOptions = {
   max_steps: 5000,
   lr: null,
   base_learning_rate: 4.5e-6,
+  lr_schedule: 'constant',
+  warmup_steps: 0,
+  min_lr_ratio: 0.05,
   beta1: 0.5,
   beta2: 0.9,
   log_every: 25,
@@ -148,6 +159,9 @@ export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
   for (const k of ['size', 'batch_size', 'max_steps', 'log_every', 'image_every', 'ckpt_every'] as const) {
     if (!Number.isInteger(run[k]) || (run[k] as number) <= 0) throw new Error(`${source}: '${k}' must be a positive integer, got ${JSON.stringify(run[k])}`);
   }
+  if (run.lr_schedule !== 'constant' && run.lr_schedule !== 'cosine') throw new Error(`${source}: lr_schedule must be 'constant' or 'cosine', got ${JSON.stringify(run.lr_schedule)}`);
+  if (!Number.isInteger(run.warmup_steps) || run.warmup_steps < 0) throw new Error(`${source}: 'warmup_steps' must be a non-negative integer, got ${JSON.stringify(run.warmup_steps)}`);
+  if (!(run.min_lr_ratio >= 0 && run.min_lr_ratio <= 1)) throw new Error(`${source}: 'min_lr_ratio' must be in [0, 1], got ${JSON.stringify(run.min_lr_ratio)}`);
   const loss = lossFromTaming(lp, lk);
   return { model, loss, run };
 }
@@ -193,3 +207,11 @@ export function toTamingObject(c: TrainConfig): Record<string, unknown> {
 }
 
 export const learningRate = (c: TrainConfig): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;
+
+/** The learning rate of each step (0-based), from the config's peak rate and schedule. */
+export function learningRateSchedule(c: TrainConfig): Schedule {
+  const lr = learningRate(c);
+  const r = c.run;
+  if (r.lr_schedule === 'cosine') return cosine(lr, r.max_steps, { warmup: r.warmup_steps, minLr: lr * r.min_lr_ratio });
+  return r.warmup_steps > 0 ? linearWarmup(lr, r.warmup_steps) : constantLr(lr);
+}

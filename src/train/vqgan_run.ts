@@ -20,7 +20,7 @@ import { discShapes, initDiscriminator } from '../models/discriminator.ts';
 import { vqganLoss } from '../losses/vqperceptual.ts';
 import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import { learningRate, toTamingObject, type TrainConfig } from './config.ts';
+import { learningRateSchedule, toTamingObject, type TrainConfig } from './config.ts';
 import { mean } from '../eval/metrics.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
@@ -210,7 +210,8 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     fs.rmSync(metricsFile);
   }
 
-  const lr = learningRate(cfg);
+  const lrAt = learningRateSchedule(cfg);
+  let lr = lrAt(step);
   const paramsOf = (g: string) => trainer.layouts[g]!.total;
   ev.onStart?.({ startStep: step, maxSteps, params: { ae: paramsOf('ae'), disc: paramsOf('disc') }, trainImages: data.trainIdx.length, valImages: data.valIdx.length, resumed: !!resumeFrom });
 
@@ -267,6 +268,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   while (step < maxSteps) {
     const batch = loader.next();
     const gan = step >= cfg.loss.disc_start;
+    lr = lrAt(step);
     const feeds: Record<string, HostTensor> = { x: batch.x };
     if (gan) feeds.disc_factor = HostTensor.scalar(cfg.loss.disc_factor);
     const res = await trainer.run(gan ? 'gan' : 'warmup', feeds, gan ? { ae: lr, disc: lr } : { ae: lr });

@@ -58,9 +58,10 @@ describe('train-ae', () => {
   it('resume continues exactly: same metrics as an uninterrupted run', async () => {
     const a = path.join(tmp, 'a');
     const b = path.join(tmp, 'b');
-    await trainVQGAN({ config: cfg(), out: a, threads: 1, events: quiet });
-    await trainVQGAN({ config: cfg(), out: b, maxSteps: 8, threads: 1, events: quiet });
-    await trainVQGAN({ config: cfg(), out: b, resume: true, threads: 1, events: quiet });
+    const sched = { lr_schedule: 'cosine', warmup_steps: 2 };
+    await trainVQGAN({ config: cfg(sched), out: a, threads: 1, events: quiet });
+    await trainVQGAN({ config: cfg(sched), out: b, maxSteps: 8, threads: 1, events: quiet });
+    await trainVQGAN({ config: cfg(sched), out: b, resume: true, threads: 1, events: quiet });
     const ma = fs.readFileSync(path.join(a, 'metrics.jsonl'), 'utf8');
     const mb = fs.readFileSync(path.join(b, 'metrics.jsonl'), 'utf8');
     assert.ok(ma.includes('"d_loss"') && ma.includes('"lambda"'), 'the GAN phase ran');
@@ -146,5 +147,20 @@ describe('presets', () => {
     assert.equal(e.loss.adaptive_delta, 1e-6);
     assert.ok(e.run.codebook.kmeans_init && e.run.codebook.restart_dead);
     assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, tiny, taming\)/);
+  });
+
+  it('learning-rate schedules: constant (taming), warm-up, cosine to a floor; bad values are named', async () => {
+    const { learningRateSchedule } = await import('../../src/train/config.ts');
+    const at = (over: Record<string, unknown>) => learningRateSchedule(cfg({ lr: 1e-3, max_steps: 102, ...over }));
+    assert.equal(at({})(50), 1e-3);
+    const w = at({ warmup_steps: 4 });
+    assert.deepEqual([0, 1, 3, 4, 90].map(w), [2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3]);
+    const c = at({ lr_schedule: 'cosine', warmup_steps: 2, min_lr_ratio: 0.1 });
+    assert.equal(c(0), 5e-4);
+    assert.equal(c(2), 1e-3); // peak right after warm-up
+    assert.ok(Math.abs(c(52) - 0.55e-3) < 1e-12); // half-way: (peak + floor) / 2
+    assert.ok(Math.abs(c(102) - 1e-4) < 1e-12); // the floor at max_steps
+    assert.throws(() => cfg({ lr_schedule: 'linear' }), /lr_schedule must be 'constant' or 'cosine', got "linear"/);
+    assert.throws(() => cfg({ min_lr_ratio: 2 }), /'min_lr_ratio' must be in \[0, 1\], got 2/);
   });
 });
