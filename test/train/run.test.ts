@@ -143,9 +143,13 @@ describe('presets', () => {
     assert.equal(t.loss.disc.n_layers, 3);
     assert.equal(learningRate(t), 4.5e-6 * 16);
     assert.equal(t.run.codebook.kmeans_init || t.run.codebook.restart_dead, false);
+    assert.equal(t.model.ema_decay, undefined, 'taming: plain codebook');
+    assert.equal(t.run.lr_schedule, 'constant');
     const e = loadTrainConfig('emoji');
     assert.equal(e.loss.adaptive_delta, 1e-6);
     assert.ok(e.run.codebook.kmeans_init && e.run.codebook.restart_dead);
+    assert.equal(e.model.ema_decay, 0.99);
+    assert.equal(e.run.lr_schedule, 'cosine');
     assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, tiny, taming\)/);
   });
 
