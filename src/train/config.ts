@@ -81,7 +81,7 @@ export const EMOJI_PRESET = {
       ddconfig: { double_z: false, z_channels: 64, resolution: 64, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2, 4], num_res_blocks: 1, attn_resolutions: [], dropout: 0.0 },
       lossconfig: {
         target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
-        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 2400, disc_weight: 0.1, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
+        params: { disc_conditional: false, disc_in_channels: 3, disc_start: 2850, disc_weight: 0.1, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
       },
     },
   },
@@ -89,7 +89,7 @@ export const EMOJI_PRESET = {
   latentkit: {
     data: 'emoji',
     size: 64,
-    max_steps: 3200,
+    max_steps: 3800,
     lr: 6e-4,
     lr_schedule: 'cosine',
     warmup_steps: 100,
