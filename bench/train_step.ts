@@ -8,11 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseTrainConfig, EMOJI_PRESET } from '../src/train/config.ts';
-import { Trainer } from '../src/train/step.ts';
+import { createVQGANTrainer, defineVQGANPrograms } from '../src/train/vqgan_run.ts';
 import { InitRng } from '../src/nn/params.ts';
-import { initVQModel, vqShapes } from '../src/models/vqgan/vqmodel.ts';
-import { discShapes, initDiscriminator } from '../src/models/discriminator.ts';
-import { vqganLoss } from '../src/losses/vqperceptual.ts';
 import { formatProfile, profileProgram } from '../src/runtime/profile.ts';
 import { HostTensor } from '../src/tensor.ts';
 
@@ -47,20 +44,16 @@ async function main() {
   const cfg = parseTrainConfig(base);
   const B = cfg.run.batch_size;
   const S = cfg.run.size;
-  const rng = new InitRng(1);
-  const ae = initVQModel(cfg.model, rng);
-  const d = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
-  const ds = discShapes(cfg.loss.disc, 'loss.discriminator.');
-  const opt = { kind: 'adam' as const, beta1: 0.5, beta2: 0.9 };
   const x = HostTensor.float32([B, 3, S, S]);
   const r = new InitRng(7);
   for (let i = 0; i < x.size; i++) x.data[i] = r.uniform() * 2 - 1;
   const rows: Record<string, unknown>[] = [];
   for (const threads of threadsList) {
-    const tr = new Trainer({ ae: { shapes: vqShapes(cfg.model), optimizer: opt }, disc: { shapes: ds.params, optimizer: opt } }, { params: new Map([...ae, ...d.params]), buffers: d.buffers, bufferShapes: ds.buffers });
+    const { trainer: tr } = createVQGANTrainer(cfg);
     tr.session = { threads };
     const t0 = performance.now();
-    const prog = tr.define('gan', { batch: { x: { shape: [B, 3, S, S], dtype: 'float32' }, disc_factor: { shape: [], dtype: 'float32' } }, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true }) });
+    defineVQGANPrograms(tr, cfg);
+    const prog = tr.program('gan');
     const traceMs = performance.now() - t0;
     const t1 = performance.now();
     await tr.compile('gan');

@@ -115,8 +115,8 @@ export function registerTrainCommands(program: Command): void {
         let idx = o.split === 'val' ? d.valIdx : o.split === 'train' ? d.trainIdx : d.items.map((_, i) => i);
         if (o.limit) idx = idx.slice(0, parseIntOpt(o.limit, '--limit'));
         const bs = Math.min(parseIntOpt(o.batch, '--batch'), idx.length);
-        const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: true });
-        const r = await evaluateBatches(m, take(() => loader.next(), Math.floor(idx.length / bs)));
+        const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: false });
+        const r = await evaluateBatches(m, take(() => loader.next(), Math.ceil(idx.length / bs)));
         const res = { images: r.images, split: o.split, psnr: r.psnr, ssim: r.ssim, codebook_usage: r.usage, codes_used: r.used, perplexity: r.perplexity };
         console.log(JSON.stringify(res, null, 2));
       }),

@@ -187,7 +187,7 @@ export function loadTrainConfig(spec: string): TrainConfig {
 
 /** Back to taming's layout (written into each run directory and checkpoint). */
 export function toTamingObject(c: TrainConfig): Record<string, unknown> {
-  const { ddconfig, embed_dim, n_embed } = c.model;
+  const { ddconfig, embed_dim, n_embed, l2_codes, ema_decay } = c.model;
   return {
     model: {
       base_learning_rate: c.run.base_learning_rate,
@@ -195,6 +195,9 @@ export function toTamingObject(c: TrainConfig): Record<string, unknown> {
       params: {
         embed_dim,
         n_embed,
+        // latentkit's codebook options (taming's YAML has no such keys; written only when set)
+        ...(l2_codes ? { l2_codes } : {}),
+        ...(ema_decay ? { ema_decay } : {}),
         ddconfig,
         lossconfig: {
           target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',

@@ -122,52 +122,11 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const valX = valLoader.next().x;
 
   // ---- model, discriminator, trainer
-  const rng = new InitRng(cfg.run.seed + 1);
-  const ae = initVQModel(cfg.model, rng);
-  const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
-  const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
-  const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
-  // EMA codebook: the embedding is a buffer updated by running means, not an Adam parameter
+  const { trainer, aeWeights } = createVQGANTrainer(cfg);
   const EMB = 'quantize.embedding.weight';
   const emaOn = !!cfg.model.ema_decay;
-  const aeShapes = vqShapes(cfg.model);
-  const emaShapes: Record<string, readonly number[]> = emaOn ? { [EMB]: aeShapes[EMB]!, ...emaBufferShapes(cfg.model) } : {};
-  const emaInit: StateDict = new Map();
-  if (emaOn) {
-    delete aeShapes[EMB];
-    emaInit.set(EMB, ae.get(EMB)!);
-    emaInit.set('quantize.embedding.cluster_size', HostTensor.float32([cfg.model.n_embed]));
-    emaInit.set('quantize.embedding.embed_avg', ae.get(EMB)!.clone());
-    ae.delete(EMB);
-  }
-  /** The autoencoder's weights wherever they live (Adam group, or EMA buffers). */
-  const aeWeights = (): StateDict => {
-    const w = trainer.params('ae');
-    if (emaOn) w.set(EMB, trainer.buffers().get(EMB)!);
-    return w;
-  };
-  const trainer = new Trainer(
-    { ae: { shapes: aeShapes, optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
-    { params: new Map([...ae, ...disc.params]), buffers: new Map([...disc.buffers, ...emaInit]), bufferShapes: { ...dShapes.buffers, ...emaShapes } },
-  );
   trainer.session = { threads: o.threads };
-  const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
-  // LPIPS: frozen weights, baked into the programs as constants
-  let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
-  if (cfg.loss.perceptual_weight > 0) {
-    if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');
-    const w = loadLpipsWeights(cfg.run.lpips.vgg, cfg.run.lpips.lin);
-    for (const n of w.notes) ev.onMessage?.(`lpips: ${n}`);
-    perceptual = (x, y) => {
-      const c = (sd: StateDict) => new ParamView(Object.fromEntries([...sd].map(([k, v]) => [k, ops.constant(v)])));
-      return lpips({ vgg: c(w.vgg), lin: c(w.lin) }, x, y);
-    };
-  }
-  trainer.define('warmup', { batch: batchSpec, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual }), train: ['ae'] });
-  trainer.define('gan', {
-    batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } },
-    loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual }),
-  });
+  defineVQGANPrograms(trainer, cfg, (m) => ev.onMessage?.(m));
 
   // codebook care (k-means init, dead-code restarts): pool of recent latents, counts, RNG
   const cb = cfg.run.codebook;
@@ -336,13 +295,73 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
     if (stopped) break;
   }
-  // final evaluation on the whole validation split (full batches)
-  if (!stopped && data.valIdx.length >= valN && valN > 0) {
+  // final evaluation on the whole validation split (every image; the last batch may be smaller)
+  if (!stopped && valN > 0) {
     evalModel.setWeights(aeWeights());
-    const all = new BatchLoader({ images: data.images, indices: data.valIdx, batchSize: valN, augment: false, shuffle: false, dropLast: true });
-    const r = await evaluateBatches(evalModel, take(() => all.next(), Math.floor(data.valIdx.length / valN)));
+    const all = new BatchLoader({ images: data.images, indices: data.valIdx, batchSize: valN, augment: false, shuffle: false, dropLast: false });
+    const r = await evaluateBatches(evalModel, take(() => all.next(), Math.ceil(data.valIdx.length / valN)));
     logLine({ step, split: 'val_full', images: r.images, psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
   }
   await evalModel.release();
   return { step, stopped, out };
+}
+
+/**
+ * The VQGAN trainer: autoencoder and discriminator as two Adam groups initialised from the
+ * config's seed; with an EMA codebook, the embedding lives among the buffers (updated by
+ * running means), not in the Adam group. `aeWeights()` gathers the autoencoder's current
+ * weights wherever they live.
+ */
+export function createVQGANTrainer(cfg: TrainConfig): { trainer: Trainer; aeWeights: () => StateDict } {
+  const rng = new InitRng(cfg.run.seed + 1);
+  const ae = initVQModel(cfg.model, rng);
+  const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
+  const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
+  const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
+  const EMB = 'quantize.embedding.weight';
+  const emaOn = !!cfg.model.ema_decay;
+  const aeShapes = vqShapes(cfg.model);
+  const emaShapes: Record<string, readonly number[]> = emaOn ? { [EMB]: aeShapes[EMB]!, ...emaBufferShapes(cfg.model) } : {};
+  const emaInit: StateDict = new Map();
+  if (emaOn) {
+    delete aeShapes[EMB];
+    emaInit.set(EMB, ae.get(EMB)!);
+    emaInit.set('quantize.embedding.cluster_size', HostTensor.float32([cfg.model.n_embed]));
+    emaInit.set('quantize.embedding.embed_avg', ae.get(EMB)!.clone());
+    ae.delete(EMB);
+  }
+  const trainer = new Trainer(
+    { ae: { shapes: aeShapes, optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+    { params: new Map([...ae, ...disc.params]), buffers: new Map([...disc.buffers, ...emaInit]), bufferShapes: { ...dShapes.buffers, ...emaShapes } },
+  );
+  const aeWeights = (): StateDict => {
+    const w = trainer.params('ae');
+    if (emaOn) w.set(EMB, trainer.buffers().get(EMB)!);
+    return w;
+  };
+  return { trainer, aeWeights };
+}
+
+/**
+ * The two training programs: 'warmup' (autoencoder only, before disc_start) and 'gan'
+ * (both groups from one forward). LPIPS weights, when the loss uses them, are baked in as
+ * constants.
+ */
+export function defineVQGANPrograms(trainer: Trainer, cfg: TrainConfig, note: (m: string) => void = () => {}): void {
+  const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
+  let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
+  if (cfg.loss.perceptual_weight > 0) {
+    if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');
+    const w = loadLpipsWeights(cfg.run.lpips.vgg, cfg.run.lpips.lin);
+    for (const n of w.notes) note(`lpips: ${n}`);
+    perceptual = (x, y) => {
+      const c = (sd: StateDict) => new ParamView(Object.fromEntries([...sd].map(([k, v]) => [k, ops.constant(v)])));
+      return lpips({ vgg: c(w.vgg), lin: c(w.lin) }, x, y);
+    };
+  }
+  trainer.define('warmup', { batch: batchSpec, loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual }), train: ['ae'] });
+  trainer.define('gan', {
+    batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } },
+    loss: vqganLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual }),
+  });
 }

@@ -79,6 +79,15 @@ describe('train-ae', () => {
     assert.deepEqual([...r.indices.shape], [1, 8, 8]);
   });
 
+  it('eval scores every image of the split, the last batch smaller when the batch does not divide it', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const args = [path.join(root, 'bin/latentkit.js'), 'eval', '-m', path.join(tmp, 'a', 'model.safetensors'), '-d', data, '--split', 'all', '-s', '16', '-b', '4', '-t', '1'];
+    const r = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8', env: process.env, stdio: ['ignore', 'pipe', 'ignore'] })) as Record<string, number>;
+    assert.equal(r.images, 30);
+    assert.ok(r.psnr > 5 && r.psnr < 60, `psnr ${r.psnr}`);
+    assert.ok(r.codes_used >= 1 && r.codes_used <= 32);
+  });
+
   it('refuses to overwrite an existing run without --resume', async () => {
     await assert.rejects(trainVQGAN({ config: cfg(), out: path.join(tmp, 'a'), threads: 1, events: quiet }), /already holds a run; pass --resume/);
   });
@@ -149,6 +158,12 @@ describe('presets', () => {
     assert.equal(e.loss.adaptive_delta, 1e-6);
     assert.ok(e.run.codebook.kmeans_init && e.run.codebook.restart_dead);
     assert.equal(e.model.ema_decay, 0.99);
+    const { toTamingObject, parseTrainConfig: parse } = await import('../../src/train/config.ts');
+    const again = parse(YAML.parse(YAML.stringify(toTamingObject(e))));
+    // the config.yaml written into a run directory reproduces the preset
+    assert.deepEqual(again.loss, e.loss);
+    assert.deepEqual(again.run, e.run);
+    for (const k of ['embed_dim', 'n_embed', 'ema_decay', 'l2_codes', 'ddconfig'] as const) assert.deepEqual(again.model[k], e.model[k], k);
     assert.equal(e.run.lr_schedule, 'cosine');
     assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, tiny, taming\)/);
   });
