@@ -77,8 +77,9 @@ export function registerTrainCommands(program: Command): void {
             onLog: (l) => {
               if (tty && l.split !== 'val_full') return;
               const s = (Date.now() - t0) / 1000;
-              if (l.split === 'val_full') console.error(`final validation on ${l.images} images: PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`);
-              else if (l.split === 'val') console.error(`step ${l.step}: val PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`);
+              const scores = () => `PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`;
+              if (l.split === 'val_full') console.error(`final validation on ${l.images} images: ${scores()}`);
+              else if (l.split === 'val') console.error(`step ${l.step}: val ${scores()}`);
               else console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec as number)} qloss ${fmt(l.qloss as number)} λ ${fmt(l.lambda as number, 2)} d_loss ${fmt(l.d_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
             },
             onSample: (f) => {

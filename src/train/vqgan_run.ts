@@ -84,6 +84,9 @@ export async function loadTrainingData(source: string, size: number, valFraction
   return { images, items, trainIdx: split.trainIndices, valIdx: split.valIndices, flip };
 }
 
+/** The codebook's key: an Adam parameter, or (EMA codebook) a buffer. */
+const EMB = 'quantize.embedding.weight';
+
 const f0 = (t: HostTensor | undefined) => (t ? Number(t.data[0]) : NaN);
 
 function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
@@ -122,9 +125,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const valX = valLoader.next().x;
 
   // ---- model, discriminator, trainer
-  const { trainer, aeWeights } = createVQGANTrainer(cfg);
-  const EMB = 'quantize.embedding.weight';
-  const emaOn = !!cfg.model.ema_decay;
+  const { trainer, aeWeights, emaOn } = createVQGANTrainer(cfg);
   trainer.session = { threads: o.threads };
   defineVQGANPrograms(trainer, cfg, (m) => ev.onMessage?.(m));
 
@@ -312,13 +313,12 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
  * running means), not in the Adam group. `aeWeights()` gathers the autoencoder's current
  * weights wherever they live.
  */
-export function createVQGANTrainer(cfg: TrainConfig): { trainer: Trainer; aeWeights: () => StateDict } {
+export function createVQGANTrainer(cfg: TrainConfig): { trainer: Trainer; aeWeights: () => StateDict; emaOn: boolean } {
   const rng = new InitRng(cfg.run.seed + 1);
   const ae = initVQModel(cfg.model, rng);
   const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
   const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
   const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
-  const EMB = 'quantize.embedding.weight';
   const emaOn = !!cfg.model.ema_decay;
   const aeShapes = vqShapes(cfg.model);
   const emaShapes: Record<string, readonly number[]> = emaOn ? { [EMB]: aeShapes[EMB]!, ...emaBufferShapes(cfg.model) } : {};
@@ -339,7 +339,7 @@ export function createVQGANTrainer(cfg: TrainConfig): { trainer: Trainer; aeWeig
     if (emaOn) w.set(EMB, trainer.buffers().get(EMB)!);
     return w;
   };
-  return { trainer, aeWeights };
+  return { trainer, aeWeights, emaOn };
 }
 
 /**
