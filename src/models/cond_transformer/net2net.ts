@@ -1,0 +1,26 @@
+// taming's Net2NetTransformer training objective over precomputed code sequences:
+// logits of GPT(cat(c, a)[:, :-1])[:, len(c)−1:] — output i predicts image code z_i from the
+// condition c and the (pkeep-corrupted) codes a_<i — scored by mean cross-entropy against
+// the clean codes z. Condition and image tokens share the GPT's one embedding table.
+import type { Tensor } from '../../graph/ir.ts';
+import * as o from '../../ops/core.ts';
+import type { ParamView } from '../../nn/params.ts';
+import type { GPTConfig } from '../mingpt/config.ts';
+import { crossEntropy, gpt, type GPTDropout } from '../mingpt/gpt.ts';
+
+/** c [B, Lc], a [B, Lz] (int64) → logits [B, Lz, vocab] for the image positions. */
+export function net2netLogits(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, drop?: GPTDropout): Tensor {
+  const lc = c.shape[1]!;
+  const lz = a.shape[1]!;
+  if (lc < 1) throw new Error('Net2Net: the condition needs at least one token (an SOS token when unconditional)');
+  const cz = o.concat([c, a], 1); // [B, Lc+Lz]
+  const input = o.narrow(cz, 1, 0, lc + lz - 1); // drop the last code: nothing predicts past it
+  const { logits } = gpt(p, cfg, input, { drop });
+  return o.narrow(logits, 1, lc - 1, lc + lz - 1);
+}
+
+/** Mean cross-entropy (nats per image token) of the Net2Net logits against clean codes z. */
+export function net2netLoss(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, z: Tensor, drop?: GPTDropout): { loss: Tensor; logits: Tensor } {
+  const logits = net2netLogits(p, cfg, c, a, drop);
+  return { loss: crossEntropy(logits, z), logits };
+}
