@@ -65,11 +65,14 @@ export function lowerToModel(graph: Graph, opts: LowerOptions): LoweredModel {
   const names = new Map<Tensor, string>();
   const nodes: NodeObj[] = [];
   const inits: TensorProtoObj[] = [];
+  const live = liveNodes(graph, opts.outputs.map((o) => o.tensor));
+  const used = new Set<Tensor>([...live.flatMap((n) => n.inputs), ...opts.outputs.map((o) => o.tensor)]);
   for (const { name, tensor } of opts.inputs) {
     if (tensor.producer) throw new Error(`lower: '${name}' is not a graph input`);
     names.set(tensor, name);
     const v = opts.bake?.get(name);
-    if (v) {
+    // a baked value no live node reads is left out (ORT would warn and drop it anyway)
+    if (v && used.has(tensor)) {
       if (v.dtype !== tensor.dtype || v.shape.length !== tensor.rank || v.shape.some((d, i) => d !== tensor.shape[i])) {
         throw new Error(`lower: baked value for '${name}' is ${v.dtype}[${v.shape.join(', ')}], expected ${tensor.dtype}[${tensor.shape.join(', ')}]`);
       }
@@ -99,7 +102,7 @@ export function lowerToModel(graph: Graph, opts: LowerOptions): LoweredModel {
     return name;
   };
 
-  for (const node of liveNodes(graph, opts.outputs.map((o) => o.tensor))) {
+  for (const node of live) {
     const def = primDef(node.prim);
     const outNames = node.outputs.map((t) => `t${t.id}`);
     node.outputs.forEach((t, i) => names.set(t, outNames[i]!));

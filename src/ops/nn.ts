@@ -1,7 +1,7 @@
 // Composite neural-network ops built from primitives; their gradients come for free.
 import type { Tensor } from '../graph/ir.ts';
 import * as o from './core.ts';
-import { emit1 } from '../graph/trace.ts';
+import { emit, emit1 } from '../graph/trace.ts';
 
 /** silu(x) = x·σ(x) (taming's `nonlinearity` / swish); a primitive for its cheaper VJP. */
 export const silu = (x: Tensor): Tensor => emit1('silu', [x]);
@@ -9,8 +9,13 @@ export const silu = (x: Tensor): Tensor => emit1('silu', [x]);
 /** gelu(x) = x·Φ(x), exact (erf) form. */
 export const gelu = (x: Tensor): Tensor => o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));
 
-/** Softmax along `axis` (max-subtracted for stability; the max carries no gradient). */
+/** Softmax along `axis`: one `softmax` primitive (ONNX Softmax). */
 export function softmax(x: Tensor, axis = -1): Tensor {
+  return emit1('softmax', [x], { axis: axis < 0 ? axis + x.rank : axis });
+}
+
+/** The composite softmax (max-subtracted; the max carries no gradient): the primitive's reference. */
+export function softmaxComposite(x: Tensor, axis = -1): Tensor {
   const m = o.stopGradient(o.max(x, axis, true));
   const e = o.exp(o.sub(x, m));
   return o.div(e, o.sum(e, axis, true));
@@ -59,8 +64,17 @@ export function groupNormComposite(x: Tensor, numGroups: number, weight: Tensor 
   return y;
 }
 
-/** LayerNorm over the trailing dims of `normalizedShape` length. */
+/**
+ * LayerNorm over the trailing `normDims` axes. Over the last axis with weight and bias it is
+ * one `layerNorm` primitive (ONNX LayerNormalization); otherwise the composite.
+ */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps = 1e-5, normDims = 1): Tensor {
+  if (normDims === 1 && weight && bias) return emit('layerNorm', [x, weight, bias], { eps })[0]!;
+  return layerNormComposite(x, weight, bias, eps, normDims);
+}
+
+/** The composite LayerNorm (reference for the primitive). */
+export function layerNormComposite(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps = 1e-5, normDims = 1): Tensor {
   const axes = Array.from({ length: normDims }, (_, i) => x.rank - normDims + i);
   const [mu, v] = moments(x, axes);
   let y = o.div(o.sub(x, mu), o.sqrt(o.add(v, eps)));

@@ -5,7 +5,7 @@ import { movementPrims } from './movement.ts';
 import { reducePrims } from './reduce.ts';
 import { indexingPrims } from './indexing.ts';
 import { convPrims } from './conv.ts';
-import { normPrims, siluPrims } from './norm.ts';
+import { fusedNormPrims, normPrims, siluPrims } from './norm.ts';
 import type { PrimDef } from './types.ts';
 
 export const PRIMS = {
@@ -16,6 +16,7 @@ export const PRIMS = {
   ...convPrims,
   ...normPrims,
   ...siluPrims,
+  ...fusedNormPrims,
 } satisfies Record<string, PrimDef>;
 
 export type PrimName = keyof typeof PRIMS;

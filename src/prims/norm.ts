@@ -85,3 +85,51 @@ export const siluPrims = {
     },
   } satisfies PrimDef,
 } satisfies Record<string, PrimDef>;
+
+/**
+ * Softmax and LayerNorm as primitives. Why: attention's softmax runs over [B, nh, T, T] —
+ * the largest tensors of a GPT step (8.4 M elements per layer at B 16, T 256) — and the
+ * composite (max, subtract, exp, sum, divide) costs 5 passes forward and ~8 backward; ONNX
+ * Softmax is one kernel and the VJP below is 3 passes. LayerNorm likewise becomes ONNX
+ * LayerNormalization-17 (one kernel, which also returns the mean and 1/σ the VJP reuses).
+ * Measured on the emoji GPT's training step: bench/README.md ("GPT training step").
+ */
+export const fusedNormPrims = {
+  softmax: {
+    doc: 'y = exp(x − max) / Σ exp(x − max) along axis',
+    shape: ([x], a: { axis: number }) => {
+      requireFloat('softmax', x!);
+      if (a.axis < -x!.shape.length || a.axis >= x!.shape.length) throw new Error(`softmax: axis ${a.axis} out of range for ${fmtShape(x!.shape)}`);
+      return [{ shape: x!.shape, dtype: x!.dtype }];
+    },
+    // dx = y ⊙ (g − Σ_axis g ⊙ y)
+    vjp: ([g], { outputs: [y] }, a: { axis: number }) => [o.mul(y!, o.sub(g!, o.sum(o.mul(g!, y!), [a.axis], true)))],
+    lower: (c, a: { axis: number }) => c.op('Softmax', [c.input(0)], [c.output(0)], { axis: A.i(a.axis) }),
+  } satisfies PrimDef<{ axis: number }>,
+
+  layerNorm: {
+    doc: 'y = γ·(x − μ)/√(σ² + ε) + β over the last axis; also outputs μ and 1/√(σ² + ε) ([..., 1])',
+    shape: ([x, w, b]) => {
+      requireFloat('layerNorm', x!);
+      const c = x!.shape[x!.shape.length - 1]!;
+      for (const p of [w, b]) if (p!.shape.length !== 1 || p!.shape[0] !== c) throw new Error(`layerNorm: scale/bias must have shape [${c}], got ${fmtShape(p!.shape)}`);
+      const stat = [...x!.shape.slice(0, -1), 1];
+      return [{ shape: x!.shape, dtype: x!.dtype }, { shape: stat, dtype: x!.dtype }, { shape: stat, dtype: x!.dtype }];
+    },
+    vjp: ([gy], { inputs: [x, w], outputs: [, mean, rstd] }) => {
+      if (!gy) return [null, null, null];
+      const r = x!.rank;
+      const lead = Array.from({ length: r - 1 }, (_, i) => i);
+      const xhat = o.mul(o.sub(x!, mean!), rstd!);
+      const dgamma = o.sum(o.mul(gy, xhat), lead);
+      const dbeta = o.sum(gy, lead);
+      const dxh = o.mul(gy, w!);
+      // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂))
+      const m1 = o.mean(dxh, [r - 1], true);
+      const m2 = o.mean(o.mul(dxh, xhat), [r - 1], true);
+      return [o.mul(o.sub(o.sub(dxh, m1), o.mul(xhat, m2)), rstd!), dgamma, dbeta];
+    },
+    lower: (c, a: { eps: number }) =>
+      c.op('LayerNormalization', [c.input(0), c.input(1), c.input(2)], [c.output(0), c.output(1), c.output(2)], { axis: A.i(-1), epsilon: A.f(a.eps) }),
+  } satisfies PrimDef<{ eps: number }>,
+} satisfies Record<string, PrimDef>;

@@ -11,7 +11,7 @@ import { PRIMS } from '../../src/prims/index.ts';
 import { HostTensor, type DType } from '../../src/tensor.ts';
 import type { Tensor } from '../../src/graph/ir.ts';
 import * as nn from '../../src/ops/nn.ts';
-import { dot, randn, rng } from '../helpers.ts';
+import { assertClose, dot, randn, rng } from '../helpers.ts';
 
 type Domain = 'normal' | 'positive' | 'awayFromZero' | 'spread' | { int: number } | 'bool';
 interface In { shape: number[]; domain?: Domain; dtype?: DType }
@@ -22,6 +22,8 @@ interface Row {
   f: (...xs: Tensor[]) => Tensor;
   /** reference values of the output from the host inputs */
   ref?: (...xs: HostTensor[]) => number[];
+  /** compare with `ref` to this relative/absolute tolerance (default: exactly) */
+  refTol?: number;
   rtol?: number;
   /** function whose finite differences the VJP must match, when f stops gradients on purpose */
   fdOf?: (...xs: Tensor[]) => Tensor;
@@ -101,17 +103,41 @@ const rows: Row[] = [
   // forward values of silu/groupNorm are also checked against PyTorch in test/engine/parity.test.ts
   { name: 'silu', prims: ['silu'], ins: [f32([3, 4])], f: nn.silu },
   { name: 'groupNorm primitive', prims: ['groupNorm'], ins: [f32([2, 4, 3, 3]), f32([4]), f32([4])], f: (x, w, b) => nn.groupNorm(x!, 2, w!, b!, 1e-6) },
+  { name: 'softmax primitive (middle axis)', prims: ['softmax'], ins: [f32([2, 5, 3], 'spread')], f: (x) => nn.softmax(x, 1),
+    ref: (x) => {
+      const d = x.data as Float32Array;
+      const out = new Array<number>(d.length);
+      for (let b = 0; b < 2; b++) for (let j = 0; j < 3; j++) {
+        const ix = [0, 1, 2, 3, 4].map((i) => (b * 5 + i) * 3 + j);
+        const m = Math.max(...ix.map((i) => d[i]!));
+        const s = ix.reduce((a, i) => a + Math.exp(d[i]! - m), 0);
+        for (const i of ix) out[i] = Math.exp(d[i]! - m) / s;
+      }
+      return out;
+    }, refTol: 1e-6 },
+  { name: 'layerNorm primitive', prims: ['layerNorm'], ins: [f32([2, 3, 6]), f32([6]), f32([6])], f: (x, w, b) => nn.layerNorm(x!, w!, b!, 1e-5),
+    ref: (x, w, b) => {
+      const d = x.data as Float32Array;
+      const out: number[] = [];
+      for (let r = 0; r < 6; r++) {
+        const row = Array.from(d.subarray(r * 6, r * 6 + 6));
+        const mu = row.reduce((a, v) => a + v, 0) / 6;
+        const v = row.reduce((a, u) => a + (u - mu) ** 2, 0) / 6;
+        row.forEach((u, i) => out.push(((u - mu) / Math.sqrt(v + 1e-5)) * w.data[i]! + (b.data[i] as number)));
+      }
+      return out;
+    }, refTol: 1e-5 },
   { name: 'conv2d stride 3 odd size, big pad', prims: ['conv2d'], ins: [f32([1, 2, 7, 8]), f32([2, 2, 2, 3])], f: (x, w) => o.conv2d(x!, w!, null, { stride: [3, 2], padding: [2, 0, 1, 3] }) },
 ];
 
 // Composites get the same dot-product check (their VJPs are assembled from the rows above).
 const compositeRows: Row[] = [
   { name: 'gelu', prims: [], ins: [f32([3, 4])], f: nn.gelu },
-  { name: 'softmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.softmax(x, -1) },
+  { name: 'softmax (composite)', prims: [], ins: [f32([3, 5])], f: (x) => nn.softmaxComposite(x, -1) },
   { name: 'logSoftmax', prims: [], ins: [f32([3, 5])], f: (x) => nn.logSoftmax(x, 0) },
   { name: 'linear', prims: [], ins: [f32([2, 3, 4]), f32([5, 4]), f32([5])], f: (x, w, b) => nn.linear(x!, w!, b) },
   { name: 'groupNorm (composite)', prims: [], ins: [f32([2, 4, 3, 3]), f32([4]), f32([4])], f: (x, w, b) => nn.groupNormComposite(x!, 2, w!, b!, 1e-6) },
-  { name: 'layerNorm', prims: [], ins: [f32([2, 3, 6]), f32([6]), f32([6])], f: (x, w, b) => nn.layerNorm(x!, w!, b!) },
+  { name: 'layerNorm (composite)', prims: [], ins: [f32([2, 3, 6]), f32([6]), f32([6])], f: (x, w, b) => nn.layerNormComposite(x!, w!, b!) },
   { name: 'batchNorm (train)', prims: [], ins: [f32([4, 3, 2, 2]), f32([3]), f32([3]), f32([3]), f32([3], 'positive')],
     f: (x, w, b, rm, rv) => nn.batchNorm(x!, { weight: w!, bias: b!, runningMean: rm!, runningVar: rv! }, { training: true }).y },
   { name: 'batchNorm (eval)', prims: [], ins: [f32([4, 3, 2, 2]), f32([3]), f32([3]), f32([3]), f32([3], 'positive')],
@@ -194,7 +220,8 @@ describe('primitive spec rows', () => {
       assert.equal(out.y!.dtype, y0.dtype);
       if (row.ref) {
         const want = row.ref(...xs);
-        assert.deepEqual(out.y!.toArray(), want);
+        if (row.refTol) assertClose(out.y!.toArray(), want, row.refTol, row.refTol, row.name);
+        else assert.deepEqual(out.y!.toArray(), want);
       }
       if (!differentiable || diffIdx.length === 0) return;
       // (2) dot-product test

@@ -82,10 +82,14 @@ function mlp(p: ParamView, x: Tensor, keep: Tensor | undefined, pdrop: number): 
   return drop(linear(p.sub('2'), nn.gelu(linear(p.sub('0'), x))), keep, pdrop);
 }
 
-/** Causal mask [T, T] (bool, true = attend), the first n_unmasked positions fully visible. */
+/**
+ * Additive causal mask [T, T]: 0 where position i may attend to j (j ≤ i, or both among the
+ * first n_unmasked), −1e30 elsewhere. Additive rather than a Where: its VJP is the identity,
+ * so the backward pass skips a pass over [B, nh, T, T].
+ */
 function causalMask(T: number, nUnmasked: number): Tensor {
-  const m = new HostTensor('bool', [T, T]);
-  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) if (j <= i || (i < nUnmasked && j < nUnmasked)) m.data[i * T + j] = 1;
+  const m = HostTensor.float32([T, T]);
+  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) if (!(j <= i || (i < nUnmasked && j < nUnmasked))) m.data[i * T + j] = -1e30;
   return o.constant(m);
 }
 
@@ -107,7 +111,7 @@ function block(p: ParamView, cfg: GPTConfig, x: Tensor, mask: Tensor, d: { attn?
   const q = heads(linear(a.sub('query'), h));
   const v = heads(linear(a.sub('value'), h));
   let att = o.mul(o.matmul(q, o.transpose(k, [0, 1, 3, 2])), 1 / Math.sqrt(hs)); // [B, nh, T, T]
-  att = nn.softmax(o.where(mask, att, -1e30), -1);
+  att = nn.softmax(o.add(att, mask), -1);
   att = drop(att, d.attn, cfg.attn_pdrop);
   const y = o.reshape(o.transpose(o.matmul(att, v), [0, 2, 1, 3]), [B, T, C]); // [B, T, C]
   let out = o.add(x, drop(linear(a.sub('proj'), y), d.residAttn, cfg.resid_pdrop));
