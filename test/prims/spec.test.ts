@@ -123,7 +123,7 @@ const rows: Row[] = [
         const row = Array.from(d.subarray(r * 6, r * 6 + 6));
         const mu = row.reduce((a, v) => a + v, 0) / 6;
         const v = row.reduce((a, u) => a + (u - mu) ** 2, 0) / 6;
-        row.forEach((u, i) => out.push(((u - mu) / Math.sqrt(v + 1e-5)) * w.data[i]! + (b.data[i] as number)));
+        row.forEach((u, i) => out.push(((u - mu) / Math.sqrt(v + 1e-5)) * (w.data[i] as number) + (b.data[i] as number)));
       }
       return out;
     }, refTol: 1e-5 },
