@@ -444,7 +444,7 @@ export async function cacheDataset(items: readonly DatasetItem[], size: number, 
 // Batches
 
 export interface BatchLoaderOptions {
-  /** Decoded images, uint8 [N, 3, S, S] (from cacheDataset). */
+  /** Decoded images, uint8 [N, C, S, S] (from cacheDataset: C = 3; sketches: C = 1). */
   images: U8Tensor;
   /** Per-row labels (default all 0). */
   labels?: ArrayLike<number>;
@@ -467,7 +467,7 @@ export interface BatchLoaderOptions {
 }
 
 export interface Batch {
-  /** float32 [B, 3, C, C] in [-1, 1]. */
+  /** float32 [B, channels, C, C] in [-1, 1]. */
   x: HostTensor<'float32'>;
   labels: Int32Array;
   keys: string[];
@@ -516,8 +516,8 @@ export class BatchLoader implements Iterable<Batch> {
 
   constructor(opts: BatchLoaderOptions) {
     const s = opts.images.shape;
-    if (s.length !== 4 || s[1] !== 3 || s[2] !== s[3]) {
-      throw new Error(`BatchLoader: images must be uint8 [N, 3, S, S], got [${s.join(', ')}]`);
+    if (s.length !== 4 || s[1]! < 1 || s[2] !== s[3]) {
+      throw new Error(`BatchLoader: images must be uint8 [N, C, S, S], got [${s.join(', ')}]`);
     }
     const [n, , size] = s;
     this.images = opts.images;
@@ -585,7 +585,8 @@ export class BatchLoader implements Iterable<Batch> {
     const size = this.images.shape[2];
     const c = this.crop;
     const src = this.images.data;
-    const x = new Float32Array(b * 3 * c * c);
+    const ch = this.images.shape[1];
+    const x = new Float32Array(b * ch * c * c);
     const labels = new Int32Array(b);
     const keys: string[] = [];
     const centre = (size - c) >> 1;
@@ -596,9 +597,9 @@ export class BatchLoader implements Iterable<Batch> {
       const y0 = this.augment ? this.rng.int(size - c + 1) : centre;
       const x0 = this.augment ? this.rng.int(size - c + 1) : centre;
       const flip = this.augment && this.flip && this.rng.next() < 0.5;
-      for (let k = 0; k < 3; k++) {
-        const srcPlane = (r * 3 + k) * size * size;
-        const dstPlane = (i * 3 + k) * c * c;
+      for (let k = 0; k < ch; k++) {
+        const srcPlane = (r * ch + k) * size * size;
+        const dstPlane = (i * ch + k) * c * c;
         for (let y = 0; y < c; y++) {
           const s = srcPlane + (y0 + y) * size + x0;
           const d = dstPlane + y * c;
@@ -607,7 +608,7 @@ export class BatchLoader implements Iterable<Batch> {
         }
       }
     }
-    return { x: new HostTensor('float32', [b, 3, c, c], x), labels, keys, rows, epoch, position };
+    return { x: new HostTensor('float32', [b, ch, c, c], x), labels, keys, rows, epoch, position };
   }
 
   state(): LoaderState {

@@ -100,6 +100,41 @@ export const EMOJI_PRESET = {
   },
 };
 
+/**
+ * The sketch preset: a 1-channel f4 VQGAN for the 64×64 sketches of the emoji
+ * ('sketch:emoji', io/sketch.ts) — the condition stage of the sketch → emoji transformer.
+ * Sketches are binary strokes, so a small model with 512 codes, L1 and no discriminator.
+ */
+export const SKETCH_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.vqgan.VQModel',
+    params: {
+      embed_dim: 16,
+      n_embed: 512,
+      ema_decay: 0.99,
+      ddconfig: { double_z: false, z_channels: 32, resolution: 64, in_channels: 1, out_ch: 1, ch: 32, ch_mult: [1, 2, 2], num_res_blocks: 1, attn_resolutions: [], dropout: 0.0 },
+      lossconfig: {
+        target: 'taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator',
+        params: { disc_conditional: false, disc_in_channels: 1, disc_start: 1000000, disc_weight: 0.1, codebook_weight: 1.0, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
+      },
+    },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: {
+    data: 'sketch:emoji',
+    size: 64,
+    max_steps: 2000,
+    lr: 6e-4,
+    lr_schedule: 'cosine',
+    warmup_steps: 100,
+    min_lr_ratio: 0.05,
+    rec_loss: 'l1',
+    adaptive_delta: 1e-6,
+    codebook: { kmeans_init: true, kmeans_steps: 20, restart_dead: true, restart_every: 200, pool: 8192 },
+  },
+};
+
 /** A tiny config for smoke runs and tests (seconds per hundred steps). */
 export const TINY_PRESET = {
   model: {
@@ -138,7 +173,7 @@ export const TAMING_PRESET = {
   latentkit: { data: 'emoji', size: 64, max_steps: 20000, rec_loss: 'l1', adaptive_delta: 1e-4 },
 };
 
-export const PRESETS: Record<string, unknown> = { emoji: EMOJI_PRESET, tiny: TINY_PRESET, taming: TAMING_PRESET };
+export const PRESETS: Record<string, unknown> = { emoji: EMOJI_PRESET, sketch: SKETCH_PRESET, tiny: TINY_PRESET, taming: TAMING_PRESET };
 
 function lossFromTaming(lp: Record<string, any>, lk: Record<string, any>): VQLossConfig {
   return {

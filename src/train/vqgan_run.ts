@@ -27,6 +27,7 @@ import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
 import { Rng } from '../io/datasets.ts';
 import { HostTensor } from '../tensor.ts';
 import type { U8Tensor } from '../io/image.ts';
+import { sketchBatch } from '../io/sketch.ts';
 
 export interface TrainEvents {
   onStart?(info: { startStep: number; maxSteps: number; params: { ae: number; disc: number }; trainImages: number; valImages: number; resumed: boolean }): void;
@@ -60,14 +61,25 @@ export function cacheDir(): string {
   return process.env.LATENTKIT_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'latentkit');
 }
 
-export async function loadTrainingData(source: string, size: number, valFraction: number, onProgress?: (d: number, t: number) => void): Promise<LoadedData> {
+/**
+ * A training data source: 'emoji' (both sets), 'emoji:google' / 'emoji:twitter', a folder of
+ * images, or 'sketch:<any of those>' — the sketches of those images (1 channel, black strokes
+ * on white; io/sketch.ts), e.g. to train the condition VQGAN of a sketch → image model.
+ */
+export async function loadTrainingData(source: string, size: number, valFraction: number, onProgress?: (d: number, t: number) => void): Promise<LoadedData & { classes: string[] }> {
+  if (source.startsWith('sketch:')) {
+    const d = await loadTrainingData(source.slice('sketch:'.length), size, valFraction, onProgress);
+    return { ...d, images: sketchBatch(d.images) };
+  }
   let items: DatasetItem[];
+  let classes: string[];
   let flip: boolean;
   let tag: string;
   if (source === 'emoji' || source.startsWith('emoji:')) {
     const set = (source.split(':')[1] ?? 'both') as 'google' | 'twitter' | 'both';
     const ds = await emojiDataset({ set });
     items = ds.items;
+    classes = ds.classes;
     flip = false;
     tag = `emoji-${set}`;
   } else {
@@ -75,13 +87,14 @@ export async function loadTrainingData(source: string, size: number, valFraction
     const ds = await folderDataset(source);
     if (!ds.items.length) throw new Error(`no images (png/jpg/webp) under ${source}`);
     items = ds.items;
+    classes = ds.classes;
     flip = true;
     tag = `folder-${path.resolve(source).replace(/[^a-zA-Z0-9]+/g, '_').slice(-60)}`;
   }
   const cachePath = path.join(cacheDir(), `${tag}-${size}.lkimg`);
   const images = await cacheDataset(items, size, { cachePath, onProgress });
   const split = splitDataset(items, { valFraction });
-  return { images, items, trainIdx: split.trainIndices, valIdx: split.valIndices, flip };
+  return { images, items, classes, trainIdx: split.trainIndices, valIdx: split.valIndices, flip };
 }
 
 /** The codebook's key: an Adam parameter, or (EMA codebook) a buffer. */
@@ -119,6 +132,10 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
   });
+  const dataCh = data.images.shape[1]!;
+  if (dataCh !== cfg.model.ddconfig.in_channels) {
+    throw new Error(`data '${cfg.run.data}' has ${dataCh} channel(s) but the model's ddconfig.in_channels is ${cfg.model.ddconfig.in_channels}${dataCh === 1 ? " (sketch data: use --config sketch or set in_channels/out_ch/disc_in_channels to 1)" : ''}`);
+  }
   const loader = new BatchLoader({ images: data.images, indices: data.trainIdx, batchSize: cfg.run.batch_size, flip: cfg.run.flip ?? data.flip, seed: cfg.run.seed });
   const valN = Math.min(16, data.valIdx.length);
   const valLoader = new BatchLoader({ images: data.images, indices: data.valIdx.slice(0, valN), batchSize: valN, augment: false, shuffle: false, dropLast: false });
@@ -348,7 +365,7 @@ export function createVQGANTrainer(cfg: TrainConfig): { trainer: Trainer; aeWeig
  * constants.
  */
 export function defineVQGANPrograms(trainer: Trainer, cfg: TrainConfig, note: (m: string) => void = () => {}): void {
-  const batchSpec = { x: { shape: [cfg.run.batch_size, 3, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
+  const batchSpec = { x: { shape: [cfg.run.batch_size, cfg.model.ddconfig.in_channels, cfg.run.size, cfg.run.size], dtype: 'float32' as const } };
   let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
   if (cfg.loss.perceptual_weight > 0) {
     if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');

@@ -1,0 +1,273 @@
+// Net2Net: a taming Net2NetTransformer loaded for sampling — the GPT (`transformer.*` keys),
+// the first-stage VQGAN (`first_stage_model.*`, or the file its config's ckpt_path names) and,
+// for image conditions, the cond-stage VQGAN (`cond_stage_model.*`, or its ckpt_path). Loads
+// a Lightning .ckpt (+ its YAML) or one of our model directories (config.yaml +
+// model.safetensors). Sampling: KV-cached decoding, classifier-free guidance, sliding windows
+// for code grids larger than the training grid.
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadStateDict } from '../../io/checkpoint.ts';
+import { readConfigFile } from '../vqgan/config.ts';
+import { downFactor } from '../vqgan/config.ts';
+import { VQGAN } from '../vqgan/load.ts';
+import { checkStateDict, type StateDict } from '../../nn/params.ts';
+import type { SessionOptions } from '../../runtime/backend.ts';
+import { HostTensor } from '../../tensor.ts';
+import { Rng } from '../../io/datasets.ts';
+import { gptShapes } from '../mingpt/gpt.ts';
+import { parseNet2NetConfig, type Net2NetConfig } from './config.ts';
+import { KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
+import { makeChooser, type SamplingOptions } from '../../sample/filtering.ts';
+import { windowedSample } from '../../sample/window.ts';
+
+export interface Net2NetLoadOptions {
+  /** Net2NetTransformer YAML/JSON (default: beside the checkpoint, or the model directory's config.yaml). */
+  config?: string;
+  session?: SessionOptions;
+}
+
+export interface SampleRequest extends SamplingOptions {
+  /** Number of samples. */
+  n: number;
+  /** Condition tokens: one row of Lc tokens shared by all samples, or n rows. */
+  cond: ArrayLike<number>;
+  /** Code grid to fill, [h, w] (default: the training grid; larger grids use a sliding window). */
+  grid?: [number, number];
+  /** For windowed sampling: the condition as a code grid [hc, wc] (image conditions only). */
+  condGrid?: [number, number];
+  seed?: number;
+  /** Classifier-free guidance scale (needs a model trained with class dropout). */
+  guidance?: number;
+  /** Decode with full recompute instead of the KV cache (reference / benchmarks). */
+  recompute?: boolean;
+  /** Called as tokens are produced (t of total). */
+  onProgress?: (t: number, total: number) => void;
+  stats?: DecodeStats;
+}
+
+const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
+
+function findConfig(modelPath: string): string | null {
+  const dir = path.dirname(modelPath);
+  const base = path.basename(modelPath).replace(/\.[^.]+$/, '');
+  const cands = [path.join(dir, `${base}.yaml`), path.join(dir, 'config.yaml'), path.join(dir, 'model.yaml')];
+  const cfgDir = path.join(dir, '..', 'configs'); // taming's logs/<run>/{checkpoints,configs}
+  if (fs.existsSync(cfgDir)) for (const f of fs.readdirSync(cfgDir).sort()) if (f.endsWith('project.yaml')) cands.push(path.join(cfgDir, f));
+  return cands.find((f) => fs.existsSync(f)) ?? null;
+}
+
+/** Split a Net2Net state dict by its submodule prefixes; names anything else. */
+function splitStateDict(sd: StateDict, source: string): Record<string, StateDict> {
+  const parts: Record<string, StateDict> = Object.fromEntries(PREFIXES.map((p) => [p, new Map()]));
+  const other: string[] = [];
+  for (const [k, v] of sd) {
+    const p = PREFIXES.find((q) => k.startsWith(q));
+    if (p) parts[p]!.set(k.slice(p.length), v);
+    else other.push(k);
+  }
+  if (parts['transformer.']!.size === 0) {
+    const hint = sd.has('quantize.embedding.weight') || sd.has('encoder.conv_in.weight') ? ' (it looks like a VQGAN: use reconstruct / encode / decode)' : '';
+    throw new Error(`${source}: no transformer.* keys — not a Net2NetTransformer checkpoint${hint}`);
+  }
+  if (other.length) throw new Error(`${source}: unexpected keys outside transformer/first_stage_model/cond_stage_model (${other.length}): ${other.slice(0, 5).join(', ')}`);
+  return parts;
+}
+
+export class Net2Net {
+  readonly config: Net2NetConfig;
+  readonly weights: StateDict;
+  readonly firstStage: VQGAN;
+  readonly condStage: VQGAN | null;
+  readonly notes: string[];
+  readonly source: string;
+  readonly session: SessionOptions;
+  private kv: KVDecoder | null = null;
+  private full: RecomputeDecoder | null = null;
+
+  constructor(config: Net2NetConfig, gptWeights: StateDict, firstStage: VQGAN, condStage: VQGAN | null, opts: { notes?: string[]; source?: string; session?: SessionOptions } = {}) {
+    this.config = config;
+    this.source = opts.source ?? '<memory>';
+    this.notes = opts.notes ?? [];
+    this.session = opts.session ?? {};
+    const want = gptShapes(config.transformer);
+    const masks = new Map([...gptWeights].filter(([k]) => /^blocks\.\d+\.attn\.mask$/.test(k)));
+    const B = config.transformer.block_size;
+    for (const [k, m] of masks) if (m.shape.join() !== `1,1,${B},${B}`) throw new Error(`${this.source}: transformer.${k} has shape [${m.shape.join(', ')}], expected [1, 1, ${B}, ${B}]`);
+    checkStateDict(gptWeights, want, { source: `${this.source} (transformer)`, ignore: /^blocks\.\d+\.attn\.mask$/ });
+    this.weights = new Map(Object.keys(want).map((k) => [k, gptWeights.get(k)!]));
+    this.firstStage = firstStage;
+    this.condStage = condStage;
+    if (config.cond_stage.kind === 'first_stage') this.condStage = firstStage;
+  }
+
+  static load(modelPath: string, opts: Net2NetLoadOptions = {}): Net2Net {
+    if (!fs.existsSync(modelPath)) throw new Error(`model not found: ${modelPath}`);
+    const notes: string[] = [];
+    let weightsFile = modelPath;
+    let cfgFile = opts.config ?? null;
+    if (fs.statSync(modelPath).isDirectory()) {
+      weightsFile = path.join(modelPath, 'model.safetensors');
+      cfgFile ??= path.join(modelPath, 'config.yaml');
+      if (!fs.existsSync(weightsFile)) throw new Error(`${modelPath}: model directory has no model.safetensors`);
+    }
+    const { stateDict, metadata } = loadStateDict(weightsFile);
+    const parts = splitStateDict(stateDict, weightsFile);
+    let cfgObj: unknown;
+    let cfgDir: string;
+    if (cfgFile) {
+      if (!fs.existsSync(cfgFile)) throw new Error(`config not found: ${cfgFile}`);
+      cfgObj = readConfigFile(cfgFile);
+      cfgDir = path.dirname(cfgFile);
+      notes.push(`config from ${cfgFile}`);
+    } else if (metadata.config) {
+      cfgObj = JSON.parse(metadata.config);
+      cfgDir = path.dirname(weightsFile);
+      notes.push('config from the file metadata');
+    } else {
+      const f = findConfig(weightsFile);
+      if (!f) throw new Error(`${weightsFile}: no config found beside it; pass --config <Net2NetTransformer YAML>`);
+      cfgObj = readConfigFile(f);
+      cfgDir = path.dirname(f);
+      notes.push(`config from ${f}`);
+    }
+    const config = parseNet2NetConfig(cfgObj, cfgFile ?? weightsFile);
+    const session = opts.session ?? {};
+    const stage = (prefix: string, vq: Net2NetConfig['first_stage'], ckpt: string | undefined, what: string): VQGAN => {
+      const sd = parts[prefix]!;
+      if (sd.size) return new VQGAN(vq, sd, { source: `${weightsFile} (${prefix.slice(0, -1)})`, session });
+      if (!ckpt) throw new Error(`${weightsFile}: no ${prefix}* keys, and the config names no ${what}.params.ckpt_path`);
+      const file = path.isAbsolute(ckpt) ? ckpt : path.resolve(cfgDir, ckpt);
+      if (!fs.existsSync(file)) throw new Error(`${what}: ckpt_path ${ckpt} not found (looked for ${file})`);
+      notes.push(`${what} weights from ${file}`);
+      const m = loadStateDict(file);
+      return new VQGAN(vq, m.stateDict, { source: file, session });
+    };
+    const first = stage('first_stage_model.', config.first_stage, config.first_stage_ckpt, 'first_stage_config');
+    const cs = config.cond_stage;
+    const cond = cs.kind === 'vqgan' ? stage('cond_stage_model.', cs.vq, cs.ckpt_path, 'cond_stage_config') : null;
+    return new Net2Net(config, parts['transformer.']!, first, cond, { notes, source: weightsFile, session });
+  }
+
+  /** The image code grid the GPT was trained on: latentkit.grid, else resolution / f of the first stage. */
+  get grid(): [number, number] {
+    if (this.config.grid) return this.config.grid;
+    const g = this.config.first_stage.ddconfig.resolution / downFactor(this.config.first_stage);
+    return [g, g];
+  }
+
+  /** The condition's code grid (image conditions) or null. */
+  get condGrid(): [number, number] | null {
+    const cs = this.config.cond_stage;
+    if (cs.kind !== 'vqgan' && cs.kind !== 'first_stage') return null;
+    const vq = cs.kind === 'vqgan' ? cs.vq : this.config.first_stage;
+    const res = this.config.downsample_cond_size > 0 ? this.config.downsample_cond_size : vq.ddconfig.resolution;
+    const g = res / downFactor(vq);
+    return [g, g];
+  }
+
+  /** Tokens in the condition: 1 for a class or SOS, the cond grid's size for images. */
+  get condLength(): number {
+    const g = this.condGrid;
+    return g ? g[0] * g[1] : 1;
+  }
+
+  get classes(): string[] | null {
+    const cs = this.config.cond_stage;
+    if (cs.kind !== 'label') return null;
+    return this.config.classes ?? Array.from({ length: cs.n_classes }, (_, i) => String(i));
+  }
+
+  /** A class name (as the data spells it, case-insensitive) or index → label token. */
+  classIndex(spec: string | number): number {
+    const names = this.classes;
+    if (!names) throw new Error(`this model is not class-conditional (its condition is ${this.config.cond_stage.kind === 'sos' ? 'none (unconditional)' : 'an image: use --cond'})`);
+    const n = names.length;
+    if (typeof spec === 'number' || /^\d+$/.test(spec)) {
+      const i = Number(spec);
+      if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`class ${spec} out of range: this model has ${n} classes (0–${n - 1}: ${names.join(', ')})`);
+      return i;
+    }
+    const i = names.findIndex((c) => c.toLowerCase() === spec.toLowerCase());
+    if (i < 0) throw new Error(`unknown class '${spec}'; valid classes: ${names.map((c, k) => `${k} ${c}`).join(', ')}`);
+    return i;
+  }
+
+  /** The unconditional condition: the SOS token. */
+  sosCondition(): number[] {
+    const cs = this.config.cond_stage;
+    if (cs.kind !== 'sos') throw new Error(`this model is conditional (${cs.kind === 'label' ? 'pass --class' : 'pass --cond <image>'})`);
+    return [cs.token];
+  }
+
+  /** Condition images [B, C, H, W] in [−1, 1] → flat condition tokens [B·Lc]. */
+  async encodeCondition(images: HostTensor): Promise<Int32Array> {
+    if (!this.condStage) throw new Error('this model does not take an image condition');
+    const want = this.condStage.config.ddconfig.in_channels;
+    if (images.shape[1] !== want) throw new Error(`the condition must have ${want} channel(s), got ${images.shape[1]}`);
+    const { indices } = await this.condStage.encode(images);
+    return Int32Array.from(indices.toArray());
+  }
+
+  private decoder(recompute: boolean): KVDecoder | RecomputeDecoder {
+    if (recompute) return (this.full ??= new RecomputeDecoder(this.config.transformer, this.weights, this.session));
+    return (this.kv ??= new KVDecoder(this.config.transformer, this.weights, this.session));
+  }
+
+  /** Per-sample uniform streams: sample i of a seed draws the same numbers whatever n is. */
+  static streams(seed: number, n: number): Rng[] {
+    return Array.from({ length: n }, (_, i) => new Rng(`sample:${seed}:${i}`));
+  }
+
+  /** Sample image code grids; returns tokens [n, h·w] (row-major). */
+  async sample(r: SampleRequest): Promise<Int32Array> {
+    const [h, w] = r.grid ?? this.grid;
+    const [gh, gw] = this.grid;
+    const V = this.config.transformer.vocab_size;
+    const Lc = this.condLength;
+    const n = r.n;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`n must be a positive integer, got ${n}`);
+    if (r.cond.length !== Lc && r.cond.length !== n * Lc) throw new Error(`condition has ${r.cond.length} tokens; expected ${Lc} (shared) or ${n}×${Lc}`);
+    const cond = r.cond.length === Lc && n > 1 ? Int32Array.from({ length: n * Lc }, (_, i) => r.cond[i % Lc]!) : Int32Array.from(r.cond);
+    if (r.guidance !== undefined && !this.config.null_class) throw new Error('classifier-free guidance needs a model trained with class dropout (latentkit.null_class)');
+    const streams = Net2Net.streams(r.seed ?? 0, n);
+    const choose = makeChooser(r, V, streams);
+    if (h !== gh || w !== gw) {
+      if (h < gh || w < gw) throw new Error(`grid ${h}×${w} is smaller than the training grid ${gh}×${gw}`);
+      if (r.guidance !== undefined) throw new Error('classifier-free guidance is not supported with a sliding window (sizes above the training grid)');
+      return windowedSample({ decoder: this.decoder(true) as RecomputeDecoder, n, grid: [h, w], window: [gh, gw], cond, condLength: Lc, condGrid: r.condGrid ?? null, choose, onProgress: r.onProgress });
+    }
+    let feedCond = cond;
+    let B = n;
+    if (r.guidance !== undefined) {
+      const nul = this.nullClass();
+      feedCond = Int32Array.from([...cond, ...new Array(n * Lc).fill(nul)]);
+      B = 2 * n;
+    }
+    const steps = h * w;
+    const dec = this.decoder(!!r.recompute);
+    const stats = r.stats;
+    const out = await dec.decode(feedCond, B, steps, (logits, t) => {
+      r.onProgress?.(t + 1, steps);
+      return choose(logits);
+    }, stats);
+    return B === n ? out : out.subarray(0, n * steps);
+  }
+
+  private nullClass(): number {
+    const cs = this.config.cond_stage;
+    if (cs.kind !== 'label') throw new Error('guidance needs a class-conditional model');
+    return cs.n_classes;
+  }
+
+  /** Tokens [n, h·w] → images [n, C, h·f, w·f] in [−1, 1]. */
+  async decodeTokens(tokens: ArrayLike<number>, n: number, grid: [number, number] = this.grid): Promise<HostTensor<'float32'>> {
+    return this.firstStage.decode(HostTensor.int64([n, grid[0], grid[1]], Array.from(tokens, Number)));
+  }
+
+  async release(): Promise<void> {
+    await this.kv?.release();
+    await this.full?.release();
+    await this.firstStage.release();
+    if (this.condStage && this.condStage !== this.firstStage) await this.condStage.release();
+  }
+}

@@ -1,0 +1,222 @@
+// Autoregressive decoding of a GPT, two ways that give the same tokens for the same choices:
+//  • KVDecoder: a prefill program for the condition (or one step when it is a single token),
+//    then one step program per token against a static KV cache held in JS. The cache is fed
+//    to ONNX Runtime without copying (onnxruntime-node wraps the typed arrays) and only the
+//    new token's keys/values come back ([B, nh, hs] per layer), written into slot `pos` —
+//    nothing proportional to the cache crosses the JS boundary per token.
+//  • RecomputeDecoder: one full forward over a fixed-length, right-padded sequence per token
+//    (the causal mask makes the padding invisible), reading the logits at the current
+//    position — taming's uncached loop, used as the reference and for sliding windows.
+// Weights are baked into each session as initializers (so ORT pre-packs them).
+import { Program, type CompiledProgram } from '../runtime/program.ts';
+import type { SessionOptions } from '../runtime/backend.ts';
+import { HostTensor } from '../tensor.ts';
+import { ParamView, type StateDict } from '../nn/params.ts';
+import * as o from '../ops/core.ts';
+import type { GPTConfig } from '../models/mingpt/config.ts';
+import { gpt, gptPrefill, gptStep } from '../models/mingpt/gpt.ts';
+
+/** Given logits [B, vocab] for step t, returns the B chosen tokens. */
+export type Chooser = (logits: Float32Array, t: number) => ArrayLike<number>;
+
+export interface DecodeStats {
+  /** Milliseconds in the first ONNX Runtime call (prefill or first step), and per later step. */
+  prefillMs: number;
+  stepMs: number[];
+  compileMs: number;
+}
+
+function weightSpecs(w: StateDict) {
+  return Object.fromEntries([...w].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
+}
+
+abstract class BaseDecoder {
+  readonly cfg: GPTConfig;
+  protected weights: StateDict;
+  readonly session: SessionOptions;
+  protected programs = new Map<string, Promise<CompiledProgram>>();
+
+  constructor(cfg: GPTConfig, weights: StateDict, session: SessionOptions = {}) {
+    this.cfg = cfg;
+    this.weights = weights;
+    this.session = session;
+  }
+
+  protected compiled(key: string, make: () => Program): Promise<CompiledProgram> {
+    let p = this.programs.get(key);
+    if (!p) {
+      p = make().compile({ ...this.session, bake: Object.fromEntries(this.weights) });
+      this.programs.set(key, p);
+      p.catch(() => this.programs.delete(key));
+    }
+    return p;
+  }
+
+  protected check(B: number, Lc: number, steps: number): void {
+    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(Lc) && Lc > 0 && Number.isInteger(steps) && steps > 0)) throw new Error(`decode: bad sizes B=${B}, condition ${Lc}, steps ${steps}`);
+    if (Lc + steps - 1 > this.cfg.block_size) throw new Error(`decode: ${Lc} condition tokens + ${steps} steps need ${Lc + steps - 1} positions, the GPT has block_size ${this.cfg.block_size}`);
+  }
+
+  async release(): Promise<void> {
+    for (const p of this.programs.values()) await (await p).release();
+    this.programs.clear();
+  }
+
+  abstract decode(cond: ArrayLike<number>, B: number, steps: number, choose: Chooser, stats?: DecodeStats): Promise<Int32Array>;
+}
+
+export class KVDecoder extends BaseDecoder {
+  private stepProgram(B: number, L: number) {
+    const c = this.cfg;
+    const hs = c.n_embd / c.n_head;
+    return this.compiled(`step:${B}:${L}`, () => {
+      const cache: Record<string, { shape: number[]; dtype: 'float32' }> = {};
+      for (let i = 0; i < c.n_layer; i++) {
+        cache[`cache.k.${i}`] = { shape: [B, c.n_head, hs, L], dtype: 'float32' };
+        cache[`cache.v.${i}`] = { shape: [B, c.n_head, L, hs], dtype: 'float32' };
+      }
+      return Program.trace((ins) => {
+        const kv = Array.from({ length: c.n_layer }, (_, i) => ({ k: ins[`cache.k.${i}`]!, v: ins[`cache.v.${i}`]! }));
+        const r = gptStep(new ParamView(ins), c, ins.tok!, ins.pos!, kv);
+        return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
+      }, { ...weightSpecs(this.weights), ...cache, tok: { shape: [B], dtype: 'int64' }, pos: { shape: [1], dtype: 'int64' } });
+    });
+  }
+
+  private prefillProgram(B: number, T: number) {
+    const c = this.cfg;
+    return this.compiled(`prefill:${B}:${T}`, () =>
+      Program.trace((ins) => {
+        const r = gptPrefill(new ParamView(ins), c, ins.idx!);
+        return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
+      }, { ...weightSpecs(this.weights), idx: { shape: [B, T], dtype: 'int64' } }),
+    );
+  }
+
+  /** Compile the sessions a decode of this size needs (so timing excludes compilation). */
+  async prepare(B: number, Lc: number, steps: number): Promise<void> {
+    this.check(B, Lc, steps);
+    await this.stepProgram(B, Lc + steps - 1);
+    if (Lc > 1) await this.prefillProgram(B, Lc);
+  }
+
+  /**
+   * cond: B·Lc condition tokens (row-major). Returns the B·steps chosen tokens. Cache slots
+   * hold positions 0 … Lc+steps−2 (the last chosen token is never fed back).
+   */
+  async decode(cond: ArrayLike<number>, B: number, steps: number, choose: Chooser, stats?: DecodeStats): Promise<Int32Array> {
+    const Lc = cond.length / B;
+    this.check(B, Lc, steps);
+    const c = this.cfg;
+    const nh = c.n_head;
+    const hs = c.n_embd / nh;
+    const L = Lc + steps - 1;
+    const t0 = performance.now();
+    const step = await this.stepProgram(B, L);
+    const prefill = Lc > 1 ? await this.prefillProgram(B, Lc) : null;
+    if (stats) stats.compileMs = performance.now() - t0;
+    const cache: Record<string, HostTensor> = {};
+    const into: Record<string, HostTensor> = { logits: HostTensor.float32([B, c.vocab_size]) };
+    for (let i = 0; i < c.n_layer; i++) {
+      cache[`cache.k.${i}`] = HostTensor.float32([B, nh, hs, L]);
+      cache[`cache.v.${i}`] = HostTensor.float32([B, nh, L, hs]);
+      into[`k.${i}`] = HostTensor.float32([B, nh, hs]);
+      into[`v.${i}`] = HostTensor.float32([B, nh, hs]);
+    }
+    const rows = B * nh;
+    // one token's keys/values ([B, nh, hs]) into slot pos of every layer's cache
+    const writeSlot = (r: Record<string, HostTensor>, pos: number) => {
+      for (let i = 0; i < c.n_layer; i++) {
+        const K = cache[`cache.k.${i}`]!.data as Float32Array;
+        const V = cache[`cache.v.${i}`]!.data as Float32Array;
+        const k = r[`k.${i}`]!.data as Float32Array;
+        const v = r[`v.${i}`]!.data as Float32Array;
+        for (let row = 0; row < rows; row++) {
+          for (let d = 0; d < hs; d++) K[(row * hs + d) * L + pos] = k[row * hs + d]!;
+          V.set(v.subarray(row * hs, row * hs + hs), (row * L + pos) * hs);
+        }
+      }
+    };
+    const tok = HostTensor.int64([B]);
+    const posT = HostTensor.int64([1]);
+    const runStep = async (tokens: ArrayLike<number>, pos: number) => {
+      for (let b = 0; b < B; b++) tok.data[b] = BigInt(tokens[b]!);
+      posT.data[0] = BigInt(pos);
+      const r = await step.run({ ...cache, tok, pos: posT }, into);
+      writeSlot(r, pos);
+      return r.logits!.data as Float32Array;
+    };
+    let t1 = performance.now();
+    let logits: Float32Array;
+    if (prefill) {
+      const r = await prefill.run({ idx: HostTensor.int64([B, Lc], Array.from(cond, Number)) });
+      for (let i = 0; i < c.n_layer; i++) {
+        const K = cache[`cache.k.${i}`]!.data as Float32Array;
+        const V = cache[`cache.v.${i}`]!.data as Float32Array;
+        const k = r[`k.${i}`]!.data as Float32Array; // [B, nh, hs, Lc]
+        const v = r[`v.${i}`]!.data as Float32Array; // [B, nh, Lc, hs]
+        for (let row = 0; row < rows; row++) {
+          for (let d = 0; d < hs; d++) K.set(k.subarray((row * hs + d) * Lc, (row * hs + d + 1) * Lc), (row * hs + d) * L);
+          V.set(v.subarray(row * Lc * hs, (row + 1) * Lc * hs), row * L * hs);
+        }
+      }
+      logits = r.logits!.data as Float32Array;
+    } else {
+      logits = await runStep(Array.from({ length: B }, (_, b) => cond[b]!), 0);
+    }
+    if (stats) stats.prefillMs = performance.now() - t1;
+    const out = new Int32Array(B * steps);
+    for (let t = 0; t < steps; t++) {
+      const chosen = choose(logits, t);
+      for (let b = 0; b < B; b++) out[b * steps + t] = chosen[b]!;
+      if (t === steps - 1) break;
+      t1 = performance.now();
+      logits = await runStep(chosen, Lc + t);
+      stats?.stepMs.push(performance.now() - t1);
+    }
+    return out;
+  }
+}
+
+export class RecomputeDecoder extends BaseDecoder {
+  /** Full forward over [B, T] tokens returning the logits at position `at` ([B, vocab]). */
+  program(B: number, T: number): Promise<CompiledProgram> {
+    const c = this.cfg;
+    return this.compiled(`full:${B}:${T}`, () =>
+      Program.trace((ins) => {
+        const { logits } = gpt(new ParamView(ins), c, ins.idx!);
+        return { logits: o.reshape(o.gather(logits, ins.at!, 1), [B, c.vocab_size]) };
+      }, { ...weightSpecs(this.weights), idx: { shape: [B, T], dtype: 'int64' }, at: { shape: [1], dtype: 'int64' } }),
+    );
+  }
+
+  async prepare(B: number, Lc: number, steps: number): Promise<void> {
+    this.check(B, Lc, steps);
+    await this.program(B, Lc + steps - 1);
+  }
+
+  async decode(cond: ArrayLike<number>, B: number, steps: number, choose: Chooser, stats?: DecodeStats): Promise<Int32Array> {
+    const Lc = cond.length / B;
+    this.check(B, Lc, steps);
+    const T = Lc + steps - 1;
+    const t0 = performance.now();
+    const prog = await this.program(B, T);
+    if (stats) stats.compileMs = performance.now() - t0;
+    const seq = HostTensor.int64([B, T]);
+    for (let b = 0; b < B; b++) for (let j = 0; j < Lc; j++) seq.data[b * T + j] = BigInt(cond[b * Lc + j]!);
+    const at = HostTensor.int64([1]);
+    const out = new Int32Array(B * steps);
+    for (let t = 0; t < steps; t++) {
+      at.data[0] = BigInt(Lc + t - 1);
+      const t1 = performance.now();
+      const logits = (await prog.run({ idx: seq, at })).logits!.data as Float32Array;
+      if (stats) (t === 0 ? (stats.prefillMs = performance.now() - t1) : stats.stepMs.push(performance.now() - t1));
+      const chosen = choose(logits, t);
+      for (let b = 0; b < B; b++) {
+        out[b * steps + t] = chosen[b]!;
+        if (Lc + t < T) seq.data[b * T + Lc + t] = BigInt(chosen[b]!);
+      }
+    }
+    return out;
+  }
+}
