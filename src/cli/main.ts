@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerVqganCommands } from './vqgan.ts';
 import { registerTrainCommands } from './train.ts';
+import { registerGptCommands } from './gpt.ts';
 
 const program = new Command();
 program
@@ -11,5 +12,6 @@ program
   .showHelpAfterError();
 registerVqganCommands(program);
 registerTrainCommands(program);
+registerGptCommands(program);
 
 await program.parseAsync(process.argv);

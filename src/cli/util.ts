@@ -67,3 +67,35 @@ export function parseIntOpt(v: string, name: string): number {
   if (!Number.isInteger(n) || n <= 0) throw new CliError(`${name} must be a positive integer, got '${v}'`);
   return n;
 }
+
+/**
+ * A progress bar on a TTY (stderr) that messages can be printed above: `log()` clears the
+ * bar's line, prints the message and lets the bar redraw below it, so nothing is overwritten.
+ * Off a TTY there is no bar; `log()` prints the line and `update()` prints nothing.
+ */
+export class LiveBar {
+  private bar: cliProgress.SingleBar | null = null;
+  private readonly tty = !!process.stderr.isTTY;
+
+  start(format: string, total: number, value: number, payload: Record<string, string>): void {
+    if (!this.tty) return;
+    this.bar = new cliProgress.SingleBar({ format, hideCursor: true, stream: process.stderr, etaBuffer: 50, clearOnComplete: false, forceRedraw: true }, cliProgress.Presets.shades_classic);
+    this.bar.start(total, value, payload);
+  }
+
+  update(value: number, payload: Record<string, string>): void {
+    this.bar?.update(value, payload);
+  }
+
+  log(msg: string): void {
+    if (this.bar) {
+      process.stderr.write(`\r\x1b[K${msg}\n`);
+      this.bar.render();
+    } else console.error(msg);
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}

@@ -302,3 +302,48 @@ export async function listImages(dir: string): Promise<string[]> {
   rel.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return rel.map((r) => path.join(dir, r));
 }
+
+export interface LabeledGridOptions extends GridOptions {
+  /** A label left of each row. */
+  rowLabels?: readonly string[];
+  /** A label above each column. */
+  colLabels?: readonly string[];
+  /** Nearest-neighbour upscaling of the tiles (default 2, so 64² tiles are readable). */
+  scale?: number;
+  title?: string;
+}
+
+const escXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/**
+ * imageGrid with row/column labels and an optional title, saved as PNG: the grid is
+ * upscaled (nearest), embedded in an SVG next to the text and rasterized.
+ */
+export async function saveLabeledGrid(file: string, images: HostTensor | readonly HostTensor[], opts: LabeledGridOptions = {}): Promise<void> {
+  const grid = imageGrid(images, opts);
+  const scale = opts.scale ?? 2;
+  const [c, gh, gw] = grid.shape as [number, number, number];
+  const up = new Float32Array(c * gh * scale * gw * scale);
+  for (let k = 0; k < c; k++) for (let y = 0; y < gh * scale; y++) for (let x = 0; x < gw * scale; x++) {
+    up[(k * gh * scale + y) * gw * scale + x] = grid.data[(k * gh + Math.floor(y / scale)) * gw + Math.floor(x / scale)]!;
+  }
+  const png = await encodeImage(new HostTensor('float32', [c, gh * scale, gw * scale], up), 'png');
+  const left = opts.rowLabels?.length ? 12 + 7 * Math.max(...opts.rowLabels.map((l) => l.length)) : 0;
+  const top = (opts.title ? 28 : 0) + (opts.colLabels?.length ? 20 : 0);
+  const W = Math.max(left + gw * scale, opts.title ? 16 + Math.ceil(opts.title.length * 8.2) : 0);
+  const H = top + gh * scale;
+  const x0 = left + Math.floor((W - left - gw * scale) / 2); // the grid, centred under a wide title
+  const pad = (opts.pad ?? 2) * scale;
+  const n = Array.isArray(images) ? images.length : (images as HostTensor).shape.length === 4 ? (images as HostTensor).shape[0]! : 1;
+  const cols = Math.max(1, Math.min(opts.cols ?? Math.ceil(Math.sqrt(n)), n));
+  const tileW = (gw * scale - pad) / cols;
+  const rows = Math.ceil(n / cols);
+  const tileH = (gh * scale - pad) / rows;
+  const font = 'font-family="DejaVu Sans, Arial, sans-serif"';
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${W}" height="${H}"><rect width="${W}" height="${H}" fill="#fff"/>`];
+  if (opts.title) parts.push(`<text x="${W / 2}" y="19" text-anchor="middle" font-size="15" ${font} fill="#222">${escXml(opts.title)}</text>`);
+  opts.colLabels?.forEach((l, i) => parts.push(`<text x="${x0 + pad + tileW * (i + 0.5) - pad / 2}" y="${top - 6}" text-anchor="middle" font-size="12" ${font} fill="#333">${escXml(l)}</text>`));
+  opts.rowLabels?.forEach((l, i) => parts.push(`<text x="${x0 - 6}" y="${top + pad + tileH * (i + 0.5)}" text-anchor="end" dominant-baseline="middle" font-size="12" ${font} fill="#333">${escXml(l)}</text>`));
+  parts.push(`<image x="${x0}" y="${top}" width="${gw * scale}" height="${gh * scale}" xlink:href="data:image/png;base64,${Buffer.from(png).toString('base64')}"/></svg>`);
+  await writeFileAtomic(file, await svgToPng(parts.join('')));
+}

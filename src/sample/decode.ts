@@ -210,7 +210,8 @@ export class RecomputeDecoder extends BaseDecoder {
       at.data[0] = BigInt(Lc + t - 1);
       const t1 = performance.now();
       const logits = (await prog.run({ idx: seq, at })).logits!.data as Float32Array;
-      if (stats) (t === 0 ? (stats.prefillMs = performance.now() - t1) : stats.stepMs.push(performance.now() - t1));
+      if (stats && t === 0) stats.prefillMs = performance.now() - t1;
+      else if (stats) stats.stepMs.push(performance.now() - t1);
       const chosen = choose(logits, t);
       for (let b = 0; b < B; b++) {
         out[b * steps + t] = chosen[b]!;

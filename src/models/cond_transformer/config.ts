@@ -32,8 +32,10 @@ export interface Net2NetConfig {
   classes?: string[];
   /** latentkit: trained with class dropout; label n_classes is the null class for guidance. */
   null_class?: boolean;
-  /** latentkit: the code grid the model was trained on, [h, w] (default: square root of the sequence). */
+  /** latentkit: the code grid the model was trained on, [h, w] (default: resolution / f). */
   grid?: [number, number];
+  /** latentkit: how a condition image is prepared: 'sketch' (io/sketch normalizeDrawing) or as a plain image. */
+  cond_input?: 'sketch' | 'image';
 }
 
 const VQ_TARGETS = /^taming\.models\.vqgan\.(VQModel|VQSegmentationModel|VQNoDiscModel|EMAVQ|GumbelVQ)$/;
@@ -56,7 +58,7 @@ function parseCondStage(c: unknown, params: Record<string, any>, source: string)
 /** Parse a Net2NetTransformer config object (the whole YAML, or model / model.params). */
 export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConfig {
   const root = obj as Record<string, any>;
-  let m = root?.model ?? root;
+  const m = root?.model ?? root;
   if (m?.target && !String(m.target).endsWith('Net2NetTransformer')) {
     throw new Error(`${source}: model.target is ${m.target}, not a taming.models.cond_transformer.Net2NetTransformer (a VQGAN config? use reconstruct/encode/decode)`);
   }
@@ -83,6 +85,7 @@ export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConf
     classes: lk.classes,
     null_class: lk.null_class ?? false,
     grid: lk.grid,
+    cond_input: lk.cond_input,
   };
   if (!(cfg.pkeep >= 0 && cfg.pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(params.pkeep)}`);
   const V = cfg.transformer.vocab_size;
@@ -114,6 +117,7 @@ export function toTamingNet2Net(c: Net2NetConfig, paths: { firstStage?: string; 
   if (c.classes) lk.classes = c.classes;
   if (c.null_class) lk.null_class = true;
   if (c.grid) lk.grid = c.grid;
+  if (c.cond_input) lk.cond_input = c.cond_input;
   return {
     model: {
       base_learning_rate: c.base_learning_rate,

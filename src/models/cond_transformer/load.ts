@@ -36,6 +36,8 @@ export interface SampleRequest extends SamplingOptions {
   /** For windowed sampling: the condition as a code grid [hc, wc] (image conditions only). */
   condGrid?: [number, number];
   seed?: number;
+  /** Index of the first sample's uniform stream (batches of a larger request). */
+  streamOffset?: number;
   /** Classifier-free guidance scale (needs a model trained with class dropout). */
   guidance?: number;
   /** Decode with full recompute instead of the KV cache (reference / benchmarks). */
@@ -214,8 +216,8 @@ export class Net2Net {
   }
 
   /** Per-sample uniform streams: sample i of a seed draws the same numbers whatever n is. */
-  static streams(seed: number, n: number): Rng[] {
-    return Array.from({ length: n }, (_, i) => new Rng(`sample:${seed}:${i}`));
+  static streams(seed: number, n: number, offset = 0): Rng[] {
+    return Array.from({ length: n }, (_, i) => new Rng(`sample:${seed}:${offset + i}`));
   }
 
   /** Sample image code grids; returns tokens [n, h·w] (row-major). */
@@ -229,7 +231,7 @@ export class Net2Net {
     if (r.cond.length !== Lc && r.cond.length !== n * Lc) throw new Error(`condition has ${r.cond.length} tokens; expected ${Lc} (shared) or ${n}×${Lc}`);
     const cond = r.cond.length === Lc && n > 1 ? Int32Array.from({ length: n * Lc }, (_, i) => r.cond[i % Lc]!) : Int32Array.from(r.cond);
     if (r.guidance !== undefined && !this.config.null_class) throw new Error('classifier-free guidance needs a model trained with class dropout (latentkit.null_class)');
-    const streams = Net2Net.streams(r.seed ?? 0, n);
+    const streams = Net2Net.streams(r.seed ?? 0, n, r.streamOffset ?? 0);
     const choose = makeChooser(r, V, streams);
     if (h !== gh || w !== gw) {
       if (h < gh || w < gw) throw new Error(`grid ${h}×${w} is smaller than the training grid ${gh}×${gw}`);

@@ -199,10 +199,15 @@ export function gptStep(
   return { logits, k: ks, v: vs };
 }
 
-/** Mean cross-entropy of logits [..., V] against int64 targets [...], in nats. */
-export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+/** Per-token negative log-likelihood of logits [..., V] for int64 targets [...] → [...] (nats). */
+export function tokenNLL(logits: Tensor, targets: Tensor): Tensor {
   const V = logits.shape[logits.rank - 1]!;
   const lp = nn.logSoftmax(o.reshape(logits, [-1, V]), -1); // [N, V]
   const picked = o.sum(o.mul(lp, o.oneHot(o.reshape(targets, [-1]), V)), [1]); // [N]
-  return o.neg(o.mean(picked));
+  return o.reshape(o.neg(picked), targets.shape);
+}
+
+/** Mean cross-entropy of logits [..., V] against int64 targets [...], in nats. */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  return o.mean(tokenNLL(logits, targets));
 }

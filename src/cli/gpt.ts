@@ -1,0 +1,251 @@
+// Transformer commands: extract-codes, train-gpt, sample.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { VQGAN } from '../models/vqgan/load.ts';
+import { Net2Net } from '../models/cond_transformer/load.ts';
+import { downFactor } from '../models/vqgan/config.ts';
+import { writeCodeSet } from '../io/codes.ts';
+import { loadImage, loadImageU8, saveImage, saveLabeledGrid } from '../io/image.ts';
+import { normalizeDrawing, sketchToFloat } from '../io/sketch.ts';
+import { extractCodes } from '../train/extract_codes.ts';
+import { loadGPTTrainConfig, GPT_PRESETS } from '../train/gpt_config.ts';
+import { trainGPT } from '../train/gpt_run.ts';
+import { HostTensor } from '../tensor.ts';
+import type { DecodeStats } from '../sample/decode.ts';
+import { CliError, LiveBar, action, parseIntOpt, progressBar } from './util.ts';
+
+const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
+
+function parseNum(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new CliError(`${name} must be a number, got '${v}'`);
+  return n;
+}
+
+/** '128x128', '128' (square) → [h, w] in pixels. */
+function parseSize(v: string): [number, number] {
+  const m = /^(\d+)(?:[x×](\d+))?$/.exec(v.trim());
+  if (!m) throw new CliError(`--size must be HxW in pixels (e.g. 128x128), got '${v}'`);
+  const h = Number(m[1]);
+  return [h, Number(m[2] ?? m[1])];
+}
+
+export function registerGptCommands(program: Command): void {
+  program
+    .command('extract-codes')
+    .description('encode a dataset once with a VQGAN (codes, labels, split; flips; condition codes) for transformer training')
+    .requiredOption('-m, --model <file>', 'the image VQGAN (first stage): .safetensors / .ckpt / model directory file')
+    .option('-d, --data <emoji|dir>', "'emoji', 'emoji:google', 'emoji:twitter' or a folder of images (subfolders = classes)", 'emoji')
+    .requiredOption('-o, --out <file>', 'code set to write (.safetensors)')
+    .option('-s, --size <n>', 'image size the VQGAN encodes', '64')
+    .option('--no-flip', 'do not encode horizontal flips as a second view')
+    .option('--cond <sketch|dir>', "condition images: 'sketch' (each image's sketch) or a folder paired by relative path")
+    .option('--cond-model <file>', 'the VQGAN that encodes the condition images (e.g. models/sketch-f4/model.safetensors)')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .action(
+      action(async (o: { model: string; data: string; out: string; size: string; flip: boolean; cond?: string; condModel?: string; threads?: string }) => {
+        if (o.cond && !o.condModel) throw new CliError('--cond needs --cond-model (the VQGAN that encodes the condition images)');
+        const session = { threads: threadsOpt(o.threads) };
+        const model = VQGAN.load(o.model, { session });
+        const condModel = o.condModel ? VQGAN.load(o.condModel, { session }) : undefined;
+        const t0 = Date.now();
+        let last = '';
+        const set = await extractCodes({
+          model,
+          modelPath: o.model,
+          data: o.data,
+          size: parseIntOpt(o.size, '--size'),
+          flip: o.flip,
+          cond: o.cond ? { source: o.cond, model: condModel!, modelPath: o.condModel! } : undefined,
+          onProgress: (d, t, what) => {
+            if (what !== last || d === t || d % 1024 === 0) console.error(`${what}: ${d}/${t}`);
+            last = what;
+          },
+        });
+        fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+        writeCodeSet(o.out, set);
+        const [n, v, h, w] = set.codes.shape;
+        const val = set.val.reduce((a, b) => a + b, 0);
+        console.error(`${n} images × ${v} view(s) → ${h}×${w} codes of ${set.nCodes}${set.cond ? `, conditions ${set.cond.shape[2]}×${set.cond.shape[3]} codes of ${set.condCodes}` : ''}; ${n - val} train / ${val} val; ${set.classes.length} classes; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        console.error(`wrote ${path.resolve(o.out)}`);
+        await model.release();
+        await condModel?.release();
+      }),
+    );
+
+  program
+    .command('train-gpt')
+    .description('train a taming GPT (Net2NetTransformer) on a code set from extract-codes')
+    .requiredOption('--codes <file>', 'code set (latentkit extract-codes)')
+    .option('-c, --config <preset|file>', `preset (${Object.keys(GPT_PRESETS).join(', ')}) or a taming Net2NetTransformer YAML`, 'class')
+    .requiredOption('-o, --out <dir>', 'run directory (also a model directory for `sample`)')
+    .option('--max-steps <n>', 'stop after n steps (default from the config)')
+    .option('--batch-size <n>', 'override data.params.batch_size')
+    .option('--lr <x>', 'absolute learning rate')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .action(
+      action(async (o: { codes: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string }) => {
+        const cfg = loadGPTTrainConfig(o.config);
+        if (o.batchSize) cfg.run.batch_size = parseIntOpt(o.batchSize, '--batch-size');
+        if (o.lr) cfg.run.lr = parseNum(o.lr, '--lr')!;
+        const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
+        let stop = false;
+        const bar = new LiveBar();
+        const onSig = () => {
+          if (stop) process.exit(130);
+          stop = true;
+          bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
+        };
+        process.on('SIGINT', onSig);
+        process.on('SIGTERM', onSig);
+        const t0 = Date.now();
+        const f = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '-');
+        let first = 0;
+        const r = await trainGPT({
+          config: cfg,
+          codes: o.codes,
+          out: o.out,
+          resume: o.resume,
+          maxSteps,
+          threads: threadsOpt(o.threads),
+          shouldStop: () => stop,
+          events: {
+            onMessage: (m) => bar.log(m),
+            onStart: (i) => {
+              first = i.startStep;
+              console.error(`${i.resumed ? 'resuming' : 'training'} GPT: ${(i.params / 1e6).toFixed(2)} M parameters (${cfg.transformer.n_layer} layers × ${cfg.transformer.n_embd}, ${cfg.transformer.n_head} heads), ${i.trainRows} train / ${i.valRows} val code grids, ${i.tokensPerStep} image tokens per step, steps ${i.startStep}→${i.maxSteps}`);
+              console.error(`run directory: ${path.resolve(o.out)}`);
+              bar.start('step {value}/{total} [{bar}] {eta_formatted} left | loss {loss} | {bpt} bits/token | {tps} tok/s', i.maxSteps, i.startStep, { loss: '-', bpt: '-', tps: '-' });
+            },
+            onStep: (step, m) => bar.update(step, { loss: f(m.loss!), bpt: f(m.bpt!), tps: f(m.tokensPerSec!, 0) }),
+            onLog: (l) => {
+              const s = (Date.now() - t0) / 1000;
+              if (l.split === 'val' || l.split === 'val_final') bar.log(`step ${l.step}: ${l.split === 'val_final' ? 'final ' : ''}validation ${f(l.bpt as number)} bits/token (${f(l.loss as number)} nats) on ${l.rows} code grids`);
+              else if (!process.stderr.isTTY) console.error(`step ${l.step}/${maxSteps}: loss ${f(l.loss as number)} (${f(l.bpt as number)} bits/token), lr ${(l.lr as number).toExponential(2)}, ${l.tokens_per_s} tok/s, ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
+            },
+            onSample: (file) => bar.log(`samples: ${file}`),
+          },
+        });
+        bar.stop();
+        process.off('SIGINT', onSig);
+        process.off('SIGTERM', onSig);
+        const abs = path.resolve(r.out);
+        console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}${r.valBpt !== null ? `; validation ${r.valBpt.toFixed(3)} bits/token` : ''}`);
+        console.error(`model directory: ${abs} (latentkit sample --model ${o.out} …)`);
+        console.error(`look at: ${path.join(abs, 'samples', 'latest.png')}, ${path.join(abs, 'loss.png')}, ${path.join(abs, 'metrics.jsonl')}`);
+        if (r.stopped) process.exitCode = 130;
+      }),
+    );
+
+  program
+    .command('sample')
+    .description('sample images from a transformer: unconditional, by class (--class) or from a condition image such as a sketch (--cond)')
+    .requiredOption('-m, --model <path>', 'a model directory (config.yaml + model.safetensors) or a taming Net2NetTransformer .ckpt')
+    .option('-c, --config <file>', 'the Net2NetTransformer YAML (default: beside the checkpoint / in the model directory)')
+    .option('--class <name|id>', 'class to sample (class-conditional models)')
+    .option('--cond <image>', 'condition image (sketch models: a drawing, any size, black strokes on white or transparent)')
+    .option('-n, --n <n>', 'number of samples', '8')
+    .option('--temperature <t>', 'softmax temperature', '1.0')
+    .option('--top-k <k>', 'keep the k most likely tokens')
+    .option('--top-p <p>', 'nucleus: keep the most likely tokens up to probability p (works without --top-k)')
+    .option('--greedy', 'always take the most likely token')
+    .option('--cfg <scale>', 'classifier-free guidance scale (models trained with class dropout)')
+    .option('--seed <s>', 'random seed (sample i of a seed is the same whatever --n)', '0')
+    .option('--size <HxW>', 'output size in pixels (default: the training size; larger sizes use a sliding window)')
+    .option('--batch <b>', 'samples decoded together', '8')
+    .requiredOption('-o, --out <dir>', 'output directory: sample-NNN.png and grid.png')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .action(
+      action(async (o: { model: string; config?: string; class?: string; cond?: string; n: string; temperature: string; topK?: string; topP?: string; greedy?: boolean; cfg?: string; seed: string; size?: string; batch: string; out: string; threads?: string }) => {
+        const t0 = performance.now();
+        const m = Net2Net.load(o.model, { config: o.config, session: { threads: threadsOpt(o.threads) } });
+        for (const n of m.notes) console.error(`note: ${n}`);
+        const n = parseIntOpt(o.n, '--n');
+        const batch = Math.min(parseIntOpt(o.batch, '--batch'), n);
+        const seed = Number(o.seed);
+        if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
+        const f = downFactor(m.config.first_stage);
+        let grid = m.grid;
+        if (o.size) {
+          const [h, w] = parseSize(o.size);
+          if (h % f || w % f) throw new CliError(`--size ${h}x${w} is not a multiple of the model's ${f}-pixel code cells (the code grid is ${m.grid[0]}×${m.grid[1]} for ${m.grid[0] * f}x${m.grid[1] * f})`);
+          grid = [h / f, w / f];
+          if (grid[0] < m.grid[0] || grid[1] < m.grid[1]) throw new CliError(`--size ${h}x${w} is smaller than the training size ${m.grid[0] * f}x${m.grid[1] * f}`);
+        }
+        if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
+        let cond: ArrayLike<number>;
+        let condGrid: [number, number] | undefined;
+        let condImage: HostTensor<'float32'> | null = null;
+        let label = 'unconditional';
+        if (o.class !== undefined) {
+          const c = m.classIndex(o.class);
+          cond = [c];
+          label = `class ${c} (${m.classes![c]})`;
+        } else if (o.cond) {
+          if (!m.condStage) throw new CliError(`this model's condition is ${m.config.cond_stage.kind === 'label' ? 'a class: use --class' : 'none (unconditional)'}, not an image`);
+          const cs = m.condStage.config.ddconfig;
+          const [hc, wc] = [grid[0] * downFactor(m.condStage.config), grid[1] * downFactor(m.condStage.config)];
+          if (m.config.cond_input === 'sketch') {
+            const drawing = await loadImageU8(o.cond);
+            const side = Math.max(hc, wc);
+            condImage = sketchToFloat(normalizeDrawing(drawing, { size: side }));
+            if (hc !== wc) throw new CliError('sketch conditions need a square --size');
+          } else {
+            const img = await loadImage(o.cond, { size: hc });
+            condImage = cs.in_channels === 3 ? img : HostTensor.float32([1, hc, wc], (img.data as Float32Array).slice(0, hc * wc));
+          }
+          cond = await m.encodeCondition(condImage.reshape([1, ...condImage.shape]));
+          condGrid = [hc / downFactor(m.condStage.config), wc / downFactor(m.condStage.config)];
+          label = `condition ${o.cond}`;
+        } else {
+          cond = m.sosCondition();
+        }
+        const sampling = {
+          temperature: parseNum(o.temperature, '--temperature'),
+          topK: o.topK ? parseIntOpt(o.topK, '--top-k') : undefined,
+          topP: parseNum(o.topP, '--top-p'),
+          greedy: o.greedy,
+          guidance: parseNum(o.cfg, '--cfg'),
+        };
+        const steps = grid[0] * grid[1];
+        const windowed = grid[0] !== m.grid[0] || grid[1] !== m.grid[1];
+        console.error(`sampling ${n} × ${grid[0]}×${grid[1]} codes (${grid[0] * f}x${grid[1] * f} pixels${windowed ? `, sliding ${m.grid[0]}×${m.grid[1]} window` : ''}), ${label}`);
+        fs.mkdirSync(o.out, { recursive: true });
+        const bar = progressBar(Math.ceil(n / batch) * steps, 'tokens');
+        const images: HostTensor<'float32'>[] = [];
+        const stats: DecodeStats = { prefillMs: 0, stepMs: [], compileMs: 0 };
+        const tSample = performance.now();
+        for (let i = 0; i < n; i += batch) {
+          const b = Math.min(batch, n - i);
+          const st: DecodeStats = { prefillMs: 0, stepMs: [], compileMs: 0 };
+          // sample i+k of seed s = sample k of stream offset: streams are per sample index
+          // sample i+k of a seed uses uniform stream i+k, so --batch never changes the samples
+          const tokens = await m.sample({ ...sampling, n: b, cond, condGrid, grid, seed, streamOffset: i, stats: st, onProgress: () => bar.tick() });
+          stats.stepMs.push(...st.stepMs);
+          stats.compileMs += st.compileMs;
+          stats.prefillMs += st.prefillMs;
+          const img = await m.decodeTokens(tokens, b, grid);
+          const [, c, h, w] = img.shape as [number, number, number, number];
+          for (let k = 0; k < b; k++) {
+            const one = HostTensor.float32([c, h, w], (img.data as Float32Array).slice(k * c * h * w, (k + 1) * c * h * w));
+            images.push(one);
+            await saveImage(path.join(o.out, `sample-${String(i + k).padStart(3, '0')}.png`), one);
+          }
+        }
+        bar.stop();
+        const sampleS = (performance.now() - tSample) / 1000;
+        const gridFile = path.join(o.out, 'grid.png');
+        const tiles = condImage ? [condImage.shape[0] === 3 ? condImage : HostTensor.float32([3, ...condImage.shape.slice(1)], Float32Array.from({ length: 3 * condImage.size }, (_, i) => condImage!.data[i % condImage!.size] as number)), ...images] : images;
+        await saveLabeledGrid(gridFile, tiles, { cols: Math.min(8, tiles.length), title: `${label}${sampling.guidance !== undefined ? `, cfg ${sampling.guidance}` : ''}, T ${sampling.temperature ?? 1}${sampling.topK ? `, top-k ${sampling.topK}` : ''}${sampling.topP ? `, top-p ${sampling.topP}` : ''}${sampling.greedy ? ', greedy' : ''}, seed ${seed}` });
+        const sorted = [...stats.stepMs].sort((a, b) => a - b);
+        const med = sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN;
+        const rss = process.resourceUsage().maxRSS / 1024;
+        console.error(`${n} samples in ${sampleS.toFixed(2)} s (${(n / sampleS).toFixed(2)} images/s)${windowed ? '' : `: ${med.toFixed(2)} ms per token step (median, batch ${batch}), prefill ${stats.prefillMs.toFixed(1)} ms, session set-up ${stats.compileMs.toFixed(0)} ms`}; peak RSS ${rss.toFixed(0)} MB; whole process so far ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+        console.error(`wrote ${n} images to ${path.resolve(o.out)}; grid: ${path.resolve(gridFile)}`);
+        await m.release();
+      }),
+    );
+}

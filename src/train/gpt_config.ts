@@ -1,0 +1,159 @@
+// Transformer training configs: taming's Net2NetTransformer YAML layout (transformer_config,
+// cond_stage_config, pkeep, base_learning_rate, data.params.batch_size) plus a `latentkit:`
+// section for what taming's YAML does not say (steps, schedule, class dropout, logging,
+// sampling for the grids). The first stage always comes from the code set being trained on
+// (the VQGAN that made the codes), and so does an image condition's VQGAN.
+import { readConfigFile } from '../models/vqgan/config.ts';
+import { parseGPTConfig, type GPTConfig } from '../models/mingpt/config.ts';
+
+export type CondKind = 'class' | 'image' | 'none';
+
+export interface GPTRunOptions {
+  batch_size: number;
+  max_steps: number;
+  /** Absolute learning rate; default base_learning_rate × batch_size (taming's rule). */
+  lr: number | null;
+  base_learning_rate: number;
+  lr_schedule: 'constant' | 'cosine';
+  warmup_steps: number;
+  min_lr_ratio: number;
+  beta1: number;
+  beta2: number;
+  weight_decay: number;
+  /** Probability of replacing the class token by the null class (classifier-free guidance); 0 = off. */
+  class_dropout: number;
+  /** Use the flipped views the code set holds (default true when present). */
+  flip: boolean;
+  log_every: number;
+  val_every: number;
+  sample_every: number;
+  ckpt_every: number;
+  seed: number;
+  /** Sampling for the grids written during training. */
+  sample: { temperature: number; top_k: number | null; top_p: number | null; per_class: number };
+}
+
+export interface GPTTrainConfig {
+  transformer: GPTConfig;
+  cond: CondKind;
+  pkeep: number;
+  sos_token: number;
+  run: GPTRunOptions;
+}
+
+const RUN_DEFAULTS: GPTRunOptions = {
+  batch_size: 16,
+  max_steps: 10000,
+  lr: null,
+  base_learning_rate: 4.5e-6,
+  lr_schedule: 'constant',
+  warmup_steps: 0,
+  min_lr_ratio: 0.05,
+  beta1: 0.9,
+  beta2: 0.95,
+  weight_decay: 0.01,
+  class_dropout: 0,
+  flip: true,
+  log_every: 25,
+  val_every: 500,
+  sample_every: 500,
+  ckpt_every: 500,
+  seed: 0,
+  sample: { temperature: 1.0, top_k: null, top_p: null, per_class: 4 },
+};
+
+const TRANSFORMER = (n_layer: number, n_embd: number, n_head: number, block_size: number, pdrop: number) => ({
+  target: 'taming.modules.transformer.mingpt.GPT',
+  params: { vocab_size: 1024, block_size, n_layer, n_head, n_embd, embd_pdrop: pdrop, resid_pdrop: pdrop, attn_pdrop: 0.0 },
+});
+
+const EMOJI_RUN = {
+  max_steps: 4000,
+  lr: 6e-4,
+  lr_schedule: 'cosine',
+  warmup_steps: 200,
+  min_lr_ratio: 0.05,
+  log_every: 25,
+  val_every: 500,
+  sample_every: 500,
+  ckpt_every: 250,
+  sample: { temperature: 1.0, top_k: 100, top_p: null, per_class: 4 },
+};
+
+/**
+ * class: emoji category → emoji over emoji-f4's 16×16 codes (1 class token + 256 codes),
+ * an 8-layer, 256-wide GPT (6.8 M parameters), class dropout 10% for guidance.
+ */
+export const CLASS_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.cond_transformer.Net2NetTransformer',
+    params: { cond_stage_config: { target: 'taming.modules.util.Labelator', params: { n_classes: 10 } }, transformer_config: TRANSFORMER(8, 256, 8, 257, 0.1) },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { ...EMOJI_RUN, class_dropout: 0.1 },
+};
+
+/** sketch: the sketch's 16×16 codes (its own VQGAN) → the emoji's 16×16 codes (block 512). */
+export const SKETCH_GPT_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.cond_transformer.Net2NetTransformer',
+    params: { cond_stage_config: '__cond_from_codes__', transformer_config: TRANSFORMER(8, 256, 8, 512, 0.1) },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { ...EMOJI_RUN, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
+};
+
+/** tiny: seconds per hundred steps (tests, smoke runs). */
+export const TINY_GPT_PRESET = {
+  model: {
+    params: { cond_stage_config: { target: 'taming.modules.util.Labelator', params: { n_classes: 10 } }, transformer_config: TRANSFORMER(2, 32, 2, 257, 0.1) },
+  },
+  data: { params: { batch_size: 4 } },
+  latentkit: { max_steps: 20, lr: 1e-3, log_every: 5, val_every: 10, sample_every: 10, ckpt_every: 10, class_dropout: 0.1, sample: { temperature: 1.0, top_k: 50, top_p: null, per_class: 1 } },
+};
+
+export const GPT_PRESETS: Record<string, unknown> = { class: CLASS_PRESET, sketch: SKETCH_GPT_PRESET, tiny: TINY_GPT_PRESET };
+
+function condKind(c: unknown, params: Record<string, any>, source: string): CondKind {
+  if (params.unconditional === true || c === '__is_unconditional__') return 'none';
+  if (c === '__is_first_stage__' || c === '__cond_from_codes__') return 'image';
+  const t = (c as { target?: string } | undefined)?.target ?? '';
+  if (t === 'taming.modules.util.Labelator') return 'class';
+  if (t === 'taming.modules.util.SOSProvider') return 'none';
+  if (/VQModel|VQSegmentationModel|GumbelVQ|EMAVQ/.test(t) || (c as { params?: { ddconfig?: unknown } })?.params?.ddconfig) return 'image';
+  if (c === undefined) return 'none';
+  throw new Error(`${source}: cond_stage_config '${t || JSON.stringify(c)}' is not supported for training (Labelator, SOSProvider, a VQModel, '__is_first_stage__', '__is_unconditional__')`);
+}
+
+export function parseGPTTrainConfig(obj: any, source = 'config'): GPTTrainConfig {
+  const mp = obj?.model?.params ?? obj?.params;
+  if (!mp?.transformer_config) throw new Error(`${source}: no model.params.transformer_config (is this a taming Net2NetTransformer config?)`);
+  const lk = obj?.latentkit ?? {};
+  const run: GPTRunOptions = { ...RUN_DEFAULTS, ...lk, sample: { ...RUN_DEFAULTS.sample, ...(lk.sample ?? {}) } };
+  run.batch_size = obj?.data?.params?.batch_size ?? lk.batch_size ?? RUN_DEFAULTS.batch_size;
+  run.base_learning_rate = obj?.model?.base_learning_rate ?? RUN_DEFAULTS.base_learning_rate;
+  for (const k of ['batch_size', 'max_steps', 'log_every', 'val_every', 'sample_every', 'ckpt_every'] as const) {
+    if (!Number.isInteger(run[k]) || (run[k] as number) <= 0) throw new Error(`${source}: '${k}' must be a positive integer, got ${JSON.stringify(run[k])}`);
+  }
+  if (run.lr_schedule !== 'constant' && run.lr_schedule !== 'cosine') throw new Error(`${source}: lr_schedule must be 'constant' or 'cosine', got ${JSON.stringify(run.lr_schedule)}`);
+  if (!(run.class_dropout >= 0 && run.class_dropout < 1)) throw new Error(`${source}: class_dropout must be in [0, 1), got ${JSON.stringify(run.class_dropout)}`);
+  const pkeep = mp.pkeep ?? 1.0;
+  if (!(pkeep >= 0 && pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(pkeep)}`);
+  return {
+    transformer: parseGPTConfig(mp.transformer_config, `${source} (transformer_config)`),
+    cond: condKind(mp.cond_stage_config, mp, source),
+    pkeep,
+    sos_token: mp.sos_token ?? 0,
+    run,
+  };
+}
+
+export function loadGPTTrainConfig(spec: string): GPTTrainConfig {
+  if (GPT_PRESETS[spec]) return parseGPTTrainConfig(structuredClone(GPT_PRESETS[spec]), `preset '${spec}'`);
+  const obj = readConfigFile(spec, ` (presets: ${Object.keys(GPT_PRESETS).join(', ')})`);
+  return parseGPTTrainConfig(obj, spec);
+}
+
+export const gptLearningRate = (c: GPTTrainConfig): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;

@@ -1,0 +1,128 @@
+// Transformer training end to end on a small code set: extract-codes (flips, labels, split),
+// exact resume, the run directory doubling as a model directory, and bad configs.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { VQGAN } from '../../src/models/vqgan/load.ts';
+import { extractCodes, flipBatch } from '../../src/train/extract_codes.ts';
+import { readCodeSet, writeCodeSet } from '../../src/io/codes.ts';
+import { parseGPTTrainConfig, TINY_GPT_PRESET } from '../../src/train/gpt_config.ts';
+import { trainGPT } from '../../src/train/gpt_run.ts';
+import { Net2Net } from '../../src/models/cond_transformer/load.ts';
+import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { HostTensor } from '../../src/tensor.ts';
+import { GPTBatcher } from '../../src/train/gpt_batches.ts';
+import { loadImageU8 } from '../../src/io/image.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-gpt-'));
+process.env.LATENTKIT_CACHE = path.join(tmp, 'cache');
+const data = path.join(tmp, 'images');
+const codesFile = path.join(tmp, 'codes.safetensors');
+const VQ = path.join(root, 'models/emoji-f4/model.safetensors');
+const quiet = { onMessage: () => {} };
+const tiny = (over: Record<string, unknown> = {}) => {
+  const c = structuredClone(TINY_GPT_PRESET) as any;
+  Object.assign(c.latentkit, { max_steps: 6, log_every: 2, val_every: 3, sample_every: 6, ckpt_every: 3 }, over);
+  return parseGPTTrainConfig(c, 'tiny');
+};
+
+describe('train-gpt', () => {
+  before(async () => {
+    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
+    const src = path.join(pkg, 'img/google/64');
+    const files = fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(200, 240);
+    files.forEach((f, i) => {
+      const d = path.join(data, i % 2 ? 'cats' : 'dogs');
+      fs.mkdirSync(d, { recursive: true });
+      fs.copyFileSync(path.join(src, f), path.join(d, f));
+    });
+    const model = VQGAN.load(VQ, { session: { threads: 1 } });
+    const set = await extractCodes({ model, modelPath: VQ, data, size: 64, flip: true, valFraction: 0.2 });
+    writeCodeSet(codesFile, set);
+    await model.release();
+  });
+
+  it('a code set holds both views, labels, the split and where it came from', async () => {
+    const s = readCodeSet(codesFile);
+    assert.deepEqual(s.codes.shape, [40, 2, 16, 16]);
+    assert.deepEqual(s.classes, ['cats', 'dogs']);
+    assert.equal(s.labels.length, 40);
+    const nVal = s.val.reduce((a, b) => a + b, 0);
+    assert.ok(nVal > 0 && nVal < 40, `val rows ${nVal}`);
+    assert.equal(path.resolve(s.info.model), path.resolve(VQ));
+    // view 1 is the code grid of the mirrored image, not a mirrored code grid
+    const m = VQGAN.load(VQ, { session: { threads: 1 } });
+    const first = path.join(data, 'dogs', fs.readdirSync(path.join(data, 'dogs')).sort()[0]!);
+    const u8 = (await loadImageU8(first, { size: 64 })).reshape([1, 3, 64, 64]);
+    const flipped = flipBatch(u8);
+    const { indices } = await m.encode(HostTensor.float32([1, 3, 64, 64], Float32Array.from(flipped.data, (v) => v / 127.5 - 1)));
+    const row = s.keys.findIndex((k) => k.startsWith('dogs/'));
+    assert.deepEqual(Array.from(s.codes.data.subarray((row * 2 + 1) * 256, (row * 2 + 2) * 256)), indices.toArray());
+    await m.release();
+  });
+
+  it('batches: pkeep corrupts inputs only, class dropout uses the null class, state resumes the stream', () => {
+    const s = readCodeSet(codesFile);
+    const rows = Array.from({ length: 40 }, (_, i) => i);
+    const mk = () => new GPTBatcher({ set: s, rows, batchSize: 8, cond: 'class', sosToken: 0, vocab: 1024, pkeep: 0.5, classDropout: 0.5, nullClass: 2, flip: true, seed: 3, train: true });
+    const b = mk();
+    const x = b.next();
+    let diff = 0;
+    for (let i = 0; i < x.a.size; i++) if (x.a.data[i] !== x.z.data[i]) diff++;
+    assert.ok(diff > 0.3 * x.a.size && diff < 0.7 * x.a.size, `corrupted ${diff}/${x.a.size}`);
+    assert.ok(x.c.toArray().every((c) => c === 0 || c === 1 || c === 2));
+    assert.ok(x.c.toArray().includes(2), 'class dropout never fired');
+    b.next();
+    const st = b.state();
+    const want = b.next();
+    const b2 = mk();
+    b2.setState(st);
+    const got = b2.next();
+    assert.deepEqual(got.a.toArray(), want.a.toArray());
+    assert.deepEqual(got.c.toArray(), want.c.toArray());
+  });
+
+  it('resume continues exactly: the same weights and metrics as an uninterrupted run', async () => {
+    const a = path.join(tmp, 'a');
+    const b = path.join(tmp, 'b');
+    await trainGPT({ config: tiny(), codes: codesFile, out: a, threads: 1, events: quiet });
+    await trainGPT({ config: tiny(), codes: codesFile, out: b, maxSteps: 3, threads: 1, events: quiet });
+    await trainGPT({ config: tiny(), codes: codesFile, out: b, resume: true, threads: 1, events: quiet });
+    const wa = readSafetensorsFile(path.join(a, 'model.safetensors')).tensors;
+    const wb = readSafetensorsFile(path.join(b, 'model.safetensors')).tensors;
+    for (const [k, v] of wa) assert.deepEqual(Array.from(wb.get(k)!.data as Float32Array), Array.from(v.data as Float32Array), k);
+    const strip = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => { const j = JSON.parse(l); delete j.tokens_per_s; return j; });
+    assert.deepEqual(strip(path.join(b, 'metrics.jsonl')), strip(path.join(a, 'metrics.jsonl')));
+    for (const f of ['config.yaml', 'loss.png', 'samples/latest.png', 'checkpoints/last.json']) assert.ok(fs.existsSync(path.join(a, f)), f);
+  });
+
+  it('the run directory is a model directory: sample by class name, decode', async () => {
+    const m = Net2Net.load(path.join(tmp, 'a'), { session: { threads: 1 } });
+    assert.deepEqual(m.classes, ['cats', 'dogs']);
+    assert.equal(m.config.null_class, true);
+    const tokens = await m.sample({ n: 2, cond: [m.classIndex('dogs')], topK: 10, seed: 1 });
+    const img = await m.decodeTokens(tokens, 2);
+    assert.deepEqual(img.shape, [2, 3, 64, 64]);
+    const g = await m.sample({ n: 1, cond: [0], guidance: 2, seed: 1 });
+    assert.equal(g.length, 256);
+    await m.release();
+  });
+
+  it('a config that cannot hold the code set is a one-line error before anything is written', async () => {
+    const c = tiny();
+    c.transformer.block_size = 100;
+    const out = path.join(tmp, 'bad');
+    await assert.rejects(trainGPT({ config: c, codes: codesFile, out, threads: 1, events: quiet }), /block_size 100 is smaller than the 1 condition \+ 256 image tokens/);
+    assert.ok(!fs.existsSync(path.join(out, 'config.yaml')));
+    await assert.rejects(trainGPT({ config: tiny(), codes: VQ, out, threads: 1, events: quiet }), /not a code set/);
+    const img = tiny();
+    img.cond = 'image';
+    await assert.rejects(trainGPT({ config: img, codes: codesFile, out, threads: 1, events: quiet }), /condition model|no condition codes/);
+  });
+});
