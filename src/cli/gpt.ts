@@ -13,6 +13,7 @@ import { loadGPTTrainConfig, GPT_PRESETS } from '../train/gpt_config.ts';
 import { trainGPT } from '../train/gpt_run.ts';
 import { HostTensor } from '../tensor.ts';
 import type { DecodeStats } from '../sample/decode.ts';
+import { checkSamplingOptions } from '../sample/filtering.ts';
 import { CliError, LiveBar, action, parseIntOpt, progressBar } from './util.ts';
 
 const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
@@ -210,6 +211,7 @@ export function registerGptCommands(program: Command): void {
           greedy: o.greedy,
           guidance: parseNum(o.cfg, '--cfg'),
         };
+        checkSamplingOptions(sampling, m.config.transformer.vocab_size);
         const steps = grid[0] * grid[1];
         const windowed = grid[0] !== m.grid[0] || grid[1] !== m.grid[1];
         console.error(`sampling ${n} × ${grid[0]}×${grid[1]} codes (${grid[0] * f}x${grid[1] * f} pixels${windowed ? `, sliding ${m.grid[0]}×${m.grid[1]} window` : ''}), ${label}`);

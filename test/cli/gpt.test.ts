@@ -1,0 +1,85 @@
+// End-to-end: extract-codes → train-gpt → sample through the CLI, and the one-line errors
+// for bad sampling requests (a condition that is not an image, a class out of range, a size
+// off the code grid, a checkpoint without a transformer).
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { loadImage } from '../../src/io/image.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const VQ = path.join(root, 'models/emoji-f4/model.safetensors');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-cli-gpt-'));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(root, 'bin/latentkit.js'), ...args], { encoding: 'utf8', env: { ...process.env, LATENTKIT_THREADS: '1', LATENTKIT_CACHE: path.join(tmp, 'cache') } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('CLI: transformer commands', () => {
+  const data = path.join(tmp, 'images');
+  const codes = path.join(tmp, 'codes.safetensors');
+  const run = path.join(tmp, 'run');
+  before(() => {
+    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
+    const src = path.join(pkg, 'img/google/64');
+    fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(300, 330).forEach((f, i) => {
+      const d = path.join(data, ['hearts', 'stars', 'moons'][i % 3]!);
+      fs.mkdirSync(d, { recursive: true });
+      fs.copyFileSync(path.join(src, f), path.join(d, f));
+    });
+  });
+
+  it('extract-codes → train-gpt → sample by class name, with a grid and timings', () => {
+    let r = cli('extract-codes', '-m', VQ, '-d', data, '-o', codes);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /30 images × 2 view\(s\) → 16×16 codes of 1024; \d+ train \/ \d+ val; 3 classes/);
+    r = cli('train-gpt', '--codes', codes, '--config', 'tiny', '--out', run, '--max-steps', '4', '--batch-size', '2');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /finished at step 4/);
+    assert.match(r.err, /model directory: /);
+    r = cli('sample', '-m', run, '--class', 'Stars', '-n', '3', '--top-k', '20', '--batch', '2', '-o', path.join(tmp, 'out'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /ms per token step \(median, batch 2\)/);
+    assert.match(r.err, /peak RSS \d+ MB/);
+    for (const f of ['sample-000.png', 'sample-002.png', 'grid.png']) assert.ok(fs.existsSync(path.join(tmp, 'out', f)), f);
+  });
+
+  it('the same seed gives the same samples whatever --batch; a larger --size uses a sliding window', async () => {
+    let r = cli('sample', '-m', run, '--class', '1', '-n', '3', '--batch', '3', '--seed', '5', '-o', path.join(tmp, 'b3'));
+    assert.equal(r.code, 0, r.err);
+    r = cli('sample', '-m', run, '--class', '1', '-n', '3', '--batch', '1', '--seed', '5', '-o', path.join(tmp, 'b1'));
+    assert.equal(r.code, 0, r.err);
+    for (const f of ['sample-000.png', 'sample-002.png']) {
+      const [a, b] = await Promise.all([loadImage(path.join(tmp, 'b3', f)), loadImage(path.join(tmp, 'b1', f))]);
+      assert.deepEqual(Array.from(a.data), Array.from(b.data), f);
+    }
+    r = cli('sample', '-m', run, '--class', '0', '-n', '1', '--size', '68x64', '-o', path.join(tmp, 'wide'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /17×16 codes \(68x64 pixels, sliding 16×16 window\)/);
+    assert.deepEqual((await loadImage(path.join(tmp, 'wide', 'sample-000.png'))).shape, [3, 68, 64]);
+  });
+
+  it('bad requests are one-line errors', () => {
+    const bad = (args: string[], re: RegExp) => {
+      const r = cli(...args);
+      assert.notEqual(r.code, 0, `${args.join(' ')} succeeded`);
+      const lines = r.err.trim().split('\n').filter((l) => !l.startsWith('note:'));
+      assert.equal(lines.length, 1, r.err);
+      assert.match(lines[0]!, re);
+    };
+    const o = ['-o', path.join(tmp, 'x')];
+    bad(['sample', '-m', run, '--class', '7', ...o], /class 7 out of range: this model has 3 classes \(0–2: hearts, moons, stars\)/);
+    bad(['sample', '-m', run, '--class', 'Flags', ...o], /unknown class 'Flags'; valid classes: 0 hearts, 1 moons, 2 stars/);
+    bad(['sample', '-m', run, '--class', '0', '--size', '66x64', ...o], /--size 66x64 is not a multiple of the model's 4-pixel code cells/);
+    bad(['sample', '-m', run, '--cond', codes, ...o], /this model's condition is a class: use --class/);
+    bad(['sample', '-m', VQ, '--class', '0', ...o], /no transformer\.\* keys — not a Net2NetTransformer checkpoint \(it looks like a VQGAN/);
+    bad(['sample', '-m', run, '--class', '0', '--top-p', '1.5', ...o], /top-p must be in \(0, 1\]/);
+    bad(['train-gpt', '--codes', VQ, '--out', path.join(tmp, 'y')], /not a code set/);
+  });
+});
