@@ -8,6 +8,8 @@ import { writeSafetensorsFile } from '../io/safetensors.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { loadStateDict } from '../io/checkpoint.ts';
 import { HostTensor } from '../tensor.ts';
+import { isNet2NetModel } from '../models/cond_transformer/load.ts';
+import { convertNet2Net, exportNet2Net } from './gpt.ts';
 import { CliError, action, parseIntOpt, progressBar, resolveInputs } from './util.ts';
 
 interface ModelOpts {
@@ -182,13 +184,14 @@ export function registerVqganCommands(program: Command): void {
 
   program
     .command('convert')
-    .description('write a checkpoint as safetensors (config in the metadata)')
-    .requiredOption('-m, --model <file>', 'checkpoint to convert')
-    .requiredOption('-o, --output <file.safetensors>', 'output file')
+    .description('VQGAN: write a checkpoint as safetensors (config in the metadata); transformer: write a taming Net2NetTransformer checkpoint (.ckpt + .yaml, loads with strict=True) or a single .safetensors')
+    .requiredOption('-m, --model <file|dir>', 'checkpoint (or transformer model directory) to convert')
+    .requiredOption('-o, --output <file>', 'output: .safetensors, or .ckpt (transformers: torch.save format for PyTorch)')
     .option('-c, --config <file>', 'taming YAML/JSON config')
     .option('--inference-only', "drop 'loss.*' keys (discriminator, LPIPS)")
     .action(
       action(async (o: { model: string; output: string; config?: string; inferenceOnly?: boolean }) => {
+        if (isNet2NetModel(o.model)) return convertNet2Net(o);
         const { stateDict } = loadStateDict(o.model);
         const m = loadModel({ model: o.model, config: o.config });
         const keep = new Map([...stateDict].filter(([k]) => !(o.inferenceOnly && k.startsWith('loss.'))));
@@ -197,12 +200,13 @@ export function registerVqganCommands(program: Command): void {
       }),
     );
 
-  modelOptions(program.command('export-onnx').description('standalone encoder/decoder ONNX graphs (weights inside) for plain onnxruntime'))
+  modelOptions(program.command('export-onnx').description('standalone ONNX graphs (weights inside) for plain onnxruntime: VQGAN encoder/decoder; transformers: step/prefill/decoder + transformer.json'))
     .requiredOption('-o, --output <dir>', 'output folder')
     .option('-s, --size <n>', 'image size the graphs are built for (default: config resolution)')
     .option('-b, --batch <n>', 'batch size', '1')
     .action(
       action(async (o: ModelOpts & { output: string; size?: string; batch: string }) => {
+        if (isNet2NetModel(o.model)) return exportNet2Net(o);
         const m = loadModel(o);
         const size = o.size ? parseIntOpt(o.size, '--size') : m.config.ddconfig.resolution;
         const b = parseIntOpt(o.batch, '--batch');

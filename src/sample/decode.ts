@@ -30,6 +30,33 @@ function weightSpecs(w: StateDict) {
   return Object.fromEntries([...w].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
 }
 
+/**
+ * The one-step program: inputs tok [B] (int64), pos [1] (int64), cache.k.<i> [B, nh, hs, L],
+ * cache.v.<i> [B, nh, L, hs] and the weights (by state-dict key); outputs logits [B, vocab],
+ * k.<i> / v.<i> [B, nh, hs] — this token's keys and values, for slot `pos` of the caches.
+ */
+export function traceStep(c: GPTConfig, weights: StateDict, B: number, L: number): Program {
+  const hs = c.n_embd / c.n_head;
+  const cache: Record<string, { shape: number[]; dtype: 'float32' }> = {};
+  for (let i = 0; i < c.n_layer; i++) {
+    cache[`cache.k.${i}`] = { shape: [B, c.n_head, hs, L], dtype: 'float32' };
+    cache[`cache.v.${i}`] = { shape: [B, c.n_head, L, hs], dtype: 'float32' };
+  }
+  return Program.trace((ins) => {
+    const kv = Array.from({ length: c.n_layer }, (_, i) => ({ k: ins[`cache.k.${i}`]!, v: ins[`cache.v.${i}`]! }));
+    const r = gptStep(new ParamView(ins), c, ins.tok!, ins.pos!, kv);
+    return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
+  }, { ...weightSpecs(weights), ...cache, tok: { shape: [B], dtype: 'int64' }, pos: { shape: [1], dtype: 'int64' } });
+}
+
+/** The prefill program: idx [B, T] → logits [B, vocab] (last position), k.<i> [B, nh, hs, T], v.<i> [B, nh, T, hs]. */
+export function tracePrefill(c: GPTConfig, weights: StateDict, B: number, T: number): Program {
+  return Program.trace((ins) => {
+    const r = gptPrefill(new ParamView(ins), c, ins.idx!);
+    return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
+  }, { ...weightSpecs(weights), idx: { shape: [B, T], dtype: 'int64' } });
+}
+
 abstract class BaseDecoder {
   readonly cfg: GPTConfig;
   protected weights: StateDict;
@@ -67,30 +94,11 @@ abstract class BaseDecoder {
 
 export class KVDecoder extends BaseDecoder {
   private stepProgram(B: number, L: number) {
-    const c = this.cfg;
-    const hs = c.n_embd / c.n_head;
-    return this.compiled(`step:${B}:${L}`, () => {
-      const cache: Record<string, { shape: number[]; dtype: 'float32' }> = {};
-      for (let i = 0; i < c.n_layer; i++) {
-        cache[`cache.k.${i}`] = { shape: [B, c.n_head, hs, L], dtype: 'float32' };
-        cache[`cache.v.${i}`] = { shape: [B, c.n_head, L, hs], dtype: 'float32' };
-      }
-      return Program.trace((ins) => {
-        const kv = Array.from({ length: c.n_layer }, (_, i) => ({ k: ins[`cache.k.${i}`]!, v: ins[`cache.v.${i}`]! }));
-        const r = gptStep(new ParamView(ins), c, ins.tok!, ins.pos!, kv);
-        return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
-      }, { ...weightSpecs(this.weights), ...cache, tok: { shape: [B], dtype: 'int64' }, pos: { shape: [1], dtype: 'int64' } });
-    });
+    return this.compiled(`step:${B}:${L}`, () => traceStep(this.cfg, this.weights, B, L));
   }
 
   private prefillProgram(B: number, T: number) {
-    const c = this.cfg;
-    return this.compiled(`prefill:${B}:${T}`, () =>
-      Program.trace((ins) => {
-        const r = gptPrefill(new ParamView(ins), c, ins.idx!);
-        return { logits: r.logits, ...Object.fromEntries(r.k.flatMap((k, i) => [[`k.${i}`, k], [`v.${i}`, r.v[i]!]])) };
-      }, { ...weightSpecs(this.weights), idx: { shape: [B, T], dtype: 'int64' } }),
-    );
+    return this.compiled(`prefill:${B}:${T}`, () => tracePrefill(this.cfg, this.weights, B, T));
   }
 
   /** Compile the sessions a decode of this size needs (so timing excludes compilation). */

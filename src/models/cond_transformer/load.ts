@@ -14,7 +14,7 @@ import { checkStateDict, type StateDict } from '../../nn/params.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
 import { Rng } from '../../io/datasets.ts';
-import { gptShapes } from '../mingpt/gpt.ts';
+import { causalMaskBuffer, gptShapes } from '../mingpt/gpt.ts';
 import { parseNet2NetConfig, type Net2NetConfig } from './config.ts';
 import { KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
 import { makeChooser, type SamplingOptions } from '../../sample/filtering.ts';
@@ -56,6 +56,14 @@ function findConfig(modelPath: string): string | null {
   const cfgDir = path.join(dir, '..', 'configs'); // taming's logs/<run>/{checkpoints,configs}
   if (fs.existsSync(cfgDir)) for (const f of fs.readdirSync(cfgDir).sort()) if (f.endsWith('project.yaml')) cands.push(path.join(cfgDir, f));
   return cands.find((f) => fs.existsSync(f)) ?? null;
+}
+
+/** True when `modelPath` is a Net2Net: a model directory, or a checkpoint with transformer.* keys. */
+export function isNet2NetModel(modelPath: string): boolean {
+  if (fs.existsSync(modelPath) && fs.statSync(modelPath).isDirectory()) return true;
+  const { stateDict } = loadStateDict(modelPath);
+  for (const k of stateDict.keys()) if (k.startsWith('transformer.')) return true;
+  return false;
 }
 
 /** Split a Net2Net state dict by its submodule prefixes; names anything else. */
@@ -264,6 +272,21 @@ export class Net2Net {
   /** Tokens [n, h·w] → images [n, C, h·f, w·f] in [−1, 1]. */
   async decodeTokens(tokens: ArrayLike<number>, n: number, grid: [number, number] = this.grid): Promise<HostTensor<'float32'>> {
     return this.firstStage.decode(HostTensor.int64([n, grid[0], grid[1]], Array.from(tokens, Number)));
+  }
+
+  /**
+   * The whole model as taming's Net2NetTransformer.state_dict() has it: transformer.* (with
+   * the attn.mask buffers), first_stage_model.*, and cond_stage_model.* for image conditions
+   * (the first stage's weights again under '__is_first_stage__'), so load_state_dict(strict=True) accepts it.
+   */
+  tamingStateDict(): StateDict {
+    const sd: StateDict = new Map();
+    const mask = causalMaskBuffer(this.config.transformer);
+    for (const [k, v] of this.weights) sd.set(`transformer.${k}`, v);
+    for (let i = 0; i < this.config.transformer.n_layer; i++) sd.set(`transformer.blocks.${i}.attn.mask`, mask);
+    for (const [k, v] of this.firstStage.weights) sd.set(`first_stage_model.${k}`, v);
+    if (this.condStage) for (const [k, v] of this.condStage.weights) sd.set(`cond_stage_model.${k}`, v);
+    return sd;
   }
 
   async release(): Promise<void> {
