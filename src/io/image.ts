@@ -189,9 +189,11 @@ export async function saveImage(file: string, t: HostTensor, opts: EncodeOptions
 }
 
 /** Rasterize an SVG document to PNG bytes (used by io/plot); scale 1 keeps its pixel size. */
-export async function svgToPng(svg: string, scale = 1): Promise<Uint8Array> {
+export async function svgToPng(svg: string, scale = 1, opts: { keepAlpha?: boolean } = {}): Promise<Uint8Array> {
   try {
-    const buf = await sharp(Buffer.from(svg, 'utf8'), { density: 72 * scale }).flatten({ background: WHITE }).png().toBuffer();
+    let img = sharp(Buffer.from(svg, 'utf8'), { density: 72 * scale });
+    if (!opts.keepAlpha) img = img.flatten({ background: WHITE });
+    const buf = await img.png().toBuffer();
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
     throw new Error(`svgToPng: cannot rasterize SVG: ${oneLine((err as Error).message)}`, { cause: err });

@@ -80,9 +80,10 @@ export function summarizeProfile(file: string, runs: number): Omit<ProfileReport
 }
 
 /** Compile `program` with profiling, run it `reps` times after one warm-up, summarize. */
-export async function profileProgram(program: Program, feeds: Record<string, HostTensor>, opts: { threads?: number; reps?: number } = {}): Promise<ProfileReport> {
+export async function profileProgram(program: Program, feeds: Record<string, HostTensor>, opts: { threads?: number; reps?: number; bake?: Record<string, HostTensor> } = {}): Promise<ProfileReport> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-profile-'));
-  const cp = await program.compile({ threads: opts.threads, profilePrefix: path.join(dir, 'p') });
+  const cp = await program.compile({ threads: opts.threads, profilePrefix: path.join(dir, 'p'), bake: opts.bake });
+  if (opts.bake) feeds = Object.fromEntries(Object.entries(feeds).filter(([k]) => !(k in opts.bake!)));
   const reps = opts.reps ?? 3;
   await cp.run(feeds);
   const t0 = performance.now();

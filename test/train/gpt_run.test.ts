@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { extractCodes, flipBatch } from '../../src/train/extract_codes.ts';
 import { readCodeSet, writeCodeSet } from '../../src/io/codes.ts';
-import { parseGPTTrainConfig, TINY_GPT_PRESET } from '../../src/train/gpt_config.ts';
+import { gptLearningRate, loadGPTTrainConfig, parseGPTTrainConfig, TINY_GPT_PRESET } from '../../src/train/gpt_config.ts';
 import { trainGPT } from '../../src/train/gpt_run.ts';
 import { Net2Net } from '../../src/models/cond_transformer/load.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
@@ -124,5 +124,21 @@ describe('train-gpt', () => {
     const img = tiny();
     img.cond = 'image';
     await assert.rejects(trainGPT({ config: img, codes: codesFile, out, threads: 1, events: quiet }), /condition model|no condition codes/);
+  });
+
+  it("taming's Net2NetTransformer YAMLs load as training configs as they are", () => {
+    const c = loadGPTTrainConfig(path.join(root, 'test/fixtures/gpt/net2net_class.yaml'));
+    assert.equal(c.cond, 'class');
+    assert.equal(c.transformer.n_embd, 32);
+    assert.equal(c.run.batch_size, 16);
+    assert.equal(gptLearningRate(c), 4.5e-6 * 16); // taming: base_learning_rate × batch
+    const drin = parseGPTTrainConfig({
+      model: { base_learning_rate: 4.5e-6, target: 'taming.models.cond_transformer.Net2NetTransformer', params: { cond_stage_key: 'depth', transformer_config: { target: 'taming.modules.transformer.mingpt.GPT', params: { vocab_size: 1024, block_size: 512, n_layer: 24, n_head: 16, n_embd: 1024 } }, first_stage_config: { target: 'taming.models.vqgan.VQModel', params: {} }, cond_stage_config: { target: 'taming.models.vqgan.VQModel', params: { ckpt_path: 'x.ckpt', ddconfig: { in_channels: 1 } } } } },
+      data: { params: { batch_size: 2 } },
+    }, 'drin_transformer.yaml');
+    assert.equal(drin.cond, 'image');
+    assert.equal(drin.transformer.n_layer, 24);
+    assert.throws(() => parseGPTTrainConfig({ model: { params: { transformer_config: { params: { vocab_size: 10, block_size: 5 } }, cond_stage_config: { target: 'my.Custom' } } } }, 'x.yaml'), /x.yaml: cond_stage_config 'my.Custom' is not supported/);
+    assert.throws(() => loadGPTTrainConfig('nope'), /cannot read config nope: ENOENT \(presets: class, sketch, tiny\)/);
   });
 });
