@@ -60,6 +60,16 @@ async function* imageBatches(inputs: { file: string; rel: string }[], size: numb
   if (cur.items.length) yield { items: cur.items, x: stack(cur.images) };
 }
 
+/** RGB [B, 3, H, W] → luminance [B, 1, H, W] (Rec. 601 weights), for 1-channel models (sketches, depth). */
+function toGray(x: HostTensor<'float32'>): HostTensor<'float32'> {
+  const [b, , h, w] = x.shape as [number, number, number, number];
+  const p = h * w;
+  const out = HostTensor.float32([b, 1, h, w]);
+  const d = x.data as Float32Array;
+  for (let i = 0; i < b; i++) for (let j = 0; j < p; j++) out.data[i * p + j] = 0.299 * d[(i * 3) * p + j]! + 0.587 * d[(i * 3 + 1) * p + j]! + 0.114 * d[(i * 3 + 2) * p + j]!;
+  return out;
+}
+
 function outputPath(output: string, rel: string, ext: string, many: boolean): string {
   if (!many && !(fs.existsSync(output) && fs.statSync(output).isDirectory())) return output;
   const base = rel.replace(/\.[^.]+$/, ext);
@@ -80,8 +90,9 @@ async function eachBatch(
   const m = loadModel(o);
   const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
   const bar = progressBar(inputs.length, label);
+  const gray = m.config.ddconfig.in_channels === 1;
   for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
-    await fn(m, items, x, (rel, ext) => outputPath(o.output, rel, ext, many));
+    await fn(m, items, gray ? toGray(x) : x, (rel, ext) => outputPath(o.output, rel, ext, many));
     bar.tick(items.length);
   }
   bar.stop();

@@ -68,7 +68,7 @@ const TRANSFORMER = (n_layer: number, n_embd: number, n_head: number, block_size
 });
 
 const EMOJI_RUN = {
-  max_steps: 4000,
+  max_steps: 3300,
   lr: 6e-4,
   lr_schedule: 'cosine',
   warmup_steps: 200,
@@ -82,7 +82,8 @@ const EMOJI_RUN = {
 
 /**
  * class: emoji category → emoji over emoji-f4's 16×16 codes (1 class token + 256 codes),
- * an 8-layer, 256-wide GPT (6.8 M parameters), class dropout 10% for guidance.
+ * an 8-layer, 256-wide GPT (6.8 M parameters), dropout 0.1, class dropout 10% for guidance;
+ * 3,300 steps of batch 16 (~1.5 s each on 2 cores: the 90-minute budget).
  */
 export const CLASS_PRESET = {
   model: {
@@ -94,15 +95,20 @@ export const CLASS_PRESET = {
   latentkit: { ...EMOJI_RUN, class_dropout: 0.1 },
 };
 
-/** sketch: the sketch's 16×16 codes (its own VQGAN) → the emoji's 16×16 codes (block 512). */
+/**
+ * sketch: the sketch's 16×16 codes (its own VQGAN, models/sketch-f4) → the emoji's 16×16
+ * codes (block 512: 256 condition + 255 image tokens in). Six layers rather than eight: the
+ * 511-token sequences make a step 2.7 s at batch 16 (eight layers: 3.8 s), and within the
+ * 90-minute budget more passes over the data matter more than depth.
+ */
 export const SKETCH_GPT_PRESET = {
   model: {
     base_learning_rate: 4.5e-6,
     target: 'taming.models.cond_transformer.Net2NetTransformer',
-    params: { cond_stage_config: '__cond_from_codes__', transformer_config: TRANSFORMER(8, 256, 8, 512, 0.1) },
+    params: { cond_stage_config: '__cond_from_codes__', transformer_config: TRANSFORMER(6, 256, 8, 512, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...EMOJI_RUN, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
+  latentkit: { ...EMOJI_RUN, max_steps: 1800, warmup_steps: 100, val_every: 300, sample_every: 300, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
 };
 
 /** tiny: seconds per hundred steps (tests, smoke runs). */

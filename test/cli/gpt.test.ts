@@ -82,4 +82,35 @@ describe('CLI: transformer commands', () => {
     bad(['sample', '-m', run, '--class', '0', '--top-p', '1.5', ...o], /top-p must be in \(0, 1\]/);
     bad(['train-gpt', '--codes', VQ, '--out', path.join(tmp, 'y')], /not a code set/);
   });
+
+  it('sketch → image: extract-codes --cond sketch, train, sample from a drawing; a --cond that is not an image is one line', () => {
+    const sk = path.join(tmp, 'sketch-codes.safetensors');
+    let r = cli('extract-codes', '-m', VQ, '-d', data, '--cond', 'sketch', '--cond-model', path.join(root, 'models/sketch-f4/model.safetensors'), '-o', sk, '--no-flip');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /30 images × 1 view\(s\) → 16×16 codes of 1024, conditions 16×16 codes of 512/);
+    const cfg = path.join(tmp, 'sketch.yaml');
+    fs.writeFileSync(cfg, [
+      'model:',
+      '  target: taming.models.cond_transformer.Net2NetTransformer',
+      '  params:',
+      '    cond_stage_config: {target: taming.models.vqgan.VQModel, params: {}}',
+      '    transformer_config: {target: taming.modules.transformer.mingpt.GPT, params: {vocab_size: 1024, block_size: 512, n_layer: 1, n_head: 2, n_embd: 32}}',
+      'data: {params: {batch_size: 2}}',
+      'latentkit: {max_steps: 2, lr: 0.001, log_every: 1, val_every: 2, sample_every: 2, ckpt_every: 2}',
+    ].join('\n'));
+    const sr = path.join(tmp, 'sketch-run');
+    r = cli('train-gpt', '--codes', sk, '--config', cfg, '--out', sr);
+    assert.equal(r.code, 0, r.err);
+    r = cli('sample', '-m', sr, '--cond', path.join(root, 'models/emoji-sketch/drawings/heart.png'), '-n', '2', '-o', path.join(tmp, 'sk-out'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /condition .*heart\.png/);
+    assert.ok(fs.existsSync(path.join(tmp, 'sk-out', 'grid.png')));
+    r = cli('sample', '-m', sr, '--cond', cfg, '-o', path.join(tmp, 'sk-bad'));
+    assert.notEqual(r.code, 0);
+    const lines = r.err.trim().split('\n').filter((l) => !l.startsWith('note:'));
+    assert.equal(lines.length, 1, r.err);
+    assert.match(lines[0]!, /cannot decode image .*sketch\.yaml/);
+    r = cli('sample', '-m', sr, '--class', '0', '-o', path.join(tmp, 'sk-bad'));
+    assert.match(r.err, /this model is not class-conditional \(its condition is an image: use --cond\)/);
+  });
 });
