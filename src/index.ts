@@ -25,3 +25,18 @@ export { trainVQGAN } from './train/vqgan_run.ts';
 export { loadTrainConfig, parseTrainConfig } from './train/config.ts';
 export { psnr, ssim } from './eval/metrics.ts';
 export { lpips, loadLpipsWeights, lpipsShapes } from './models/lpips.ts';
+// transformers (taming's GPT / Net2NetTransformer), sampling, sketches, code sets
+export { parseGPTConfig, gptParamCount, type GPTConfig } from './models/mingpt/config.ts';
+export { gpt, gptPrefill, gptStep, initGPT, gptShapes, gptDecays, crossEntropy, tokenNLL } from './models/mingpt/gpt.ts';
+export { net2netLogits, net2netLoss } from './models/cond_transformer/net2net.ts';
+export { parseNet2NetConfig, toTamingNet2Net, type Net2NetConfig, type CondStage } from './models/cond_transformer/config.ts';
+export { Net2Net, isNet2NetModel, type SampleRequest } from './models/cond_transformer/load.ts';
+export { KVDecoder, RecomputeDecoder, traceStep, tracePrefill } from './sample/decode.ts';
+export { filteredDistribution, pickToken, makeChooser, type SamplingOptions } from './sample/filtering.ts';
+export { windowedSample, windowStart } from './sample/window.ts';
+export { sketchFromImage, sketchBatch, normalizeDrawing, sketchToFloat } from './io/sketch.ts';
+export { readCodeSet, writeCodeSet, type CodeSet } from './io/codes.ts';
+export { extractCodes } from './train/extract_codes.ts';
+export { trainGPT } from './train/gpt_run.ts';
+export { loadGPTTrainConfig, parseGPTTrainConfig } from './train/gpt_config.ts';
+export { writeTorchCheckpoint } from './io/torch_write.ts';

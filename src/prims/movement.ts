@@ -24,7 +24,7 @@ export function resolveSlice(d: number, start: number, end: number, step: number
   return { start: s, count: Math.max(0, Math.ceil((e - s) / step)) };
 }
 
-interface SliceAttrs { starts: number[]; ends: number[]; axes: number[]; steps: number[] }
+export interface SliceAttrs { starts: number[]; ends: number[]; axes: number[]; steps: number[] }
 
 /** Transpose of slice on one axis: place g (count elements) back into a zero tensor of length d. */
 function unsliceAxis(g: Tensor, axis: number, d: number, start: number, count: number, step: number): Tensor {

@@ -8,7 +8,7 @@ import { requireFloat } from './shape.ts';
 import { A, fmtShape, type PrimDef } from './types.ts';
 import { HostTensor } from '../tensor.ts';
 
-interface GNAttrs { groups: number; eps: number }
+export interface GNAttrs { groups: number; eps: number }
 
 /** x̂ and 1/σ of x [N, C, …] grouped as [N, G, C/G·…]. */
 function normalized(x: Tensor, a: GNAttrs): { xhat: Tensor; rstd: Tensor } {

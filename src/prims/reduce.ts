@@ -4,7 +4,7 @@ import * as o from '../ops/core.ts';
 import { normAxes, requireFloat } from './shape.ts';
 import { A, type LowerCtx, type PrimDef } from './types.ts';
 
-interface RedAttrs { axes: number[]; keepdims: boolean }
+export interface RedAttrs { axes: number[]; keepdims: boolean }
 
 function redShape(op: string) {
   return ([m]: readonly TensorMeta[], a: RedAttrs): TensorMeta[] => {

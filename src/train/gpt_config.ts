@@ -98,8 +98,8 @@ export const CLASS_PRESET = {
 /**
  * sketch: the sketch's 16×16 codes (its own VQGAN, models/sketch-f4) → the emoji's 16×16
  * codes (block 512: 256 condition + 255 image tokens in). Six layers rather than eight: the
- * 511-token sequences make a step 2.7 s at batch 16 (eight layers: 3.8 s), and within the
- * 90-minute budget more passes over the data matter more than depth.
+ * 511-token sequences make a step ~3 s at batch 16 (eight layers: 3.8 s); 1,650 steps fit
+ * the 90-minute budget, and more passes over the data matter more than depth.
  */
 export const SKETCH_GPT_PRESET = {
   model: {
@@ -108,7 +108,7 @@ export const SKETCH_GPT_PRESET = {
     params: { cond_stage_config: '__cond_from_codes__', transformer_config: TRANSFORMER(6, 256, 8, 512, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...EMOJI_RUN, max_steps: 1800, warmup_steps: 100, val_every: 300, sample_every: 300, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
+  latentkit: { ...EMOJI_RUN, max_steps: 1650, warmup_steps: 100, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
 };
 
 /** tiny: seconds per hundred steps (tests, smoke runs). */

@@ -111,7 +111,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   const gc = n2n.transformer;
   const { run } = cfg;
   const configYaml = { ...toTamingNet2Net(n2n), data: { params: { batch_size: run.batch_size } } } as Record<string, any>;
-  configYaml.latentkit = { ...(configYaml.latentkit ?? {}), ...run, codes: path.resolve(opt.codes) };
+  configYaml.latentkit = { ...(configYaml.latentkit ?? {}), ...run, codes: rel(path.resolve(opt.codes)) };
   writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(configYaml));
 
   const rows = (val: boolean) => Array.from(set.val.keys()).filter((i) => !!set.val[i] === val);
@@ -189,7 +189,8 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   ev.onStart?.({ startStep: step, maxSteps, params: gptParamCount(gc), trainRows: trainRows.length, valRows: valRows.length, resumed: !!resumeFrom, tokensPerStep: B * lz });
 
   const weights = (): StateDict => new Map([...trainer.params('gpt')].map(([k, v]) => [k, v.clone()]));
-  const modelMeta = () => ({ format: 'latentkit-net2net', config: JSON.stringify(toTamingNet2Net(n2n, { firstStage: firstFile, condStage: condFile })), step: String(step) });
+  // the config travels with the weights; stage paths are relative to the run directory, like config.yaml's
+  const modelMeta = () => ({ format: 'latentkit-net2net', config: JSON.stringify(toTamingNet2Net(n2n)), step: String(step) });
   const saveModel = () => {
     const sd = new Map([...trainer.params('gpt')].map(([k, v]) => [`transformer.${k}`, v]));
     writeSafetensorsFile(path.join(out, 'model.safetensors'), sd, modelMeta());
