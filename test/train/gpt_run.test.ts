@@ -11,7 +11,7 @@ import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { extractCodes, flipBatch } from '../../src/train/extract_codes.ts';
 import { readCodeSet, writeCodeSet } from '../../src/io/codes.ts';
 import { gptLearningRate, loadGPTTrainConfig, parseGPTTrainConfig, TINY_GPT_PRESET } from '../../src/train/gpt_config.ts';
-import { trainGPT } from '../../src/train/gpt_run.ts';
+import { initialWeights, trainGPT } from '../../src/train/gpt_run.ts';
 import { Net2Net } from '../../src/models/cond_transformer/load.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { HostTensor } from '../../src/tensor.ts';
@@ -140,5 +140,22 @@ describe('train-gpt', () => {
     assert.equal(drin.transformer.n_layer, 24);
     assert.throws(() => parseGPTTrainConfig({ model: { params: { transformer_config: { params: { vocab_size: 10, block_size: 5 } }, cond_stage_config: { target: 'my.Custom' } } } }, 'x.yaml'), /x.yaml: cond_stage_config 'my.Custom' is not supported/);
     assert.throws(() => loadGPTTrainConfig('nope'), /cannot read config nope: ENOENT \(presets: class, sketch, tiny\)/);
+  });
+
+  it("pos_init 'aligned' shares start vectors between a condition cell and the position predicting that image cell", () => {
+    const s = readCodeSet(codesFile);
+    s.cond = s.codes; // an image condition on the image's own 16×16 grid
+    const c = tiny({ pos_init: 'aligned' });
+    c.transformer.block_size = 512;
+    const w = initialWeights(c.transformer, c.run, 256, 256, s);
+    const C = c.transformer.n_embd;
+    const pos = w.get('pos_emb')!.data as Float32Array;
+    const row = (p: number) => Array.from(pos.subarray(p * C, (p + 1) * C));
+    assert.deepEqual(row(256 - 1 + 17), row(17));
+    assert.notDeepEqual(row(17), row(18));
+    assert.ok(row(17).some((v) => v !== 0));
+    const z = initialWeights(c.transformer, tiny().run, 256, 256, s).get('pos_emb')!.data as Float32Array;
+    assert.ok(z.every((v) => v === 0), "taming's zeros by default");
+    assert.throws(() => initialWeights(c.transformer, c.run, 1, 256, readCodeSet(codesFile)), /needs an image condition/);
   });
 });
