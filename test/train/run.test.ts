@@ -165,7 +165,7 @@ describe('presets', () => {
     assert.deepEqual(again.run, e.run);
     for (const k of ['embed_dim', 'n_embed', 'ema_decay', 'l2_codes', 'ddconfig'] as const) assert.deepEqual(again.model[k], e.model[k], k);
     assert.equal(e.run.lr_schedule, 'cosine');
-    assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, tiny, taming\)/);
+    assert.throws(() => loadTrainConfig('nope.yaml'), /cannot read config nope\.yaml: ENOENT \(presets: emoji, sketch, tiny, taming\)/);
   });
 
   it('learning-rate schedules: constant (taming), warm-up, cosine to a floor; bad values are named', async () => {
