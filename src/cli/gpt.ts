@@ -211,7 +211,7 @@ export function registerGptCommands(program: Command): void {
             onStep: (step, m) => bar.update(step, { loss: f(m.loss!), bpt: f(m.bpt!), tps: f(m.tokensPerSec!, 0) }),
             onLog: (l) => {
               const s = (Date.now() - t0) / 1000;
-              if (l.split === 'val' || l.split === 'val_final') bar.log(`step ${l.step}: ${l.split === 'val_final' ? 'final ' : ''}validation ${f(l.bpt as number)} bits/token (${f(l.loss as number)} nats) on ${l.rows} code grids`);
+              if (l.split === 'val' || l.split === 'val_final') bar.log(`step ${l.step}: ${l.split === 'val_final' ? 'final ' : ''}validation ${f(l.bpt as number)} bits/token (${f(l.loss as number)} nats) on ${l.rows} code grids${l.bpt_other_cond !== undefined ? `; ${f(l.bpt_other_cond as number)} with another grid's condition` : ''}`);
               else if (!process.stderr.isTTY) console.error(`step ${l.step}/${maxSteps}: loss ${f(l.loss as number)} (${f(l.bpt as number)} bits/token), lr ${(l.lr as number).toExponential(2)}, ${l.tokens_per_s} tok/s, ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
             },
             onSample: (file) => bar.log(`samples: ${file}`),

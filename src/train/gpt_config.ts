@@ -32,9 +32,10 @@ export interface GPTRunOptions {
   /**
    * pos_emb initialisation: 'zeros' (taming) or 'aligned' — for image conditions on the same
    * grid as the image, random N(0, 0.02) vectors shared cell by cell between the condition's
-   * positions and the image positions that predict the same cell (see gpt_run.ts).
+   * positions and the image positions that predict the same cell; 'aligned_head' also starts
+   * head 0 of block 0 attending to the aligned condition cell (see initialWeights in gpt_run.ts).
    */
-  pos_init: 'zeros' | 'aligned';
+  pos_init: 'zeros' | 'aligned' | 'aligned_head';
   /** Sampling for the grids written during training. */
   sample: { temperature: number; top_k: number | null; top_p: number | null; per_class: number };
 }
@@ -115,7 +116,7 @@ export const SKETCH_GPT_PRESET = {
     params: { cond_stage_config: '__cond_from_codes__', transformer_config: TRANSFORMER(6, 256, 8, 512, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...EMOJI_RUN, pos_init: 'aligned', max_steps: 1650, warmup_steps: 100, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
+  latentkit: { ...EMOJI_RUN, pos_init: 'aligned_head', max_steps: 1650, warmup_steps: 100, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
 };
 
 /** tiny: seconds per hundred steps (tests, smoke runs). */
@@ -151,7 +152,7 @@ export function parseGPTTrainConfig(obj: any, source = 'config'): GPTTrainConfig
     if (!Number.isInteger(run[k]) || (run[k] as number) <= 0) throw new Error(`${source}: '${k}' must be a positive integer, got ${JSON.stringify(run[k])}`);
   }
   if (run.lr_schedule !== 'constant' && run.lr_schedule !== 'cosine') throw new Error(`${source}: lr_schedule must be 'constant' or 'cosine', got ${JSON.stringify(run.lr_schedule)}`);
-  if (run.pos_init !== 'zeros' && run.pos_init !== 'aligned') throw new Error(`${source}: pos_init must be 'zeros' or 'aligned', got ${JSON.stringify(run.pos_init)}`);
+  if (!['zeros', 'aligned', 'aligned_head'].includes(run.pos_init)) throw new Error(`${source}: pos_init must be 'zeros', 'aligned' or 'aligned_head', got ${JSON.stringify(run.pos_init)}`);
   if (!(run.class_dropout >= 0 && run.class_dropout < 1)) throw new Error(`${source}: class_dropout must be in [0, 1), got ${JSON.stringify(run.class_dropout)}`);
   const pkeep = mp.pkeep ?? 1.0;
   if (!(pkeep >= 0 && pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(pkeep)}`);

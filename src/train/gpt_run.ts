@@ -212,20 +212,32 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
     ev.onLog?.(line);
   };
 
-  const validate = async (): Promise<number | null> => {
-    if (!valRows.length) return null;
+  /**
+   * Mean validation NLL per token. With `otherCond`, validation grid i gets the condition of
+   * grid i + 1 instead of its own: the gap to the true-condition loss is how much the model
+   * reads its (image) condition.
+   */
+  const validate = async (otherCond = false): Promise<number | null> => {
+    if (!valRows.length || (otherCond && valRows.length < 2)) return null;
     const vb = new GPTBatcher({ ...common, rows: valRows, train: false });
+    const ob = otherCond ? new GPTBatcher({ ...common, rows: [...valRows.slice(1), valRows[0]!], train: false }) : null;
     const ce = await evalCompiled;
     const feedsW = Object.fromEntries(trainer.params('gpt'));
     let sum = 0;
     let count = 0;
     for (let k = 0; k < vb.batchesPerEpoch; k++) {
       const b = vb.next();
-      const nll = (await ce.run({ ...feedsW, c: b.c, z: b.z })).nll!.data as Float32Array;
+      const c = ob ? ob.next().c : b.c;
+      const nll = (await ce.run({ ...feedsW, c, z: b.z })).nll!.data as Float32Array;
       for (let i = 0; i < b.real * lz; i++) sum += nll[i]!;
       count += b.real * lz;
     }
     return sum / count;
+  };
+  /** The validation line: bits/token, and for image conditions the bits/token with another row's condition. */
+  const valLine = async (split: string, loss: number) => {
+    const other = cfg.cond === 'image' ? await validate(true) : null;
+    logLine({ step, split, loss, bpt: loss / LN2, ...(other !== null ? { bpt_other_cond: other / LN2 } : {}), rows: valRows.length });
   };
 
   const sampleGrid = async () => {
@@ -300,11 +312,11 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
     }
     if (step % run.val_every === 0) {
       lastVal = await validate();
-      if (lastVal !== null) logLine({ step, split: 'val', loss: lastVal, bpt: lastVal / LN2, rows: valRows.length });
+      if (lastVal !== null) await valLine('val', lastVal);
     }
     if (isLast) {
       if (step % run.val_every) lastVal = await validate();
-      if (lastVal !== null) logLine({ step, split: 'val_final', loss: lastVal, bpt: lastVal / LN2, rows: valRows.length });
+      if (lastVal !== null) await valLine('val_final', lastVal);
     }
     if (step % run.sample_every === 0 || isLast) await sampleGrid();
     if (step % run.log_every === 0 || isLast) await plot();
@@ -329,20 +341,55 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
  * (position j) and the position that predicts image cell j (Lc − 1 + j, which holds code j−1)
  * get the same N(0, 0.02) vector. taming starts pos_emb at zero, so the model must learn 256
  * separate "look at the aligned condition cell" relations; shared starting vectors turn them
- * into one relation a single attention head can learn for all cells. Measured on the sketch
+ * into one relation a single attention head can learn for all cells.
+ *
+ * 'aligned_head' also starts one head already attending there: token embeddings live in the
+ * first 3/4 of the channels and the shared position vectors in the last 1/4 (equal norms), and
+ * head 0 of block 0 reads only the position channels through one orthonormal map (× 1.25) for
+ * both its query and its key. Its attention logits start at ≈ 11–20 for the two keys holding the query's
+ * position vector (itself and the aligned condition cell) and ≈ 0 ± 3 for all others, so from
+ * step 0 half of that head's output is the aligned condition code. Only the starting values
+ * differ from taming's; the architecture and the checkpoint are taming's. Measured on the sketch
  * model: models/emoji-sketch/README.md.
  */
 export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc: number, lz: number, set: CodeSet): StateDict {
   const rng = new InitRng(run.seed + 1);
   const w = initGPT(gc, rng);
-  if (run.pos_init === 'aligned') {
-    const cg = set.cond?.shape.slice(2).join('x');
-    if (!set.cond || lc !== lz || cg !== set.codes.shape.slice(2).join('x')) throw new Error("pos_init 'aligned' needs an image condition on the image's own code grid");
-    const C = gc.n_embd;
-    const pos = w.get('pos_emb')!.data as Float32Array;
-    for (let j = 0; j < lc; j++) {
-      for (let k = 0; k < C; k++) pos[j * C + k] = rng.normal() * 0.02;
-      if (j >= 1) pos.copyWithin((lc - 1 + j) * C, j * C, (j + 1) * C);
+  if (run.pos_init === 'zeros') return w;
+  const cg = set.cond?.shape.slice(2).join('x');
+  if (!set.cond || lc !== lz || cg !== set.codes.shape.slice(2).join('x')) throw new Error(`pos_init '${run.pos_init}' needs an image condition on the image's own code grid`);
+  const C = gc.n_embd;
+  const head = run.pos_init === 'aligned_head';
+  const hs = C / gc.n_head;
+  const P = head ? C / 4 : C; // position channels: the last P
+  if (head && hs > P) throw new Error(`pos_init 'aligned_head' needs a head size (${hs}) of at most n_embd/4 (${P})`);
+  const sigma = head ? 0.02 * Math.sqrt((C - P) / P) : 0.02; // equal token and position norms
+  const pos = w.get('pos_emb')!.data as Float32Array;
+  for (let j = 0; j < lc; j++) {
+    for (let k = C - P; k < C; k++) pos[j * C + k] = rng.normal() * sigma;
+    if (j >= 1) pos.copyWithin((lc - 1 + j) * C, j * C, (j + 1) * C);
+  }
+  if (!head) return w;
+  const tok = w.get('tok_emb.weight')!.data as Float32Array;
+  for (let v = 0; v < gc.vocab_size; v++) tok.fill(0, v * C + C - P, (v + 1) * C);
+  // hs orthonormal rows over the P position channels (Gram–Schmidt on Gaussian rows)
+  const R: Float64Array[] = [];
+  for (let r = 0; r < hs; r++) {
+    const v = Float64Array.from({ length: P }, () => rng.normal());
+    for (const u of R) {
+      let d = 0;
+      for (let k = 0; k < P; k++) d += u[k] * v[k];
+      for (let k = 0; k < P; k++) v[k] -= d * u[k];
+    }
+    const n = Math.hypot(...v);
+    for (let k = 0; k < P; k++) v[k] /= n;
+    R.push(v);
+  }
+  for (const name of ['blocks.0.attn.query.weight', 'blocks.0.attn.key.weight']) {
+    const m = w.get(name)!.data as Float32Array; // [C out, C in]; head 0 = rows 0..hs−1
+    for (let r = 0; r < hs; r++) {
+      m.fill(0, r * C, (r + 1) * C);
+      for (let k = 0; k < P; k++) m[r * C + C - P + k] = 1.25 * R[r][k];
     }
   }
   return w;

@@ -126,6 +126,26 @@ describe('train-gpt', () => {
     await assert.rejects(trainGPT({ config: img, codes: codesFile, out, threads: 1, events: quiet }), /condition model|no condition codes/);
   });
 
+  it('validation of an image-conditioned model also scores each grid under another grid\'s condition', async () => {
+    const s = readCodeSet(codesFile);
+    // the emoji's own codes (flipped view first) as the condition: a condition that is easy to read
+    const cond = s.codes.clone();
+    for (let i = 0; i < 40; i++) cond.data.copyWithin(i * 512, i * 512 + 256, i * 512 + 512);
+    const file = path.join(tmp, 'self-cond.safetensors');
+    writeCodeSet(file, { ...s, cond, condCodes: 1024, info: { ...s.info, condModel: VQ, cond: 'flipped self' } });
+    const c = tiny({ max_steps: 2, val_every: 2, log_every: 1, sample_every: 2, ckpt_every: 2 });
+    c.cond = 'image';
+    c.transformer.block_size = 512;
+    const out = path.join(tmp, 'img-cond');
+    await trainGPT({ config: c, codes: file, out, threads: 1, events: quiet });
+    const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const v = lines.find((j) => j.split === 'val');
+    assert.ok(v && Number.isFinite(v.bpt_other_cond) && v.bpt_other_cond !== v.bpt, JSON.stringify(v));
+    assert.ok(lines.filter((j) => j.split === 'val').every((j) => j.rows === s.val.reduce((a, b) => a + b, 0)));
+    const cls = fs.readFileSync(path.join(tmp, 'a', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.ok(cls.some((j) => j.split === 'val') && cls.every((j) => j.bpt_other_cond === undefined), 'class models: no such line');
+  });
+
   it("taming's Net2NetTransformer YAMLs load as training configs as they are", () => {
     const c = loadGPTTrainConfig(path.join(root, 'test/fixtures/gpt/net2net_class.yaml'));
     assert.equal(c.cond, 'class');
@@ -157,5 +177,44 @@ describe('train-gpt', () => {
     const z = initialWeights(c.transformer, tiny().run, 256, 256, s).get('pos_emb')!.data as Float32Array;
     assert.ok(z.every((v) => v === 0), "taming's zeros by default");
     assert.throws(() => initialWeights(c.transformer, c.run, 1, 256, readCodeSet(codesFile)), /needs an image condition/);
+  });
+
+  it("pos_init 'aligned_head': head 0 of block 0 starts attending to the aligned condition cell", () => {
+    const s = readCodeSet(codesFile);
+    s.cond = s.codes;
+    const c = tiny({ pos_init: 'aligned_head' });
+    Object.assign(c.transformer, { block_size: 512, n_embd: 64, n_head: 4 }); // head size 16 ≤ 64/4
+    const C = 64;
+    const hs = 16;
+    const w = initialWeights(c.transformer, c.run, 256, 256, s);
+    const pos = w.get('pos_emb')!.data as Float32Array;
+    const tok = w.get('tok_emb.weight')!.data as Float32Array;
+    const q = w.get('blocks.0.attn.query.weight')!.data as Float32Array;
+    const k = w.get('blocks.0.attn.key.weight')!.data as Float32Array;
+    assert.deepEqual(Array.from(pos.subarray((255 + 40) * C, (256 + 40) * C)), Array.from(pos.subarray(40 * C, 41 * C)));
+    for (let v = 0; v < 10; v++) assert.ok(tok.subarray(v * C + 48, (v + 1) * C).every((x) => x === 0), 'token embeddings leave the position channels free');
+    assert.ok(pos.subarray(40 * C, 40 * C + 48).every((x) => x === 0), 'position vectors only in the last quarter');
+    // head 0 reads the position channels only, with the same map for query and key
+    assert.deepEqual(Array.from(q.subarray(0, hs * C)), Array.from(k.subarray(0, hs * C)));
+    for (let r = 0; r < hs; r++) assert.ok(q.subarray(r * C, r * C + 48).every((x) => x === 0));
+    assert.notDeepEqual(Array.from(q.subarray(hs * C, 2 * hs * C)), Array.from(k.subarray(hs * C, 2 * hs * C)), 'other heads keep their random init');
+    // attention logits of head 0 (LayerNorm of tok + pos, gain 1): the aligned condition cell beats every other key but the query itself
+    const x = (t: number, p: number) => {
+      const e = Array.from({ length: C }, (_, j) => tok[t * C + j]! + pos[p * C + j]!);
+      const m = e.reduce((a, b) => a + b) / C;
+      const sd = Math.sqrt(e.reduce((a, b) => a + (b - m) ** 2, 0) / C + 1e-5);
+      return e.map((b) => (b - m) / sd);
+    };
+    const map = (W: Float32Array, v: number[]) => Array.from({ length: hs }, (_, r) => v.reduce((a, b, j) => a + W[r * C + j]! * b, 0));
+    let wins = 0;
+    for (const cell of [5, 60, 130, 200, 250]) {
+      const qi = map(q, x(7, 255 + cell));
+      const logit = (t: number, p: number) => map(k, x(t, p)).reduce((a, b, r) => a + b * qi[r]!, 0);
+      const aligned = logit(3, cell);
+      const others = Array.from({ length: 255 + cell }, (_, p) => p).filter((p) => p !== cell).map((p) => logit(3, p));
+      if (aligned > Math.max(...others)) wins++;
+    }
+    assert.ok(wins >= 4, `aligned cell wins ${wins}/5`);
+    assert.throws(() => initialWeights({ ...c.transformer, n_head: 1 }, c.run, 256, 256, s), /head size \(64\) of at most n_embd\/4 \(16\)/);
   });
 });
