@@ -1,0 +1,121 @@
+// latentkit as a consumer gets it: the packed tarball installed by a plain `npm install` into
+// an empty folder (no .npmrc, no npm or ONNX Runtime environment variables), used from a
+// plain `app.mjs` (reconstructs an emoji with the shipped models/emoji-f4) and from a
+// TypeScript project that type-checks and builds against the shipped .d.ts. Where the
+// optional onnxruntime-node could not install (its installer fetches CUDA files from
+// api.nuget.org, unreachable on registry-only machines), the app runs on onnxruntime-web's
+// WebAssembly build; where it did install, the test also removes it and checks that fallback.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-pkg-'));
+const app = path.join(tmp, 'app');
+
+/** The environment of a fresh shell: no npm_* (npm test sets them) and no ONNX Runtime install flags. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^npm_/i.test(k) || /^ONNXRUNTIME_NODE_INSTALL/.test(k) || k === 'NODE_OPTIONS') continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+function sh(cmd: string, args: string[], cwd: string, timeout = 600_000) {
+  const r = spawnSync(cmd, args, { cwd, env: cleanEnv(), encoding: 'utf8', timeout });
+  return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
+}
+
+const ORT_WARNING = /\[W:onnxruntime|Removing initializer/;
+
+describe('the npm package', { timeout: 900_000 }, () => {
+  let tarball = '';
+  before(() => {
+    // npm test has just built dist/; pack exactly what ships
+    const r = sh('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root);
+    assert.equal(r.code, 0, r.err);
+    const info = JSON.parse(r.out) as { filename: string; files: { path: string }[] }[];
+    tarball = path.join(tmp, info[0]!.filename);
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true }));
+  });
+
+  it('ships only the build, the CLI, the demo model, README and LICENSE', () => {
+    const r = sh('npm', ['pack', '--ignore-scripts', '--dry-run', '--json'], root);
+    const files = (JSON.parse(r.out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|models\/emoji-f4\/(model\.safetensors|config\.yaml|README\.md)|README\.md|LICENSE|package\.json)$/.test(f));
+    assert.deepEqual(bad, []);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'models/emoji-f4/model.safetensors', 'LICENSE']) assert.ok(files.includes(f), f);
+  });
+
+  it('a plain npm install works, app.mjs reconstructs an emoji, a TypeScript consumer builds', () => {
+    const tsVersion = (JSON.parse(fs.readFileSync(path.join(root, 'node_modules/typescript/package.json'), 'utf8')) as { version: string }).version;
+    const typesNode = (JSON.parse(fs.readFileSync(path.join(root, 'node_modules/@types/node/package.json'), 'utf8')) as { version: string }).version;
+    let r = sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `typescript@${tsVersion}`, `@types/node@${typesNode}`], app);
+    assert.equal(r.code, 0, r.err);
+    const native = fs.existsSync(path.join(app, 'node_modules/onnxruntime-node/package.json'));
+
+    const emoji = path.join(path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json')), 'img/google/64/1f600.png');
+    fs.copyFileSync(emoji, path.join(app, 'grinning.png'));
+    fs.writeFileSync(path.join(app, 'app.mjs'), [
+      "import { VQGAN, loadImage, saveImage, psnr } from 'latentkit';",
+      "const vq = VQGAN.load('node_modules/latentkit/models/emoji-f4/model.safetensors');",
+      "const x = await loadImage('grinning.png', { size: 64 });",
+      'const batch = x.reshape([1, ...x.shape]);',
+      'const { image, indices } = await vq.reconstruct(batch);',
+      "await saveImage('grinning-recon.png', image);",
+      'console.log(JSON.stringify({ psnr: psnr(batch, image)[0], codes: indices.shape, first: Array.from(indices.data.slice(0, 8), Number) }));',
+    ].join('\n'));
+    const runApp = () => {
+      const a = sh(process.execPath, ['app.mjs'], app);
+      assert.equal(a.code, 0, a.err);
+      assert.doesNotMatch(a.out + a.err, ORT_WARNING);
+      return { ...(JSON.parse(a.out.trim().split('\n').pop()!) as { psnr: number; codes: number[]; first: number[] }), err: a.err };
+    };
+    const first = runApp();
+    assert.deepEqual(first.codes, [1, 16, 16]);
+    assert.ok(first.psnr > 24, `PSNR ${first.psnr}`);
+    assert.ok(fs.existsSync(path.join(app, 'grinning-recon.png')));
+    if (native) {
+      assert.doesNotMatch(first.err, /WebAssembly/);
+      fs.rmSync(path.join(app, 'node_modules/onnxruntime-node'), { recursive: true });
+      const wasm = runApp();
+      assert.match(wasm.err, /note: running ONNX Runtime as WebAssembly \(slower\): onnxruntime-node is not installed.*ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node/);
+      assert.ok(Math.abs(wasm.psnr - first.psnr) < 0.01, `wasm ${wasm.psnr} vs native ${first.psnr}`);
+    } else {
+      assert.match(first.err, /note: running ONNX Runtime as WebAssembly \(slower\)/);
+    }
+
+    // TypeScript: type-checks against the shipped .d.ts (a type error is caught) and builds
+    fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, outDir: 'build', types: ['node'], skipLibCheck: false } }));
+    fs.writeFileSync(path.join(app, 'main.ts'), [
+      "import { VQGAN, loadImage, type VQConfig } from 'latentkit';",
+      "const vq: VQGAN = VQGAN.load('node_modules/latentkit/models/emoji-f4/model.safetensors');",
+      'const cfg: VQConfig = vq.config;',
+      "const x = await loadImage('grinning.png', { size: 64 });",
+      'const { indices } = await vq.reconstruct(x.reshape([1, ...x.shape]));',
+      'console.log(cfg.n_embed, indices.shape.join("x"));',
+    ].join('\n'));
+    r = sh(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.'], app);
+    assert.equal(r.code, 0, r.out + r.err);
+    r = sh(process.execPath, ['build/main.js'], app);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^1024 1x16x16$/m);
+    fs.writeFileSync(path.join(app, 'bad.ts'), "import { VQGAN } from 'latentkit';\nconst n: string = VQGAN.load('x').config.n_embed;\nconsole.log(n);\n");
+    r = sh(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.', '--noEmit'], app);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /bad\.ts.*TS2322/);
+
+    // the CLI from the package: compiled JavaScript, no TypeScript at run time
+    r = sh(process.execPath, ['node_modules/.bin/latentkit', '--help'], app);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(!fs.existsSync(path.join(app, 'node_modules/tsx')), 'tsx is not installed for consumers');
+  });
+});
