@@ -1,13 +1,12 @@
 // `latentkit train-ae` and `latentkit eval`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { loadTrainConfig } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
-import { action, parseIntOpt } from './util.ts';
+import { LiveBar, action, parseIntOpt } from './util.ts';
 
 const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
 
@@ -36,15 +35,14 @@ export function registerTrainCommands(program: Command): void {
         if (o.lr) cfg.run.lr = Number(o.lr);
         const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
         let stop = false;
+        const bar = new LiveBar();
         const onSig = () => {
           if (stop) process.exit(130);
           stop = true;
-          console.error('\nstopping after this step (saving a checkpoint); press Ctrl-C again to abort');
+          bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
         };
         process.on('SIGINT', onSig);
         process.on('SIGTERM', onSig);
-        const tty = process.stderr.isTTY;
-        let bar: cliProgress.SingleBar | null = null;
         const t0 = Date.now();
         let first = 0;
         const r = await trainVQGAN({
@@ -55,7 +53,7 @@ export function registerTrainCommands(program: Command): void {
           threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined,
           shouldStop: () => stop,
           events: {
-            onMessage: (m) => console.error(m),
+            onMessage: (m) => bar.log(m),
             onStart: (i) => {
               first = i.startStep;
               console.error(
@@ -63,31 +61,22 @@ export function registerTrainCommands(program: Command): void {
                   `${i.trainImages} train / ${i.valImages} val images, steps ${i.startStep}→${i.maxSteps}, discriminator from step ${cfg.loss.disc_start}`,
               );
               console.error(`run directory: ${path.resolve(o.out)}`);
-              if (tty) {
-                bar = new cliProgress.SingleBar(
-                  { format: 'step {value}/{total} [{bar}] {eta_formatted} | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', hideCursor: true, stream: process.stderr, etaBuffer: 50 },
-                  cliProgress.Presets.shades_classic,
-                );
-                bar.start(i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
-              }
+              bar.start('step {value}/{total} [{bar}] {eta_formatted} | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
             },
             onStep: (step, m) => {
-              bar?.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
+              bar.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
             },
             onLog: (l) => {
-              if (tty && l.split !== 'val_full') return;
               const s = (Date.now() - t0) / 1000;
               const scores = () => `PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`;
-              if (l.split === 'val_full') console.error(`final validation on ${l.images} images: ${scores()}`);
-              else if (l.split === 'val') console.error(`step ${l.step}: val ${scores()}`);
-              else console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec as number)} qloss ${fmt(l.qloss as number)} λ ${fmt(l.lambda as number, 2)} d_loss ${fmt(l.d_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
+              if (l.split === 'val_full') bar.log(`final validation on ${l.images} images: ${scores()}`);
+              else if (l.split === 'val') bar.log(`step ${l.step}: val ${scores()}`);
+              else if (!process.stderr.isTTY) console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec as number)} qloss ${fmt(l.qloss as number)} λ ${fmt(l.lambda as number, 2)} d_loss ${fmt(l.d_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
             },
-            onSample: (f) => {
-              if (!tty) console.error(`samples: ${f}`);
-            },
+            onSample: (f) => bar.log(`samples: ${f}`),
           },
         });
-        (bar as cliProgress.SingleBar | null)?.stop();
+        bar.stop();
         process.off('SIGINT', onSig);
         process.off('SIGTERM', onSig);
         const abs = path.resolve(r.out);

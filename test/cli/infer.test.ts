@@ -20,8 +20,12 @@ const FX = path.join(root, 'test/fixtures/vqgan');
 const CKPT = path.join(FX, 'tiny.ckpt');
 const YAML = path.join(FX, 'tiny.yaml');
 
+/** ONNX Runtime's own warnings (e.g. unused initializers): none in normal use. */
+const ORT_WARNING = /\[W:onnxruntime|Removing initializer/;
+
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [path.join(root, 'bin/latentkit.js'), ...args], { encoding: 'utf8', env: { ...process.env, LATENTKIT_THREADS: '1' } });
+  assert.doesNotMatch(r.stderr + r.stdout, ORT_WARNING, `latentkit ${args[0]} printed ONNX Runtime warnings`);
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -77,6 +81,13 @@ describe('CLI inference', () => {
     const out = path.join(dir, 'onnx');
     const r = cli('export-onnx', '-m', CKPT, '-c', YAML, '-o', out, '--size', '8');
     assert.equal(r.code, 0, r.err);
+    // plain onnxruntime in a fresh process loads both graphs without a warning; each carries only its own weights
+    const plain = spawnSync(process.execPath, ['-e', `const o = require('onnxruntime-node'); (async () => { for (const f of ['encoder.onnx', 'decoder.onnx']) await o.InferenceSession.create(${JSON.stringify(out)} + '/' + f); console.log('ok'); })()`], { encoding: 'utf8', cwd: root });
+    assert.equal(plain.stdout.trim(), 'ok', plain.stderr);
+    assert.doesNotMatch(plain.stderr, ORT_WARNING);
+    const size = (f: string) => fs.statSync(path.join(out, f)).size;
+    const weights = fs.statSync(CKPT).size;
+    assert.ok(size('encoder.onnx') + size('decoder.onnx') < 1.2 * weights, `encoder ${size('encoder.onnx')} + decoder ${size('decoder.onnx')} bytes vs checkpoint ${weights}`);
     const x = randn([1, 3, 8, 8], 11, 0.5);
     const enc = await ort.InferenceSession.create(path.join(out, 'encoder.onnx'));
     const dec = await ort.InferenceSession.create(path.join(out, 'decoder.onnx'));
