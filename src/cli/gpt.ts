@@ -19,7 +19,7 @@ import { trainGPT } from '../train/gpt_run.ts';
 import { HostTensor } from '../tensor.ts';
 import { traceStep, tracePrefill, type DecodeStats } from '../sample/decode.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
-import { CliError, LiveBar, action, parseIntOpt, progressBar } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, progressBar, removeIfFailedStart } from './util.ts';
 
 const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
 
@@ -192,7 +192,8 @@ export function registerGptCommands(program: Command): void {
         const t0 = Date.now();
         const f = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '-');
         let first = 0;
-        const r = await trainGPT({
+        const existed = fs.existsSync(o.out);
+        const r = await removeIfFailedStart(o.out, existed, () => trainGPT({
           config: cfg,
           codes: o.codes,
           out: o.out,
@@ -216,7 +217,7 @@ export function registerGptCommands(program: Command): void {
             },
             onSample: (file) => bar.log(`samples: ${file}`),
           },
-        });
+        }));
         bar.stop();
         process.off('SIGINT', onSig);
         process.off('SIGTERM', onSig);

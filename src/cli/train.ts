@@ -1,4 +1,5 @@
 // `latentkit train-ae` and `latentkit eval`.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadTrainConfig } from '../train/config.ts';
@@ -6,7 +7,7 @@ import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
-import { LiveBar, action, parseIntOpt } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
 
 const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
 
@@ -45,7 +46,8 @@ export function registerTrainCommands(program: Command): void {
         process.on('SIGTERM', onSig);
         const t0 = Date.now();
         let first = 0;
-        const r = await trainVQGAN({
+        const existed = fs.existsSync(o.out);
+        const r = await removeIfFailedStart(o.out, existed, () => trainVQGAN({
           config: cfg,
           out: o.out,
           resume: o.resume,
@@ -75,7 +77,7 @@ export function registerTrainCommands(program: Command): void {
             },
             onSample: (f) => bar.log(`samples: ${f}`),
           },
-        });
+        }));
         bar.stop();
         process.off('SIGINT', onSig);
         process.off('SIGTERM', onSig);
@@ -101,9 +103,15 @@ export function registerTrainCommands(program: Command): void {
       action(async (o: { model: string; config?: string; data: string; split: string; size: string; batch: string; limit?: string; threads?: string }) => {
         const m = VQGAN.load(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
         const size = parseIntOpt(o.size, '--size');
-        const d = await loadTrainingData(o.data, size, 0.05);
+        if (!['val', 'train', 'all'].includes(o.split)) throw new CliError(`--split must be val, train or all, got '${o.split}'`);
+        const d = await loadTrainingData(o.data, size, 0.05, (k, t) => {
+          if (k === t || k % 1000 === 0) console.error(`decoding images: ${k}/${t}`);
+        });
+        if (d.note && o.split !== 'all') console.error(`note: ${d.note}`);
         let idx = o.split === 'val' ? d.valIdx : o.split === 'train' ? d.trainIdx : d.items.map((_, i) => i);
         if (o.limit) idx = idx.slice(0, parseIntOpt(o.limit, '--limit'));
+        if (!idx.length) throw new CliError(`no images in the '${o.split}' split of ${o.data}`);
+        console.error(`evaluating ${idx.length} ${o.split} image(s)…`);
         const bs = Math.min(parseIntOpt(o.batch, '--batch'), idx.length);
         const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: false });
         const r = await evaluateBatches(m, take(() => loader.next(), Math.ceil(idx.length / bs)));

@@ -99,3 +99,16 @@ export class LiveBar {
     this.bar = null;
   }
 }
+
+/**
+ * Run a training start; if it fails before its first checkpoint, remove the run directory it
+ * made (a directory that existed before, or one holding a checkpoint, is left alone).
+ */
+export async function removeIfFailedStart<T>(out: string, existed: boolean, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!existed && !fs.existsSync(path.join(out, 'checkpoints', 'last.json'))) fs.rmSync(out, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -66,7 +66,7 @@ export function cacheDir(): string {
  * images, or 'sketch:<any of those>' — the sketches of those images (1 channel, black strokes
  * on white; io/sketch.ts), e.g. to train the condition VQGAN of a sketch → image model.
  */
-export async function loadTrainingData(source: string, size: number, valFraction: number, onProgress?: (d: number, t: number) => void): Promise<LoadedData & { classes: string[] }> {
+export async function loadTrainingData(source: string, size: number, valFraction: number, onProgress?: (d: number, t: number) => void): Promise<LoadedData & { classes: string[]; note?: string }> {
   if (source.startsWith('sketch:')) {
     const d = await loadTrainingData(source.slice('sketch:'.length), size, valFraction, onProgress);
     return { ...d, images: sketchBatch(d.images) };
@@ -94,7 +94,21 @@ export async function loadTrainingData(source: string, size: number, valFraction
   const cachePath = path.join(cacheDir(), `${tag}-${size}.lkimg`);
   const images = await cacheDataset(items, size, { cachePath, onProgress });
   const split = splitDataset(items, { valFraction });
-  return { images, items, classes, trainIdx: split.trainIndices, valIdx: split.valIndices, flip };
+  let trainIdx = split.trainIndices;
+  let valIdx = split.valIndices;
+  let note: string | undefined;
+  // small folders: the hashed split may hold out nothing (or everything)
+  if (items.length === 1) {
+    note = `1 image: it is both the training and the validation image`;
+    trainIdx = [0];
+    valIdx = [0];
+  } else if (!valIdx.length || !trainIdx.length) {
+    const all = [...trainIdx, ...valIdx].sort((a, b) => a - b);
+    valIdx = [all[all.length - 1]!];
+    trainIdx = all.slice(0, -1);
+    note = `${items.length} images: the ${Math.round(valFraction * 100)}% validation split came out ${split.valIndices.length ? 'as everything' : 'empty'}; holding out 1 image (${items[valIdx[0]!]!.key}) for validation`;
+  }
+  return { images, items, classes, trainIdx, valIdx, flip, note };
 }
 
 /** The codebook's key: an Adam parameter, or (EMA codebook) a buffer. */
@@ -114,7 +128,7 @@ function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: numbe
 }
 
 export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; stopped: boolean; out: string }> {
-  const cfg = o.config;
+  let cfg = o.config;
   const ev = o.events ?? {};
   const out = o.out;
   const ckptRoot = path.join(out, 'checkpoints');
@@ -125,17 +139,21 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
   }
   if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
-  fs.mkdirSync(path.join(out, 'samples'), { recursive: true });
-  writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(toTamingObject(cfg)));
-
-  // ---- data
+  // ---- data (checked before the run directory is made)
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
   });
+  if (data.note) ev.onMessage?.(data.note);
   const dataCh = data.images.shape[1]!;
   if (dataCh !== cfg.model.ddconfig.in_channels) {
     throw new Error(`data '${cfg.run.data}' has ${dataCh} channel(s) but the model's ddconfig.in_channels is ${cfg.model.ddconfig.in_channels}${dataCh === 1 ? " (sketch data: use --config sketch or set in_channels/out_ch/disc_in_channels to 1)" : ''}`);
   }
+  if (data.trainIdx.length < cfg.run.batch_size) {
+    ev.onMessage?.(`batch size ${cfg.run.batch_size} is more than the ${data.trainIdx.length} training image(s): using batch ${data.trainIdx.length}`);
+    cfg = { ...cfg, run: { ...cfg.run, batch_size: data.trainIdx.length } };
+  }
+  fs.mkdirSync(path.join(out, 'samples'), { recursive: true });
+  writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(toTamingObject(cfg)));
   const loader = new BatchLoader({ images: data.images, indices: data.trainIdx, batchSize: cfg.run.batch_size, flip: cfg.run.flip ?? data.flip, seed: cfg.run.seed });
   const valN = Math.min(16, data.valIdx.length);
   const valLoader = new BatchLoader({ images: data.images, indices: data.valIdx.slice(0, valN), batchSize: valN, augment: false, shuffle: false, dropLast: false });

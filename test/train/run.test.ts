@@ -137,6 +137,46 @@ describe('train-ae', () => {
     if (process.env.LATENTKIT_SHOW_SCREEN) console.log(screen.join('\n'));
   });
 
+  it('small folders train: 1 image or 3 images, a batch larger than the data; a broken image is named and leaves no run directory', async () => {
+    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
+    const pngs = fs.readdirSync(path.join(pkg, 'img/google/64')).filter((f) => f.endsWith('.png')).slice(100, 103);
+    for (const [name, n] of [['one', 1], ['three', 3]] as const) {
+      const dir = path.join(tmp, `small-${name}`);
+      fs.mkdirSync(dir, { recursive: true });
+      for (const f of pngs.slice(0, n)) fs.copyFileSync(path.join(pkg, 'img/google/64', f), path.join(dir, f));
+      const msgs: string[] = [];
+      const out = path.join(tmp, `small-run-${name}`);
+      await trainVQGAN({ config: cfg({ data: dir, max_steps: 2, val_fraction: 0.05 }), out, threads: 1, events: { onMessage: (m) => msgs.push(m) } });
+      const m = msgs.join('\n');
+      assert.match(m, n === 1 ? /1 image: it is both the training and the validation image/ : /3 images: the 5% validation split came out (empty|as everything); holding out 1 image/);
+      assert.match(m, new RegExp(`batch size 4 is more than the ${n === 1 ? 1 : 2} training image\\(s\\): using batch ${n === 1 ? 1 : 2}`));
+      const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      assert.ok(lines.some((l) => l.split === 'val_full' && l.images === 1 && Number.isFinite(l.psnr)), 'validated on one image');
+      assert.equal(YAML.parse(fs.readFileSync(path.join(out, 'config.yaml'), 'utf8')).data.params.batch_size, n === 1 ? 1 : 2);
+    }
+    const bad = path.join(tmp, 'small-bad');
+    fs.mkdirSync(bad, { recursive: true });
+    fs.copyFileSync(path.join(pkg, 'img/google/64', pngs[0]!), path.join(bad, 'ok.png'));
+    fs.writeFileSync(path.join(bad, 'broken.png'), 'not a png');
+    const out = path.join(tmp, 'small-run-bad');
+    await assert.rejects(trainVQGAN({ config: cfg({ data: bad, max_steps: 2 }), out, threads: 1, events: quiet }), /cannot decode image .*small-bad\/broken\.png/);
+    assert.ok(!fs.existsSync(out), 'no half-made run directory');
+  });
+
+  it('a start that fails after making the run directory removes it, unless it existed or holds a checkpoint', async () => {
+    const { removeIfFailedStart } = await import('../../src/cli/util.ts');
+    const fresh = path.join(tmp, 'failed-start');
+    await assert.rejects(removeIfFailedStart(fresh, false, async () => {
+      fs.mkdirSync(path.join(fresh, 'samples'), { recursive: true });
+      throw new Error('boom');
+    }), /boom/);
+    assert.ok(!fs.existsSync(fresh));
+    const kept = path.join(tmp, 'kept-dir');
+    fs.mkdirSync(kept);
+    await assert.rejects(removeIfFailedStart(kept, true, async () => { throw new Error('boom'); }), /boom/);
+    assert.ok(fs.existsSync(kept));
+  });
+
   it('kill -9 mid-training, then --resume: finishes, and no checkpoint is half-written', async () => {
     const out = path.join(tmp, 'killed');
     const cfgFile = path.join(tmp, 'kill.yaml');
