@@ -248,10 +248,12 @@ function renderTerminal(raw: string): string[] {
   const lines: string[] = [];
   let cur: string[] = [];
   let col = 0;
+  // eslint-disable-next-line no-control-regex
   const text = raw.replace(/\x1b\[\?\d+[lh]|\x1b[78]/g, '');
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
     if (ch === '\x1b') {
+      // eslint-disable-next-line no-control-regex
       const m = /^\x1b\[(\d*)([A-Za-z])/.exec(text.slice(i));
       if (m) {
         if (m[2] === 'K') cur = cur.slice(0, col);
