@@ -14,4 +14,7 @@ registerVqganCommands(program);
 registerTrainCommands(program);
 registerGptCommands(program);
 
+// --help marks required options (commander lists them like optional ones)
+for (const cmd of program.commands) for (const opt of cmd.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;
+
 await program.parseAsync(process.argv);

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadTrainConfig } from '../train/config.ts';
+import { PRESETS, loadTrainConfig } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
@@ -16,9 +16,9 @@ export function registerTrainCommands(program: Command): void {
     .command('train-ae')
     .description('train a VQGAN (autoencoder + codebook + PatchGAN) on a folder of images or the bundled emoji')
     .option('-d, --data <emoji|dir>', "'emoji' (bundled, 64×64), 'emoji:google', 'emoji:twitter', or a folder of images")
-    .option('-c, --config <preset|file>', "preset ('emoji', 'tiny') or taming-style YAML/JSON", 'emoji')
+    .option('-c, --config <preset|file>', `preset (${Object.keys(PRESETS).join(', ')}) or a taming-style YAML/JSON`, 'emoji')
     .requiredOption('-o, --out <dir>', 'run directory (checkpoints, samples, metrics.jsonl, loss.png)')
-    .option('--max-steps <n>', 'stop after n steps (default from the config)')
+    .option('--max-steps <n>', "run n steps (default: the config's max_steps); rescales warm-up, cosine and the discriminator start to n")
     .option('--batch-size <n>', 'override data.params.batch_size')
     .option('--lr <x>', 'absolute learning rate (default: config lr, or base_learning_rate × batch size)')
     .option('--resume', 'continue the run in --out from its last checkpoint')

@@ -39,6 +39,16 @@ describe('CLI inference', () => {
     await saveImage(path.join(imgs, 'c.png'), randn([3, 12, 8], 3, 0.5));
   });
 
+  it('--help marks required options and lists the presets with defaults', () => {
+    let r = cli('train-ae', '--help');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /-o, --out <dir>[\s\S]*?\(required\)/);
+    assert.match(r.out, /preset \(emoji, sketch, tiny, taming\)[\s\S]*?\(default: "emoji"\)/);
+    r = cli('train-gpt', '--help');
+    assert.match(r.out, /preset \(class, sketch, tiny\)/);
+    assert.match(r.out, /--codes <file>[\s\S]*?\(required\)/);
+  });
+
   it('info names the config, parameter count and ignored loss keys', () => {
     const r = cli('info', '-m', CKPT, '-c', YAML);
     assert.equal(r.code, 0, r.err);
