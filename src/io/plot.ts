@@ -207,8 +207,26 @@ export function lossCurveSvg(series: readonly Series[], opts: PlotOptions = {}):
   if (series.length > 0) {
     const lw = Math.min(pw - 10, 28 + 7 * Math.max(...series.map((s) => s.name.length)));
     const lh = 8 + 18 * series.length;
-    const lx = m.left + pw - lw - 8;
-    const ly = m.top + 8;
+    // the corner (top right, top left, bottom right, bottom left) that covers the fewest data points
+    const corners = [
+      [m.left + pw - lw - 8, m.top + 8],
+      [m.left + 8, m.top + 8],
+      [m.left + pw - lw - 8, m.top + ph - lh - 8],
+      [m.left + 8, m.top + ph - lh - 8],
+    ] as const;
+    // the drawn lines, sampled every few pixels (points and the segments between them)
+    const drawn: [number, number][] = [];
+    for (const s of clean) {
+      s.pts.forEach(([x, y], k) => {
+        const [X, Y] = [px(x), py(y)];
+        if (k === 0) return void drawn.push([X, Y]);
+        const [X0, Y0] = [px(s.pts[k - 1]![0]), py(s.pts[k - 1]![1])];
+        const n = Math.max(1, Math.ceil(Math.hypot(X - X0, Y - Y0) / 4));
+        for (let j = 1; j <= n; j++) drawn.push([X0 + ((X - X0) * j) / n, Y0 + ((Y - Y0) * j) / n]);
+      });
+    }
+    const covered = ([cx, cy]: readonly [number, number]) => drawn.filter(([X, Y]) => X >= cx - 6 && X <= cx + lw + 6 && Y >= cy - 6 && Y <= cy + lh + 6).length;
+    const [lx, ly] = corners.reduce((best, c) => (covered(c) < covered(best) ? c : best), corners[0]);
     parts.push(`<g class="legend" font-size="12" ${FONT} fill="#222">`);
     parts.push(`<rect x="${lx}" y="${ly}" width="${lw}" height="${lh}" fill="#ffffff" fill-opacity="0.85" stroke="#bbb"/>`);
     series.forEach((s, i) => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BatchLoader, cacheDataset, emojiDataset, folderDataset, splitDataset, type DatasetItem } from '../io/datasets.ts';
-import { saveGrid } from '../io/image.ts';
+import { saveLabeledGrid } from '../io/image.ts';
 import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/safetensors.ts';
@@ -245,7 +245,9 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     evalModel.setWeights(aeWeights());
     const r = await evaluateBatches(evalModel, [valX]);
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
-    await saveGrid(file, interleave(valX, r.last!, valN), { cols: 8 });
+    // pairs side by side, headed "input" / "reconstruction"
+    const cols = Math.min(8, 2 * valN);
+    await saveLabeledGrid(file, interleave(valX, r.last!, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: cfg.run.size <= 64 ? 2 : 1 });
     fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
@@ -255,7 +257,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     const pick = (k: string, split = 'train'): Series => ({ name: `${k}`, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
     await saveLossCurve(path.join(out, 'loss.png'), [pick('rec'), pick('qloss'), pick('g_loss'), pick('d_loss')].filter((s) => s.points.length), { title: 'training losses', logY: true });
     const val = pick('psnr', 'val');
-    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)' });
+    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)', yLabel: 'PSNR (dB)' });
   };
 
   let stopped = false;

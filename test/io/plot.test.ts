@@ -76,3 +76,13 @@ test('saveLossCurve writes SVG and a PNG rasterized by sharp', async () => {
   assert.ok(dark > 500, `${dark} dark samples`);
   await assert.rejects(saveLossCurve(path.join(tmp, 'loss.gif'), series), /must end in \.svg or \.png/);
 });
+
+test('the legend goes to the corner the curves leave free, and the y label is the one given', () => {
+  const legendX = (svg: string) => Number(/<g class="legend"[^>]*>\s*<rect x="([\d.]+)"/.exec(svg)![1]);
+  // rising to the top right: the legend moves left; falling from the top left (a loss): it stays right
+  const rising = lossCurveSvg([{ name: 'psnr', points: [[30, 14.2], [60, 14.58]] }], { yLabel: 'PSNR (dB)' });
+  const falling = lossCurveSvg([{ name: 'loss', points: [[0, 5], [100, 1]] }]);
+  assert.ok(legendX(rising) < 200, `rising: legend at x=${legendX(rising)}`);
+  assert.ok(legendX(falling) > 600, `falling: legend at x=${legendX(falling)}`);
+  assert.ok(rising.includes('PSNR (dB)') && !/>loss</.test(rising));
+});
