@@ -6,7 +6,13 @@
 
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import type SharpNs from 'sharp';
+
+/** sharp, loaded on first use: its native module costs ~60 ms of start-up that `--help` or a sampling run need not pay. */
+let sharpMod: typeof SharpNs | null = null;
+async function getSharp(): Promise<typeof SharpNs> {
+  return (sharpMod ??= (await import('sharp')).default);
+}
 import { HostTensor } from '../tensor.ts';
 import { writeFileAtomic } from './atomic.ts';
 
@@ -60,6 +66,7 @@ async function readBytes(file: string): Promise<Buffer> {
 
 /** Decode to interleaved RGB uint8 (HWC), alpha over white, optional cover-resize. */
 async function decodeRaw(bytes: Uint8Array, size: number | undefined, name: string) {
+  const sharp = await getSharp();
   try {
     let img = sharp(bytes).autoOrient();
     if (size !== undefined) img = img.resize({ width: size, height: size, fit: 'cover', position: 'centre', kernel: 'lanczos3' });
@@ -159,6 +166,7 @@ export async function encodeImage(t: HostTensor, format: ImageFormat = 'png', op
   const plane = h * w;
   const hwc = new Uint8Array(c * plane); // [H, W, C]
   for (let k = 0; k < c; k++) for (let i = 0; i < plane; i++) hwc[i * c + k] = planar[k * plane + i];
+  const sharp = await getSharp();
   let img = sharp(hwc, { raw: { width: w, height: h, channels: c as 1 | 3 } });
   if (c === 1) img = img.toColourspace('b-w');
   if (format === 'png') img = img.png({ compressionLevel: 6 });
@@ -190,6 +198,7 @@ export async function saveImage(file: string, t: HostTensor, opts: EncodeOptions
 
 /** Rasterize an SVG document to PNG bytes (used by io/plot); scale 1 keeps its pixel size. */
 export async function svgToPng(svg: string, scale = 1, opts: { keepAlpha?: boolean } = {}): Promise<Uint8Array> {
+  const sharp = await getSharp();
   try {
     let img = sharp(Buffer.from(svg, 'utf8'), { density: 72 * scale });
     if (!opts.keepAlpha) img = img.flatten({ background: WHITE });
@@ -202,6 +211,7 @@ export async function svgToPng(svg: string, scale = 1, opts: { keepAlpha?: boole
 
 /** Width, height and format of encoded image bytes, without decoding pixels. */
 export async function imageInfo(bytes: Uint8Array, name = '<bytes>'): Promise<{ width: number; height: number; format: string }> {
+  const sharp = await getSharp();
   try {
     const m = await sharp(bytes).metadata();
     return { width: m.width ?? 0, height: m.height ?? 0, format: m.format ?? 'unknown' };
