@@ -192,8 +192,7 @@ export function registerGptCommands(program: Command): void {
         const t0 = Date.now();
         const f = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '-');
         let first = 0;
-        const existed = fs.existsSync(o.out);
-        const r = await removeIfFailedStart(o.out, existed, () => trainGPT({
+        const r = await removeIfFailedStart(o.out, () => trainGPT({
           config: cfg,
           codes: o.codes,
           out: o.out,

@@ -1,5 +1,4 @@
 // `latentkit train-ae` and `latentkit eval`.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { PRESETS, loadTrainConfig } from '../train/config.ts';
@@ -55,8 +54,7 @@ export function registerTrainCommands(program: Command): void {
         process.on('SIGTERM', onSig);
         const t0 = Date.now();
         let first = 0;
-        const existed = fs.existsSync(o.out);
-        const r = await removeIfFailedStart(o.out, existed, () => trainVQGAN({
+        const r = await removeIfFailedStart(o.out, () => trainVQGAN({
           config: cfg,
           out: o.out,
           resume: o.resume,

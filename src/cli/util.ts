@@ -104,7 +104,8 @@ export class LiveBar {
  * Run a training start; if it fails before its first checkpoint, remove the run directory it
  * made (a directory that existed before, or one holding a checkpoint, is left alone).
  */
-export async function removeIfFailedStart<T>(out: string, existed: boolean, run: () => Promise<T>): Promise<T> {
+export async function removeIfFailedStart<T>(out: string, run: () => Promise<T>): Promise<T> {
+  const existed = fs.existsSync(out);
   try {
     return await run();
   } catch (e) {

@@ -7,14 +7,14 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type SharpNs from 'sharp';
+import { HostTensor } from '../tensor.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 /** sharp, loaded on first use: its native module costs ~60 ms of start-up that `--help` or a sampling run need not pay. */
 let sharpMod: typeof SharpNs | null = null;
 async function getSharp(): Promise<typeof SharpNs> {
   return (sharpMod ??= (await import('sharp')).default);
 }
-import { HostTensor } from '../tensor.ts';
-import { writeFileAtomic } from './atomic.ts';
 
 /** Planar uint8 image data (raw 0..255 pixels). */
 export type U8Tensor = HostTensor<'uint8'>;

@@ -13,12 +13,8 @@ let providers: string[] | null = null;
  */
 export function setBackend(mod: Ort, executionProviders?: string[]): void {
   ort = mod;
-  backendName = 'custom';
   providers = executionProviders ?? null;
 }
-
-/** Which ONNX Runtime build is in use: 'node' (native), 'wasm' (onnxruntime-web in Node), or one set by setBackend. */
-export let backendName: 'node' | 'wasm' | 'custom' | null = null;
 
 const NATIVE_HINT =
   'onnxruntime-node is not installed (it is an optional dependency: its install step downloads CUDA files from api.nuget.org on Linux x64 and is dropped when that fails). ' +
@@ -33,20 +29,18 @@ export async function getOrt(): Promise<Ort> {
   if (ort) return ort;
   try {
     ort = (await import('onnxruntime-node')) as unknown as Ort;
-    backendName = 'node';
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || process.env.LATENTKIT_REQUIRE_NATIVE === '1') throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
     let web: Ort & { env: { wasm: { numThreads?: number } } };
     try {
       web = (await import('onnxruntime-web')) as never;
     } catch {
       throw new Error(`no ONNX Runtime: ${NATIVE_HINT} (or npm install onnxruntime-web)`);
     }
-    web.env.wasm.numThreads = 1;
-    if (process.env.LATENTKIT_QUIET_BACKEND !== '1') console.error(`note: running ONNX Runtime as WebAssembly (slower): ${NATIVE_HINT}`);
+    web.env.wasm.numThreads = 1; // threaded wasm needs worker threads set up by the host
+    console.error(`note: running ONNX Runtime as WebAssembly (slower): ${NATIVE_HINT}`);
     ort = web;
     providers = ['wasm'];
-    backendName = 'wasm';
   }
   return ort;
 }

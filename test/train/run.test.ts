@@ -166,14 +166,14 @@ describe('train-ae', () => {
   it('a start that fails after making the run directory removes it, unless it existed or holds a checkpoint', async () => {
     const { removeIfFailedStart } = await import('../../src/cli/util.ts');
     const fresh = path.join(tmp, 'failed-start');
-    await assert.rejects(removeIfFailedStart(fresh, false, async () => {
+    await assert.rejects(removeIfFailedStart(fresh, async () => {
       fs.mkdirSync(path.join(fresh, 'samples'), { recursive: true });
       throw new Error('boom');
     }), /boom/);
     assert.ok(!fs.existsSync(fresh));
     const kept = path.join(tmp, 'kept-dir');
     fs.mkdirSync(kept);
-    await assert.rejects(removeIfFailedStart(kept, true, async () => { throw new Error('boom'); }), /boom/);
+    await assert.rejects(removeIfFailedStart(kept, async () => { throw new Error('boom'); }), /boom/);
     assert.ok(fs.existsSync(kept));
   });
 
