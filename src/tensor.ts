@@ -42,27 +42,75 @@ export function dtypeOfData(data: TypedData): DType {
   return 'bool';
 }
 
-/** A dense row-major tensor living in JS memory. */
+/**
+ * Where a tensor's exact bytes live on disk: little-endian elements of its own dtype at
+ * `offset` in `file` (absolute path). `ino`/`size`/`mtimeMs` identify the file as it was
+ * read, so a file replaced since is noticed rather than read as garbage.
+ */
+export interface FileOrigin {
+  file: string;
+  offset: number;
+  length: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * A dense row-major tensor living in JS memory. Its data may be loaded lazily (weights read
+ * from a file on first use): inference that hands the file region to ONNX Runtime as
+ * external data then never holds a JS copy.
+ */
 export class HostTensor<D extends DType = DType> {
   readonly dtype: D;
   readonly shape: readonly number[];
-  readonly data: DataOf<D>;
+  readonly size: number;
+  /** Set when the data is a verbatim copy of a file region (see FileOrigin). */
+  readonly origin?: FileOrigin;
+  private _data: DataOf<D> | undefined;
+  private loader: (() => DataOf<D>) | undefined;
 
-  constructor(dtype: D, shape: readonly number[], data?: DataOf<D>) {
+  constructor(dtype: D, shape: readonly number[], data?: DataOf<D>, lazy?: { load: () => DataOf<D>; origin?: FileOrigin }) {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`HostTensor: bad shape [${shape.join(', ')}]`);
     }
     const n = sizeOf(shape);
     this.dtype = dtype;
     this.shape = [...shape];
-    this.data = (data ?? allocData(dtype, n)) as DataOf<D>;
-    if (this.data.length !== n) {
-      throw new Error(`HostTensor: shape [${shape.join(', ')}] needs ${n} elements, data has ${this.data.length}`);
+    this.size = n;
+    if (lazy) {
+      this.loader = lazy.load;
+      if (lazy.origin) this.origin = lazy.origin;
+    } else {
+      this._data = (data ?? allocData(dtype, n)) as DataOf<D>;
+      this.checkLength(this._data);
     }
   }
 
-  get size(): number {
-    return this.data.length;
+  private checkLength(d: TypedData): void {
+    if (d.length !== this.size) {
+      throw new Error(`HostTensor: shape [${this.shape.join(', ')}] needs ${this.size} elements, data has ${d.length}`);
+    }
+  }
+
+  /** A tensor whose data is produced by `load` on first access. */
+  static lazy<D extends DType>(dtype: D, shape: readonly number[], load: () => DataOf<D>, origin?: FileOrigin): HostTensor<D> {
+    return new HostTensor(dtype, shape, undefined, { load, origin });
+  }
+
+  get data(): DataOf<D> {
+    if (this._data === undefined) {
+      const d = this.loader!();
+      this.checkLength(d);
+      this._data = d;
+      this.loader = undefined;
+    }
+    return this._data;
+  }
+
+  /** False while lazily loaded data has not been read yet. */
+  get loaded(): boolean {
+    return this._data !== undefined;
   }
 
   static float32(shape: readonly number[], data?: Float32Array | number[]): HostTensor<'float32'> {

@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import type { HostTensor } from '../tensor.ts';
-import { readSafetensors } from './safetensors.ts';
+import { readSafetensors, readSafetensorsFile } from './safetensors.ts';
 import { isLegacyTorchFormat, readTorchCheckpoint, type ReadTorchOptions } from './torch_ckpt.ts';
 import { looksLikeZip } from './zip.ts';
 
@@ -57,13 +57,41 @@ export function loadStateDictBytes(bytes: Uint8Array, fileName: string, opts: Om
   );
 }
 
-/** Reads `file` and dispatches on its content. */
+/**
+ * Reads `file` and dispatches on its content. safetensors files are read lazily (header now,
+ * each tensor on first use; see readSafetensorsFile); torch archives are read whole.
+ */
 export function loadStateDict(file: string, opts: Omit<ReadTorchOptions, 'fileName'> = {}): LoadedStateDict {
-  let bytes: Uint8Array;
+  const cannot = (e: unknown): never => {
+    throw new Error(`${file}: cannot read checkpoint: ${(e as Error).message}`, { cause: e });
+  };
+  let head: Uint8Array;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      head = new Uint8Array(Math.min(size, 16));
+      fs.readSync(fd, head, 0, head.length, 0);
+      // a safetensors header is at most the file: check the length field against the size
+      if (head.length >= 10 && head[8] === 0x7b) {
+        const n = new DataView(head.buffer).getBigUint64(0, true);
+        if (n >= 2n && n <= BigInt(size - 8) && !looksLikeZip(head)) {
+          const { tensors, metadata } = readSafetensorsFile(file);
+          return { stateDict: tensors, metadata, format: 'safetensors' };
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code) cannot(e);
+    throw e;
+  }
+  let bytes: Uint8Array = new Uint8Array(0);
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`${file}: cannot read checkpoint: ${(e as Error).message}`, { cause: e });
+    cannot(e);
   }
   return loadStateDictBytes(bytes, file, opts);
 }

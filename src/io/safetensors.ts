@@ -6,6 +6,7 @@
 // Also exports the element decoders shared with the torch checkpoint reader.
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { HostTensor, sizeOf, type DType, type TypedData } from '../tensor.ts';
 import { writeFileAtomicSync } from './atomic.ts';
 
@@ -70,9 +71,10 @@ function view<T>(Ctor: ViewCtor<T>, bytes: Uint8Array, k: number, count: number)
 
 /**
  * Decodes `count` little-endian elements of type `t` from `bytes` into a fresh array of the
- * host dtype ELEM_DTYPE[t]. The result never aliases `bytes`.
+ * host dtype ELEM_DTYPE[t]. The result never aliases `bytes`, unless `inPlace` says the caller
+ * hands `bytes` over (then verbatim types are viewed, not copied).
  */
-export function decodeElements(t: ElemType, bytes: Uint8Array, count: number): TypedData {
+export function decodeElements(t: ElemType, bytes: Uint8Array, count: number, opts: { inPlace?: boolean } = {}): TypedData {
   assertLittleEndianHost();
   const nbytes = count * ELEM_SIZE[t];
   if (bytes.length < nbytes) throw new Error(`need ${nbytes} bytes for ${count} ${t} elements, have ${bytes.length}`);
@@ -80,7 +82,7 @@ export function decodeElements(t: ElemType, bytes: Uint8Array, count: number): T
   switch (t) {
     case 'F32': {
       const { v, copied } = view(Float32Array, src, 4, count);
-      return copied ? v : v.slice();
+      return copied || opts.inPlace ? v : v.slice();
     }
     case 'F64':
       return Float32Array.from(view(Float64Array, src, 8, count).v);
@@ -100,11 +102,11 @@ export function decodeElements(t: ElemType, bytes: Uint8Array, count: number): T
     }
     case 'I64': {
       const { v, copied } = view(BigInt64Array, src, 8, count);
-      return copied ? v : v.slice();
+      return copied || opts.inPlace ? v : v.slice();
     }
     case 'I32': {
       const { v, copied } = view(Int32Array, src, 4, count);
-      return copied ? v : v.slice();
+      return copied || opts.inPlace ? v : v.slice();
     }
     case 'I16':
       return Int32Array.from(view(Int16Array, src, 2, count).v);
@@ -135,23 +137,38 @@ interface HeaderEntry {
   end: number;
 }
 
-/** Parses and validates a safetensors file held in memory. Errors name the file and key. */
-export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): SafetensorsContents {
-  const bytes = plainBytes(input);
-  const fail = (msg: string): never => {
+interface ParsedHeader {
+  entries: HeaderEntry[];
+  metadata: Record<string, string>;
+  /** Byte offset of the data section in the file. */
+  dataStart: number;
+}
+
+function failer(fileName: string) {
+  return (msg: string): never => {
     throw new Error(`${fileName}: safetensors: ${msg}`);
   };
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n64 = dv.getBigUint64(0, true);
+}
+
+/** Header length n from the first 8 bytes, checked against the file length. */
+function headerLength(first8: Uint8Array, fileLength: number, fileName: string): number {
+  const fail = failer(fileName);
+  if (fileLength < 8 || first8.length < 8) fail(`file is ${fileLength} bytes, shorter than the 8-byte header length`);
+  const n64 = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER)) fail(`header length ${n64} is implausibly large (limit ${MAX_HEADER})`);
   const n = Number(n64);
   if (n < 2) fail(`header length ${n} is too small`);
-  if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes); truncated?`);
+  if (8 + n > fileLength) fail(`header length ${n} runs past the end of the file (${fileLength} bytes); truncated?`);
+  return n;
+}
 
+/** Parses and validates the JSON header (`headerBytes`: the n bytes after the length). */
+function parseHeader(headerBytes: Uint8Array, fileLength: number, fileName: string): ParsedHeader {
+  const fail = failer(fileName);
+  const n = headerBytes.length;
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     return fail('header is not valid UTF-8');
   }
@@ -197,7 +214,7 @@ export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): 
   }
 
   const dataStart = 8 + n;
-  const dataLen = bytes.length - dataStart;
+  const dataLen = fileLength - dataStart;
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   for (const e of sorted) {
@@ -207,7 +224,14 @@ export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): 
     pos = e.end;
   }
   if (pos !== dataLen) fail(`tensors cover ${pos} bytes but the data section is ${dataLen} bytes`);
+  return { entries, metadata, dataStart };
+}
 
+/** Parses and validates a safetensors file held in memory. Errors name the file and key. */
+export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): SafetensorsContents {
+  const bytes = plainBytes(input);
+  const n = headerLength(bytes, bytes.length, fileName);
+  const { entries, metadata, dataStart } = parseHeader(bytes.subarray(8, 8 + n), bytes.length, fileName);
   const tensors = new Map<string, HostTensor>();
   for (const e of entries) {
     const numel = sizeOf(e.shape);
@@ -217,8 +241,54 @@ export function readSafetensors(input: Uint8Array, fileName = '<safetensors>'): 
   return { tensors, metadata };
 }
 
+/** Element types stored exactly as the host dtype holds them (ONNX can read them in place). */
+const VERBATIM: Partial<Record<ElemType, true>> = { F32: true, I64: true, I32: true };
+
+function readAt(fd: number, offset: number, length: number, file: string): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const k = fs.readSync(fd, out, done, length - done, offset + done);
+    if (k === 0) throw new Error(`${file}: safetensors: file ended at byte ${offset + done} while reading ${length} bytes at ${offset} (changed on disk?)`);
+    done += k;
+  }
+  return out;
+}
+
+/**
+ * Reads a safetensors file's header now and each tensor's data on first use (an open file
+ * descriptor keeps the file read consistent even if the path is replaced meanwhile). Tensors
+ * stored as F32/I64/I32 carry their file region as `origin`, so ONNX Runtime can read them
+ * as external data without a JS copy.
+ */
 export function readSafetensorsFile(file: string): SafetensorsContents {
-  return readSafetensors(fs.readFileSync(file), file);
+  const abs = path.resolve(file);
+  const fd = fs.openSync(abs, 'r');
+  let pending = 0;
+  try {
+    const st = fs.fstatSync(fd);
+    const n = headerLength(readAt(fd, 0, Math.min(8, st.size), file), st.size, file);
+    const { entries, metadata, dataStart } = parseHeader(readAt(fd, 8, n, file), st.size, file);
+    const tensors = new Map<string, HostTensor>();
+    for (const e of entries) {
+      const numel = sizeOf(e.shape);
+      const offset = dataStart + e.begin;
+      const length = e.end - e.begin;
+      const load = () => {
+        const bytes = readAt(fd, offset, length, file);
+        if (--pending === 0) fs.closeSync(fd);
+        return decodeElements(e.dtype, bytes, numel, { inPlace: true });
+      };
+      const origin = VERBATIM[e.dtype] ? { file: abs, offset, length, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs } : undefined;
+      tensors.set(e.name, HostTensor.lazy(ELEM_DTYPE[e.dtype], e.shape, load as never, origin));
+      pending++;
+    }
+    if (pending === 0) fs.closeSync(fd);
+    return { tensors, metadata };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
 }
 
 /** Serializes tensors (F32/I64/I32/BOOL as stored) with optional string metadata. */

@@ -17,9 +17,21 @@ export interface LowerOptions {
   graphName?: string;
   /** Inputs whose values are baked into the model as initializers (e.g. weights). */
   bake?: ReadonlyMap<string, HostTensor>;
+  /**
+   * Where a baked value's bytes can be read from instead (ONNX external data: a file
+   * location relative to the model, an offset and a length); undefined embeds the bytes.
+   */
+  external?: (name: string, t: HostTensor) => ExternalRef | undefined;
 }
 
-function tensorProto(name: string, t: HostTensor): TensorProtoObj {
+export interface ExternalRef {
+  location: string;
+  offset: number;
+  length: number;
+}
+
+function tensorProto(name: string, t: HostTensor, external?: ExternalRef): TensorProtoObj {
+  if (external) return { name, dims: [...t.shape], dataType: ONNX_DTYPE[t.dtype], externalData: external };
   const d = t.data;
   return {
     name,
@@ -76,7 +88,7 @@ export function lowerToModel(graph: Graph, opts: LowerOptions): LoweredModel {
       if (v.dtype !== tensor.dtype || v.shape.length !== tensor.rank || v.shape.some((d, i) => d !== tensor.shape[i])) {
         throw new Error(`lower: baked value for '${name}' is ${v.dtype}[${v.shape.join(', ')}], expected ${tensor.dtype}[${tensor.shape.join(', ')}]`);
       }
-      inits.push(tensorProto(name, v));
+      inits.push(tensorProto(name, v, opts.external?.(name, v)));
     }
   }
   const constCache = new Map<string, string>();

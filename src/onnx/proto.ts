@@ -58,6 +58,8 @@ const descriptor = {
             dataType: { type: 'int32', id: 2 },
             name: { type: 'string', id: 8 },
             rawData: { type: 'bytes', id: 9 },
+            externalData: { rule: 'repeated', type: 'StringStringEntryProto', id: 13 },
+            dataLocation: { type: 'int32', id: 14 },
           },
         },
         TensorShapeProto: {
@@ -83,7 +85,14 @@ const ModelProto = root.lookupType('onnx.ModelProto');
 
 export const ATTR_TYPE = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
 
-export interface TensorProtoObj { name: string; dims: number[]; dataType: number; rawData: Uint8Array }
+/** A tensor's bytes either inline (rawData) or in a file beside the model (externalData). */
+export interface TensorProtoObj {
+  name: string;
+  dims: number[];
+  dataType: number;
+  rawData?: Uint8Array;
+  externalData?: { location: string; offset: number; length: number };
+}
 export interface AttrObj { name: string; type: number; f?: number; i?: number; s?: Uint8Array; t?: TensorProtoObj; floats?: number[]; ints?: number[] }
 export interface NodeObj { input: string[]; output: string[]; name: string; opType: string; domain?: string; attribute: AttrObj[] }
 export interface ValueInfoObj { name: string; type: { tensorType: { elemType: number; shape: { dim: { dimValue: number }[] } } } }
@@ -100,7 +109,11 @@ export interface ModelObj {
 function tensorMsg(t: TensorProtoObj): PbMessage {
   const m = new PbMessage().packedVarints(1, t.dims).varint(2, t.dataType);
   if (t.name) m.string(8, t.name);
-  return m.bytes(9, t.rawData);
+  const x = t.externalData;
+  if (!x) return m.bytes(9, t.rawData ?? new Uint8Array(0));
+  const kv = (k: string, v: string) => new PbMessage().string(1, k).string(2, v);
+  m.message(13, kv('location', x.location)).message(13, kv('offset', String(x.offset))).message(13, kv('length', String(x.length)));
+  return m.varint(14, 1); // data_location = EXTERNAL
 }
 
 function attrMsg(a: AttrObj): PbMessage {

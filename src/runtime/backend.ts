@@ -69,7 +69,13 @@ export function defaultThreads(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
-export async function createSession(model: Uint8Array, o: SessionOptions = {}): Promise<OrtNs.InferenceSession> {
+/** True once getOrt() has loaded onnxruntime-node (which reads external data from files). */
+export function nativeBackend(): boolean {
+  return ort !== null && providers === null;
+}
+
+/** `model`: the ONNX bytes, or a path to a model file (external data resolves beside it). */
+export async function createSession(model: Uint8Array | string, o: SessionOptions = {}): Promise<OrtNs.InferenceSession> {
   const rt = await getOrt();
   const opts: OrtNs.InferenceSession.SessionOptions = {
     intraOpNumThreads: o.threads ?? defaultThreads(),
@@ -84,7 +90,7 @@ export async function createSession(model: Uint8Array, o: SessionOptions = {}): 
     ...(process.env.LATENTKIT_ORT_SPIN === '0' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   try {
-    return await rt.InferenceSession.create(model, opts);
+    return typeof model === 'string' ? await rt.InferenceSession.create(model, opts) : await rt.InferenceSession.create(model, opts);
   } catch (e) {
     throw new Error(`ONNX Runtime could not create a session: ${(e as Error).message.split("\n")[0]}`, { cause: e });
   }

@@ -6,7 +6,8 @@ import { input as declareInput, withGraph } from '../graph/trace.ts';
 import { lowerToModel, type LoweredModel } from '../onnx/lower.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { HostTensor, type DType, type TypedData } from '../tensor.ts';
-import { createSession, getOrt, type SessionOptions } from './backend.ts';
+import { createSession, getOrt, nativeBackend, type SessionOptions } from './backend.ts';
+import { planExternalData } from './external.ts';
 import { fmtShape } from '../prims/types.ts';
 
 export type InputSpecs = Record<string, TensorMeta>;
@@ -54,10 +55,23 @@ export class Program {
     return encodeModel(lowerToModel(this.graph, { inputs: this.inputs, outputs: this.outputs, metadata: opts.metadata, bake }).model);
   }
 
+  /**
+   * Lower and create an ONNX Runtime session. Baked values read verbatim from a file (weights
+   * from safetensors) are handed to ORT as external data pointing into that file, so neither
+   * the model bytes nor JS hold a copy (see runtime/external.ts).
+   */
   async compile(opts: SessionOptions & { bake?: Record<string, HostTensor> } = {}): Promise<CompiledProgram> {
-    const bytes = this.toOnnx({ bake: opts.bake });
-    const session = await createSession(bytes, opts);
-    return new CompiledProgram(this, session, await getOrt(), new Set(Object.keys(opts.bake ?? {})));
+    const ort = await getOrt();
+    const baked = new Set(Object.keys(opts.bake ?? {}));
+    const bake = opts.bake ? new Map(Object.entries(opts.bake)) : undefined;
+    const plan = bake && nativeBackend() ? planExternalData(bake) : null;
+    try {
+      const model = encodeModel(lowerToModel(this.graph, { inputs: this.inputs, outputs: this.outputs, bake, external: plan?.ref }).model);
+      const session = await createSession(plan ? plan.modelSource(model) : model, opts);
+      return new CompiledProgram(this, session, ort, baked);
+    } finally {
+      plan?.cleanup();
+    }
   }
 }
 

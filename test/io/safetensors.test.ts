@@ -192,3 +192,43 @@ test('fuzz: 200 random byte flips / truncations of a valid file fail cleanly or 
   }
   assert.ok(outcomes.error > 50, `expected most mutations to be rejected: ${JSON.stringify(outcomes)}`);
 });
+
+test('file reads are lazy: header now, each tensor on first use, verbatim types carry their file region', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-st-'));
+  try {
+    const file = path.join(dir, F);
+    const t = sample();
+    t.set('half', HostTensor.float32([2], [1, 2])); // written as F32; F16 is tested below
+    writeSafetensorsFile(file, t);
+    const back = readSafetensorsFile(file).tensors;
+    for (const v of back.values()) assert.equal(v.loaded, false);
+    const w = back.get('encoder.conv_in.weight')!;
+    assert.equal(w.size, 8);
+    assert.ok(w.origin, 'F32 tensor has an origin');
+    assert.equal(w.origin!.file, path.resolve(file));
+    // the origin region holds exactly the tensor's bytes
+    const raw = fs.readFileSync(file).subarray(w.origin!.offset, w.origin!.offset + w.origin!.length);
+    assert.deepEqual(new Float32Array(new Uint8Array(raw).buffer), t.get('encoder.conv_in.weight')!.data);
+    assert.equal(back.get('mask')!.origin, undefined, 'bool is decoded, so no verbatim origin');
+    // replacing the file atomically (as a training run does) does not change what lazy reads see
+    writeSafetensorsFile(file, new Map([['x', HostTensor.float32([1], [42])]]));
+    for (const [k, v] of t) assert.deepEqual(back.get(k)!.data, v.data, k);
+    assert.equal(w.loaded, true);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('lazy file reads still reject malformed files at open, naming the file', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-st-'));
+  try {
+    const file = path.join(dir, F);
+    const good = writeSafetensors(sample());
+    fs.writeFileSync(file, good.subarray(0, good.length - 3));
+    assert.equal(assertCleanFailure(() => readSafetensorsFile(file), F, 'truncated'), 'error');
+    fs.writeFileSync(file, good.subarray(0, 5));
+    assert.equal(assertCleanFailure(() => readSafetensorsFile(file), F, 'short'), 'error');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
