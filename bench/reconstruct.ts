@@ -23,14 +23,17 @@ const work = path.join(root, '.bench');
 
 const IMAGENET = { embed_dim: 256, n_embed: 16384, ddconfig: { double_z: false, z_channels: 256, resolution: 256, in_channels: 3, out_ch: 3, ch: 128, ch_mult: [1, 1, 2, 2, 4], num_res_blocks: 2, attn_resolutions: [16], dropout: 0 } };
 
-function run(cmd: string, args: string[], env: Record<string, string>): { wall: number; rssMb: number } {
+function run(cmd: string, args: string[], env: Record<string, string>): { wall: number; rssMb: number; firstS?: number } {
+  let stderr: string;
   try {
-    execFileSync('/usr/bin/time', ['-o', path.join(work, 'time.txt'), '-f', '%e %M', cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    stderr = execFileSync('/usr/bin/time', ['-o', path.join(work, 'time.txt'), '-f', '%e %M', cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] }).toString();
   } catch (e) {
     throw new Error(`${cmd} ${args.join(' ')} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).slice(0, 400)}`, { cause: e });
   }
   const [wall, kb] = fs.readFileSync(path.join(work, 'time.txt'), 'utf8').trim().split(/\s+/).map(Number);
-  return { wall: wall!, rssMb: kb! / 1024 };
+  // latentkit prints "first image after X s from start"; bench/reconstruct_torch.py "first_image_s X"
+  const first = /first (?:image|batch of \d+) after ([\d.]+) s|first_image_s ([\d.]+)/.exec(stderr);
+  return { wall: wall!, rssMb: kb! / 1024, ...(first ? { firstS: Number(first[1] ?? first[2]) } : {}) };
 }
 
 async function main() {
@@ -65,7 +68,7 @@ async function main() {
   })();
   const rows: Record<string, unknown>[] = [];
   console.log(`taming ImageNet f16/16384 (76.1 M params), 256×256, whole process; per-image = (T_${K} − T_1)/${K - 1}; min of ${reps} runs`);
-  console.log('threads | latentkit start-up | per image | peak RSS || PyTorch start-up | per image | peak RSS || per-image ratio (torch/lk) | 1-image process ratio');
+  console.log(`threads | latentkit start-up | first image | per image | peak RSS || PyTorch start-up | first image | per image | peak RSS || per-image ratio (torch/lk) | 1-image process | ${K}-image process`);
   for (const t of threadsList) {
     const lk = (n: number) =>
       Array.from({ length: reps }, () =>
@@ -79,13 +82,14 @@ async function main() {
     const lK = lk(K);
     const lPer = (lK.wall - l1.wall) / (K - 1);
     const row: Record<string, unknown> = { threads: t, lk_1: l1, lk_K: lK, lk_per_image: lPer, lk_startup: l1.wall - lPer };
-    let line = `${t} | ${(l1.wall - lPer).toFixed(2)} s | ${lPer.toFixed(3)} s | ${lK.rssMb.toFixed(0)} MB`;
+    const f = (r: { firstS?: number }) => (r.firstS !== undefined ? `${r.firstS.toFixed(2)} s` : '?');
+    let line = `${t} | ${(l1.wall - lPer).toFixed(2)} s | ${f(l1)} | ${lPer.toFixed(3)} s | ${lK.rssMb.toFixed(0)} MB`;
     if (hasTorch) {
       const p1 = py(1);
       const pK = py(K);
       const pPer = (pK.wall - p1.wall) / (K - 1);
       Object.assign(row, { torch_1: p1, torch_K: pK, torch_per_image: pPer, torch_startup: p1.wall - pPer });
-      line += ` || ${(p1.wall - pPer).toFixed(2)} s | ${pPer.toFixed(3)} s | ${pK.rssMb.toFixed(0)} MB || ${(pPer / lPer).toFixed(2)}× | ${(p1.wall / l1.wall).toFixed(2)}×`;
+      line += ` || ${(p1.wall - pPer).toFixed(2)} s | ${f(p1)} | ${pPer.toFixed(3)} s | ${pK.rssMb.toFixed(0)} MB || ${(pPer / lPer).toFixed(2)}× | ${(p1.wall / l1.wall).toFixed(2)}× | ${(pK.wall / lK.wall).toFixed(2)}×`;
     } else line += ' || (no /usr/bin/python3 with torch)';
     console.log(line);
     rows.push(row);

@@ -8,17 +8,22 @@ random images one at a time under torch.no_grad(), and prints one JSON line.
   hash_s       time spent generating hash weights (numpy), reported separately
   per_image_s  median wall time of decode(quantize(encode(x))) for one [1,3,S,S] image
   peak_rss_mb  process peak resident set size (ru_maxrss) at the end
+Also prints `first_image_s X` to stderr: seconds from the script's first line (before
+`import torch`) to the first reconstructed image.
 """
 
-import argparse
-import json
-import os
-import resource
-import statistics
-import sys
 import time
 
-import torch
+T_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+
+import torch  # noqa: E402
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -76,6 +81,8 @@ def main():
             quant, _, _ = model.encode(x)
             xrec = model.decode(quant)
             times.append(time.perf_counter() - t)
+            if len(times) == 1:
+                print(f"first_image_s {time.perf_counter() - T_START:.3f}", file=sys.stderr)
             assert xrec.shape == x.shape
     print(json.dumps({
         "arch": a.arch, "threads": a.threads, "size": a.size, "images": a.images,

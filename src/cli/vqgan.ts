@@ -84,19 +84,26 @@ async function eachBatch(
   o: ImageJob,
   label: string,
   fn: (m: VQGAN, items: Item[], x: HostTensor<'float32'>, out: (rel: string, ext: string) => string) => Promise<void>,
-): Promise<{ count: number; many: boolean }> {
+): Promise<{ count: number; many: boolean; timing: string }> {
   const inputs = await resolveInputs(o.input);
   const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
   const m = loadModel(o);
   const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
   const bar = progressBar(inputs.length, label);
   const gray = m.config.ddconfig.in_channels === 1;
+  // time from process start (what a user waits for: module loading, checkpoint, session, first batch)
+  let first: { ms: number; n: number } | null = null;
   for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
     await fn(m, items, gray ? toGray(x) : x, (rel, ext) => outputPath(o.output, rel, ext, many));
+    first ??= { ms: performance.now(), n: items.length };
     bar.tick(items.length);
   }
   bar.stop();
-  return { count: inputs.length, many };
+  const end = performance.now();
+  const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  let timing = first ? `first ${first.n > 1 ? `batch of ${first.n}` : 'image'} after ${s(first.ms)} from start` : '';
+  if (first && inputs.length > first.n) timing += `, then ${s((end - first.ms) / (inputs.length - first.n))} per image`;
+  return { count: inputs.length, many, timing };
 }
 
 function codesJson(indices: HostTensor, i: number, source: string): string {
@@ -151,7 +158,7 @@ export function registerVqganCommands(program: Command): void {
           const r = await m.reconstruct(x);
           for (let i = 0; i < items.length; i++) await saveImage(out(items[i]!.rel, '.png'), slice(r.image, i));
         });
-        console.error(`wrote ${n.many ? `${n.count} images to ${o.output}` : o.output}`);
+        console.error(`wrote ${n.many ? `${n.count} images to ${o.output}` : o.output} (${n.timing})`);
       }),
     );
 
@@ -166,7 +173,7 @@ export function registerVqganCommands(program: Command): void {
           const r = await m.encode(x);
           items.forEach((it, i) => writeFileAtomicSync(out(it.rel, '.json'), codesJson(r.indices, i, it.rel)));
         });
-        console.error(`wrote ${n.many ? `${n.count} code files to ${o.output}` : o.output}`);
+        console.error(`wrote ${n.many ? `${n.count} code files to ${o.output}` : o.output} (${n.timing})`);
       }),
     );
 
