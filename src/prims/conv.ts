@@ -11,6 +11,7 @@ import * as o from '../ops/core.ts';
 import type { TensorMeta } from '../graph/ir.ts';
 import { requireFloat, requireRank, sameDType } from './shape.ts';
 import { A, fmtShape, type LowerCtx, type PrimDef } from './types.ts';
+import { HostTensor } from '../tensor.ts';
 
 export interface ConvAttrs {
   stride: [number, number];
@@ -123,10 +124,45 @@ function lowerInputGrad(c: LowerCtx, a: ConvAttrs & { inputShape: number[] }): v
   c.op('ConvTranspose', [c.input(0), c.input(1)], [c.output(0)], { ...convOnnxAttrs(a), output_padding: A.ints(outPad) });
 }
 
+/**
+ * Largest patch tensor (N·C·kh·kw·Ho·Wo elements) for which the weight gradient is lowered
+ * as im2col (one depthwise Conv + one batched MatMul, ~8 ONNX nodes) instead of per-tap
+ * products (~4 nodes per tap). Small layers are dominated by per-node cost, large ones by the
+ * patch tensor's memory traffic. Measured in bench/README.md ("Small-graph training").
+ */
+export const convLowering = { im2colMaxPatch: 1 << 22 };
+
 function lowerWeightGrad(c: LowerCtx, a: ConvAttrs & { kernel: [number, number] }): void {
-  if (a.stride[0] === 1 && a.stride[1] === 1 && a.groups === 1) lowerWeightGradFolded(c, a);
+  const [n, ci] = c.inMeta(0).shape as [number, number];
+  const [, , ho, wo] = c.inMeta(1).shape as [number, number, number, number];
+  const taps = a.kernel[0] * a.kernel[1];
+  if (taps > 1 && n * ci * taps * ho * wo <= convLowering.im2colMaxPatch) lowerWeightGradIm2col(c, a);
+  else if (a.stride[0] === 1 && a.stride[1] === 1 && a.groups === 1) lowerWeightGradFolded(c, a);
   else if (a.stride[0] === 1 && a.stride[1] === 1) lowerWeightGradFlat(c, a);
   else lowerWeightGradStrided(c, a);
+}
+
+/**
+ * im2col: patches[n, c·K + t, y, x] = xpad[n, c, s·y + d·i, s·x + d·j] (tap t = i·kw + j) by
+ * a depthwise Conv with a constant one-hot kernel (stride, pads and dilation as the forward),
+ * then dw[g] = Σ_n patches[n, g]ᵀ-contracted with g[n, g] over Ho·Wo, in one batched MatMul.
+ */
+function lowerWeightGradIm2col(c: LowerCtx, a: ConvAttrs & { kernel: [number, number] }): void {
+  const [n, ci] = c.inMeta(0).shape as [number, number];
+  const [, oc, ho, wo] = c.inMeta(1).shape as [number, number, number, number];
+  const [kh, kw] = a.kernel;
+  const K = kh * kw;
+  const g = a.groups;
+  const onehot = new HostTensor('float32', [ci * K, 1, kh, kw]);
+  for (let ch = 0; ch < ci; ch++) for (let t = 0; t < K; t++) onehot.data[(ch * K + t) * K + t] = 1;
+  const patches = c.op('Conv', [c.input(0), c.constant(onehot)], 1, { ...convOnnxAttrs({ ...a, groups: ci }), kernel_shape: A.ints([kh, kw]) })[0]!; // [N, C·K, Ho, Wo]
+  const pm = c.op('Reshape', [patches, c.i64([n, g, (ci / g) * K, ho * wo])], 1)[0]!;
+  const gm = c.op('Reshape', [c.input(1), c.i64([n, g, oc / g, ho * wo])], 1)[0]!;
+  const gt = c.op('Transpose', [gm], 1, { perm: A.ints([0, 1, 3, 2]) })[0]!; // [N, G, HoWo, O/G]
+  const p = c.op('MatMul', [pm, gt], 1)[0]!; // [N, G, C/G·K, O/G]
+  const r = n > 1 ? c.op('ReduceSum', [p, c.i64([0])], 1, { keepdims: A.i(0) })[0]! : c.op('Reshape', [p, c.i64([g, (ci / g) * K, oc / g])], 1)[0]!;
+  const tr = c.op('Transpose', [r], 1, { perm: A.ints([0, 2, 1]) })[0]!; // [G, O/G, C/G·K]
+  c.op('Reshape', [tr, c.i64([oc, ci / g, kh, kw])], [c.output(0)]);
 }
 
 /**
