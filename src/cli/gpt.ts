@@ -11,8 +11,7 @@ import { writeTorchCheckpoint, type TorchValue } from '../io/torch_write.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { toTamingNet2Net } from '../models/cond_transformer/config.ts';
 import YAML from 'yaml';
-import { loadImage, loadImageU8, saveImage, saveLabeledGrid } from '../io/image.ts';
-import { normalizeDrawing, sketchToFloat } from '../io/sketch.ts';
+import { saveImage, saveLabeledGrid } from '../io/image.ts';
 import { extractCodes } from '../train/extract_codes.ts';
 import { loadGPTTrainConfig, GPT_PRESETS } from '../train/gpt_config.ts';
 import { trainGPT } from '../train/gpt_run.ts';
@@ -274,19 +273,7 @@ export function registerGptCommands(program: Command): void {
           label = `class ${c} (${m.classes![c]})`;
         } else if (o.cond) {
           if (!m.condStage) throw new CliError(`this model's condition is ${m.config.cond_stage.kind === 'label' ? 'a class: use --class' : 'none (unconditional)'}, not an image`);
-          const cs = m.condStage.config.ddconfig;
-          const [hc, wc] = [grid[0] * downFactor(m.condStage.config), grid[1] * downFactor(m.condStage.config)];
-          if (m.config.cond_input === 'sketch') {
-            const drawing = await loadImageU8(o.cond);
-            const side = Math.max(hc, wc);
-            condImage = sketchToFloat(normalizeDrawing(drawing, { size: side }));
-            if (hc !== wc) throw new CliError('sketch conditions need a square --size');
-          } else {
-            const img = await loadImage(o.cond, { size: hc });
-            condImage = cs.in_channels === 3 ? img : HostTensor.float32([1, hc, wc], (img.data as Float32Array).slice(0, hc * wc));
-          }
-          cond = await m.encodeCondition(condImage.reshape([1, ...condImage.shape]));
-          condGrid = [hc / downFactor(m.condStage.config), wc / downFactor(m.condStage.config)];
+          ({ cond, condGrid, condImage } = await m.conditionFromImage(new Uint8Array(fs.readFileSync(o.cond)), o.cond, grid));
           label = `condition ${o.cond}`;
         } else {
           cond = m.sosCondition();

@@ -209,6 +209,46 @@ export async function svgToPng(svg: string, scale = 1, opts: { keepAlpha?: boole
   }
 }
 
+/**
+ * Width and height read straight from a PNG, JPEG or WebP header (no codec), or null when
+ * the bytes do not start like one. For limits checked before anything is decoded: a
+ * 20000×20000 claim is refused whatever the rest of the file holds.
+ */
+export function headerSize(b: Uint8Array): { width: number; height: number; format: ImageFormat } | null {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const at = (i: number, s: string) => [...s].every((ch, k) => b[i + k] === ch.charCodeAt(0));
+  if (b.length >= 24 && b[0] === 0x89 && at(1, 'PNG') && at(12, 'IHDR')) return { width: dv.getUint32(16), height: dv.getUint32(20), format: 'png' };
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    // walk the markers to the first start-of-frame (SOF0–SOF15 but DHT C4, JPG C8, DAC CC)
+    let i = 2;
+    while (i + 9 < b.length) {
+      if (b[i] !== 0xff) return null;
+      const m = b[i + 1]!;
+      if (m === 0xff) {
+        i++;
+        continue;
+      }
+      if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+        i += 2;
+        continue;
+      }
+      const len = dv.getUint16(i + 2);
+      if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) return { width: dv.getUint16(i + 7), height: dv.getUint16(i + 5), format: 'jpeg' };
+      i += 2 + len;
+    }
+    return null;
+  }
+  if (b.length >= 30 && at(0, 'RIFF') && at(8, 'WEBP')) {
+    if (at(12, 'VP8X')) return { width: 1 + (b[24]! | (b[25]! << 8) | (b[26]! << 16)), height: 1 + (b[27]! | (b[28]! << 8) | (b[29]! << 16)), format: 'webp' };
+    if (at(12, 'VP8 ')) return { width: dv.getUint16(26, true) & 0x3fff, height: dv.getUint16(28, true) & 0x3fff, format: 'webp' };
+    if (at(12, 'VP8L')) {
+      const bits = dv.getUint32(21, true);
+      return { width: (bits & 0x3fff) + 1, height: ((bits >> 14) & 0x3fff) + 1, format: 'webp' };
+    }
+  }
+  return null;
+}
+
 /** Width, height and format of encoded image bytes, without decoding pixels. */
 export async function imageInfo(bytes: Uint8Array, name = '<bytes>'): Promise<{ width: number; height: number; format: string }> {
   const sharp = await getSharp();

@@ -220,3 +220,15 @@ test('atomic writes create parents, replace whole files and leave no temp files'
   assert.deepEqual(fs.readdirSync(dir).sort(), ['f.bin', 'j.json']);
   await assert.rejects(writeFileAtomic(path.join(file, 'under-a-file'), 'x'), /writeFileAtomic: cannot write/);
 });
+
+test('headerSize reads PNG, JPEG and WebP sizes from the header alone, null otherwise', async () => {
+  const { headerSize, encodeImage } = await import('../../src/io/image.ts');
+  const t = HostTensor.float32([3, 23, 41]);
+  for (let i = 0; i < t.size; i++) t.data[i] = Math.sin(i);
+  for (const format of ['png', 'jpeg', 'webp'] as const) {
+    const bytes = await encodeImage(t, format);
+    assert.deepEqual(headerSize(bytes), { width: 41, height: 23, format }, format);
+  }
+  assert.equal(headerSize(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])), null);
+  assert.equal(headerSize(new Uint8Array(0)), null);
+});

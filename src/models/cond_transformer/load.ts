@@ -19,6 +19,8 @@ import { parseNet2NetConfig, type Net2NetConfig } from './config.ts';
 import { KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
 import { makeChooser, type SamplingOptions } from '../../sample/filtering.ts';
 import { windowedSample } from '../../sample/window.ts';
+import { normalizeDrawing, sketchToFloat } from '../../io/sketch.ts';
+import { decodeImageBytes, decodeImageBytesU8 } from '../../io/image.ts';
 
 export interface Net2NetLoadOptions {
   /** Net2NetTransformer YAML/JSON (default: beside the checkpoint, or the model directory's config.yaml). */
@@ -216,6 +218,28 @@ export class Net2Net {
     if (images.shape[1] !== want) throw new Error(`the condition must have ${want} channel(s), got ${images.shape[1]}`);
     const { indices } = await this.condStage.encode(images);
     return Int32Array.from(indices.toArray());
+  }
+
+  /**
+   * A condition image as a user gives it (encoded bytes, any size; `name` for errors) →
+   * condition tokens for `grid`, and the image the model saw (float [C, hc, wc]). Sketch
+   * models take a drawing (black strokes on white or transparent), normalized like their
+   * training data; other image conditions are resized and center-cropped.
+   */
+  async conditionFromImage(bytes: Uint8Array, name: string, grid: [number, number] = this.grid): Promise<{ cond: Int32Array; condGrid: [number, number]; condImage: HostTensor<'float32'> }> {
+    if (!this.condStage) throw new Error(`this model's condition is ${this.config.cond_stage.kind === 'label' ? 'a class' : 'none (unconditional)'}, not an image`);
+    const cf = downFactor(this.condStage.config);
+    const [hc, wc] = [grid[0] * cf, grid[1] * cf];
+    let condImage: HostTensor<'float32'>;
+    if (this.config.cond_input === 'sketch') {
+      if (hc !== wc) throw new Error('sketch conditions need a square size');
+      condImage = sketchToFloat(normalizeDrawing(await decodeImageBytesU8(bytes, {}, name), { size: hc }));
+    } else {
+      const f = await decodeImageBytes(bytes, { size: hc }, name);
+      condImage = this.condStage.config.ddconfig.in_channels === 3 ? f : HostTensor.float32([1, hc, wc], (f.data as Float32Array).slice(0, hc * wc));
+    }
+    const cond = await this.encodeCondition(condImage.reshape([1, ...condImage.shape]));
+    return { cond, condGrid: [hc / cf, wc / cf], condImage };
   }
 
   private decoder(recompute: boolean): KVDecoder | RecomputeDecoder {
