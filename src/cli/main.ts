@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerVqganCommands } from './vqgan.ts';
 import { registerTrainCommands } from './train.ts';
 import { registerGptCommands } from './gpt.ts';
+import { registerServeCommand } from './serve.ts';
 
 const program = new Command();
 program
@@ -13,6 +14,7 @@ program
 registerVqganCommands(program);
 registerTrainCommands(program);
 registerGptCommands(program);
+registerServeCommand(program);
 
 // --help marks required options (commander lists them like optional ones)
 for (const cmd of program.commands) for (const opt of cmd.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;

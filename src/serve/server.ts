@@ -1,0 +1,240 @@
+// `latentkit serve`: an HTTP API over VQGANs and transformers on fastify. One job queue
+// (bounded concurrency and depth) guards the models: past its depth requests get 503 with
+// Retry-After, never an ever-growing backlog. Image bodies are raw bytes with their content
+// type, checked by size (bodyLimit) and by pixel count read from the header before decoding.
+// Every error answer is JSON { "error": "…" } with a 4xx/5xx status.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { decodeImageBytes, encodePng, headerSize, imageGrid, imageInfo } from '../io/image.ts';
+import { HostTensor } from '../tensor.ts';
+import { checkSamplingOptions } from '../sample/filtering.ts';
+import { JobQueue, QueueFullError } from './queue.ts';
+import { describe, type ServedModel } from './models.ts';
+
+export interface ServerOptions {
+  models: ServedModel[];
+  /** Model runs at once (default 1: each run already uses every core). */
+  concurrency?: number;
+  /** Requests that may wait for a slot (default 16); more get 503. */
+  queueDepth?: number;
+  /** Largest request body in bytes (default 8 MiB). */
+  maxBodyBytes?: number;
+  /** Largest image in pixels, checked from its header before decoding (default 4096²). */
+  maxPixels?: number;
+  /** Longest wait for a queue slot before a 503 (default 30 s). */
+  queueWaitMs?: number;
+  /** Largest n for /sample (default 16). */
+  maxSamples?: number;
+  logger?: boolean;
+}
+
+/** An error with an HTTP status, answered as { error }. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
+
+function wantsJson(req: FastifyRequest): boolean {
+  const q = req.query as Record<string, string | undefined>;
+  if (q.format) return q.format === 'json';
+  return /application\/json/.test(String(req.headers.accept ?? '')) && !/image\/png/.test(String(req.headers.accept ?? ''));
+}
+
+function num(q: Record<string, unknown>, key: string, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
+  const v = q[key];
+  if (v === undefined || v === '') return undefined;
+  const x = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(x) || (opts.int && !Number.isInteger(x))) throw new HttpError(400, `'${key}' must be ${opts.int ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}`);
+  if (opts.min !== undefined && x < opts.min) throw new HttpError(400, `'${key}' must be ≥ ${opts.min}, got ${x}`);
+  if (opts.max !== undefined && x > opts.max) throw new HttpError(400, `'${key}' must be ≤ ${opts.max}, got ${x}`);
+  return x;
+}
+
+export async function createServer(opts: ServerOptions): Promise<{ app: FastifyInstance; queue: JobQueue }> {
+  const maxPixels = opts.maxPixels ?? 4096 * 4096;
+  const maxSamples = opts.maxSamples ?? 16;
+  const queue = new JobQueue({ concurrency: opts.concurrency ?? 1, depth: opts.queueDepth ?? 16 });
+  const byName = new Map(opts.models.map((m) => [m.name, m]));
+  if (byName.size !== opts.models.length) throw new Error('two models have the same name (use name=path)');
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.maxBodyBytes ?? 8 * 1024 * 1024, forceCloseConnections: 'idle', return503OnClosing: true });
+  const started = Date.now();
+
+  app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err instanceof HttpError) return reply.code(err.status).headers(err.headers).send({ error: err.message });
+    if (err instanceof QueueFullError) return reply.code(503).header('retry-after', String(err.retryAfter)).send({ error: err.message });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send({ error: `unsupported content type; send ${IMAGE_TYPES.join(', ')} (raw bytes) or application/json where the endpoint takes JSON` });
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: `request body is larger than the limit of ${app.initialConfig.bodyLimit} bytes` });
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
+    app.log.error(err);
+    return reply.code(500).send({ error: `internal error: ${err.message.split('\n')[0]}` });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}; see GET /api/models` }));
+
+  const model = (req: FastifyRequest, kind: ServedModel['kind']): ServedModel => {
+    const name = (req.params as { name: string }).name;
+    const m = byName.get(name);
+    if (!m) throw new HttpError(404, `unknown model '${name}'; models: ${[...byName.keys()].join(', ') || '(none)'}`);
+    if (m.kind !== kind) throw new HttpError(400, `model '${name}' is a ${m.kind}; this endpoint needs a ${kind} (it offers ${(describe(m).endpoints as string[]).join(', ')})`);
+    return m;
+  };
+
+  /** The request body as image bytes, with its header checked (type, pixel count). */
+  const imageBody = async (req: FastifyRequest): Promise<{ bytes: Uint8Array; width: number; height: number }> => {
+    const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (!IMAGE_TYPES.includes(type)) throw new HttpError(415, `expected an image body (${IMAGE_TYPES.join(', ')}), got content type '${type || '(none)'}'`);
+    const body = req.body as Buffer | undefined;
+    if (!body || body.length === 0) throw new HttpError(400, 'empty body: send the image bytes');
+    const bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    // the size as the header claims it, before any decoder sees the body
+    let info: { width: number; height: number } | null = headerSize(bytes);
+    if (!info) {
+      try {
+        info = await imageInfo(bytes, 'request body');
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message);
+      }
+    }
+    if (!info.width || !info.height) throw new HttpError(400, 'cannot read the image size from its header');
+    if (info.width * info.height > maxPixels) throw new HttpError(413, `image is ${info.width}×${info.height} (${(info.width * info.height / 1e6).toFixed(1)} M pixels); the limit is ${(maxPixels / 1e6).toFixed(1)} M pixels`);
+    return { bytes, ...info };
+  };
+
+  const decode = async (bytes: Uint8Array, size: number | undefined): Promise<HostTensor<'float32'>> => {
+    try {
+      return await decodeImageBytes(bytes, { size }, 'request body');
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+  };
+
+  /** The image as the model's input [1, C, H, W]: resized (?size=) or checked against f. */
+  const modelInput = async (req: FastifyRequest, m: Extract<ServedModel, { kind: 'vqgan' }>) => {
+    const { bytes, width, height } = await imageBody(req);
+    const q = req.query as Record<string, unknown>;
+    const size = num(q, 'size', { int: true, min: 1, max: Math.floor(Math.sqrt(maxPixels)) });
+    const f = m.vqgan.factor;
+    if (size !== undefined && size % f) throw new HttpError(400, `size ${size} is not a multiple of the model's downsampling factor ${f}`);
+    if (size === undefined && (width % f || height % f)) throw new HttpError(422, `image is ${width}×${height}, not a multiple of the model's downsampling factor ${f}; pass ?size=N to resize and center-crop to N×N`);
+    const img = await decode(bytes, size);
+    const ch = m.vqgan.config.ddconfig.in_channels;
+    const [, h, w] = img.shape as [number, number, number];
+    const x = ch === 3 ? img : HostTensor.float32([1, h, w], (img.data as Float32Array).slice(0, h * w)); // 1-channel models: red = gray for our decoded RGB
+    return x.reshape([1, ch, h, w]) as HostTensor<'float32'>;
+  };
+
+  const run = <T>(fn: () => Promise<T>) => queue.run(fn, { waitMs: opts.queueWaitMs ?? 30_000 });
+
+  const sendImage = async (reply: FastifyReply, img: HostTensor, extra: Record<string, unknown> | null, json: boolean) => {
+    const [, c, h, w] = img.shape.length === 4 ? (img.shape as number[]) : [1, ...img.shape];
+    const chw = HostTensor.float32([c!, h!, w!], img.data as Float32Array);
+    const png = await encodePng(chw);
+    if (json) return reply.type('application/json').send({ ...extra, image: `data:image/png;base64,${Buffer.from(png).toString('base64')}` });
+    if (extra?.shape) reply.header('x-code-shape', (extra.shape as number[]).join('x'));
+    return reply.type('image/png').send(Buffer.from(png.buffer, png.byteOffset, png.byteLength));
+  };
+
+  app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
+  app.get('/api/models', async () => ({ models: opts.models.map(describe) }));
+  app.get('/api/models/:name', async (req) => {
+    const name = (req.params as { name: string }).name;
+    const m = byName.get(name);
+    if (!m) throw new HttpError(404, `unknown model '${name}'; models: ${[...byName.keys()].join(', ')}`);
+    return describe(m);
+  });
+
+  app.post('/api/models/:name/reconstruct', async (req, reply) => {
+    const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
+    const x = await modelInput(req, m);
+    const r = await run(() => m.vqgan.reconstruct(x));
+    const [, h, w] = r.indices.shape as [number, number, number];
+    return sendImage(reply, r.image, { model: m.name, shape: [h, w], indices: r.indices.toArray() }, wantsJson(req));
+  });
+
+  app.post('/api/models/:name/encode', async (req) => {
+    const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
+    const x = await modelInput(req, m);
+    const r = await run(() => m.vqgan.encode(x));
+    const [, h, w] = r.indices.shape as [number, number, number];
+    return { model: m.name, shape: [h, w], indices: r.indices.toArray() };
+  });
+
+  app.post('/api/models/:name/decode', async (req, reply) => {
+    const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
+    const b = req.body as { indices?: unknown; shape?: unknown } | undefined;
+    if (!b || typeof b !== 'object') throw new HttpError(400, 'send JSON {"indices": [...], "shape": [h, w]}');
+    const shape = b.shape;
+    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) throw new HttpError(400, `'shape' must be [h, w] positive integers, got ${JSON.stringify(shape)}`);
+    const [h, w] = shape as [number, number];
+    if (h * w * m.vqgan.factor ** 2 > maxPixels) throw new HttpError(413, `a ${h}×${w} code grid decodes to ${h * m.vqgan.factor}×${w * m.vqgan.factor} pixels, over the limit`);
+    const idx = b.indices;
+    if (!Array.isArray(idx) || idx.length !== h * w) throw new HttpError(400, `'indices' must be an array of ${h}×${w} = ${h * w} integers, got ${Array.isArray(idx) ? idx.length : typeof idx}`);
+    const n = m.vqgan.codebookSize;
+    const bad = idx.findIndex((v) => !Number.isInteger(v) || v < 0 || v >= n);
+    if (bad >= 0) throw new HttpError(400, `indices[${bad}] = ${JSON.stringify(idx[bad])} is not a code in [0, ${n})`);
+    const img = await run(() => m.vqgan.decode(HostTensor.int64([1, h, w], idx as number[])));
+    return sendImage(reply, img, { model: m.name }, wantsJson(req));
+  });
+
+  app.post('/api/models/:name/sample', async (req, reply) => {
+    const m = model(req, 'transformer') as Extract<ServedModel, { kind: 'transformer' }>;
+    const net = m.net;
+    const isImage = IMAGE_TYPES.includes(String(req.headers['content-type'] ?? '').split(';')[0]!.trim());
+    const q: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...(!isImage && req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {}) };
+    const n = num(q, 'n', { int: true, min: 1, max: maxSamples }) ?? 4;
+    const seed = num(q, 'seed', { int: true, min: 0 }) ?? 0;
+    const sampling = {
+      temperature: num(q, 'temperature', { min: 0.05, max: 10 }) ?? 1,
+      topK: num(q, 'top_k', { int: true, min: 1 }),
+      topP: num(q, 'top_p', { min: 0, max: 1 }),
+    };
+    try {
+      checkSamplingOptions(sampling, net.config.transformer.vocab_size);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    let cond: ArrayLike<number>;
+    let condGrid: [number, number] | undefined;
+    const kind = net.config.cond_stage.kind;
+    if (kind === 'label') {
+      if (q.class === undefined || q.class === '') throw new HttpError(400, `this model samples by class: pass 'class' (one of ${net.classes!.join(', ')})`);
+      try {
+        cond = [net.classIndex(String(q.class))];
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message);
+      }
+    } else if (kind === 'sos') {
+      cond = net.sosCondition();
+    } else {
+      if (!isImage) throw new HttpError(415, `this model samples from a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: send it as the body (${IMAGE_TYPES.join(', ')})`);
+      const { bytes } = await imageBody(req);
+      const c = await run(() => net.conditionFromImage(bytes, 'request body')).catch((e: Error) => {
+        if (e instanceof QueueFullError) throw e;
+        throw new HttpError(400, e.message);
+      });
+      cond = c.cond;
+      condGrid = c.condGrid;
+    }
+    const img = await run(async () => {
+      const tokens = await net.sample({ ...sampling, n, cond, condGrid, seed });
+      return net.decodeTokens(tokens, n, net.grid);
+    });
+    const [, c, h, w] = img.shape as [number, number, number, number];
+    const tiles = Array.from({ length: n }, (_, k) => HostTensor.float32([c, h, w], (img.data as Float32Array).slice(k * c * h * w, (k + 1) * c * h * w)));
+    if (wantsJson(req)) {
+      const images = await Promise.all(tiles.map(async (t) => `data:image/png;base64,${Buffer.from(await encodePng(t)).toString('base64')}`));
+      return { model: m.name, n, seed, ...sampling, images };
+    }
+    const grid = imageGrid(tiles, { cols: Math.min(n, 8), pad: 2 });
+    return sendImage(reply, grid.reshape([1, ...grid.shape]), null, false);
+  });
+
+  return { app, queue };
+}
