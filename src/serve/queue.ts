@@ -39,13 +39,18 @@ export class JobQueue {
     return Math.max(1, Math.ceil(((this.waiting.length + this.running) * this.avgMs) / this.concurrency / 1000));
   }
 
+  /** Throws QueueFullError now if a job would be refused (lets a route shed load before decoding its body). */
+  admit(): void {
+    if (this.running >= this.concurrency && this.waiting.length >= this.depth) {
+      this.refused++;
+      throw new QueueFullError(`server busy: ${this.running} running and ${this.waiting.length} waiting (queue depth ${this.depth})`, this.retryAfter());
+    }
+  }
+
   /** Run `fn` when a slot is free; rejects with QueueFullError when full or past `waitMs`. */
   async run<T>(fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
     if (this.running >= this.concurrency) {
-      if (this.waiting.length >= this.depth) {
-        this.refused++;
-        throw new QueueFullError(`server busy: ${this.running} running and ${this.waiting.length} waiting (queue depth ${this.depth})`, this.retryAfter());
-      }
+      this.admit();
       await new Promise<void>((resolve, reject) => {
         const w: Waiting = { start: resolve, timer: null };
         if (opts.waitMs !== undefined) {

@@ -83,6 +83,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     const m = byName.get(name);
     if (!m) throw new HttpError(404, `unknown model '${name}'; models: ${[...byName.keys()].join(', ') || '(none)'}`);
     if (m.kind !== kind) throw new HttpError(400, `model '${name}' is a ${m.kind}; this endpoint needs a ${kind} (it offers ${(describe(m).endpoints as string[]).join(', ')})`);
+    queue.admit(); // shed load before decoding anything
     return m;
   };
 
