@@ -7,12 +7,14 @@ import type { Command } from 'commander';
 import { CliError, action, parseIntOpt } from './util.ts';
 
 /** The models that ship with the checkout / package, in the order the demo lists them. */
+const packageRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
 export function bundledModels(): string[] {
-  const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
+  const root = path.join(packageRoot, 'models');
   return ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => path.join(root, d)).filter((d) => fs.existsSync(path.join(d, 'model.safetensors')));
 }
 
-interface ServeOpts { model: string[]; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string }
+interface ServeOpts { web?: boolean; model: string[]; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string }
 
 export function registerServeCommand(program: Command): void {
   program
@@ -25,6 +27,7 @@ export function registerServeCommand(program: Command): void {
     .option('--concurrency <n>', 'model runs at once', '1')
     .option('--queue-depth <n>', 'requests that may wait; more are answered 503 with Retry-After', '16')
     .option('--max-body-mb <n>', 'largest request body in MB', '8')
+    .option('--no-web', 'do not serve the web page (web/dist) at /')
     .option('--max-pixels <n>', 'largest image in pixels (read from its header before decoding)', String(4096 * 4096))
     .action(
       action(async (o: ServeOpts) => {
@@ -42,6 +45,7 @@ export function registerServeCommand(program: Command): void {
           queueDepth: Number(o.queueDepth),
           maxBodyBytes: Math.round(Number(o.maxBodyMb) * 1024 * 1024),
           maxPixels: parseIntOpt(o.maxPixels, '--max-pixels'),
+          webRoot: o.web === false ? undefined : fs.existsSync(path.join(packageRoot, 'web', 'dist', 'index.html')) ? path.join(packageRoot, 'web', 'dist') : undefined,
         });
         let closing = false;
         const shutdown = (sig: string) => {
@@ -57,7 +61,8 @@ export function registerServeCommand(program: Command): void {
         process.on('SIGINT', () => shutdown('SIGINT'));
         const address = await app.listen({ host: o.host, port });
         for (const m of models) console.error(`model ${m.name} (${m.kind}) from ${m.source}`);
-        console.error(`latentkit serve: listening on ${address}  (GET ${address}/api/models)`);
+        const page = o.web !== false && fs.existsSync(path.join(packageRoot, 'web', 'dist', 'index.html'));
+        console.error(`latentkit serve: listening on ${address}  (${page ? `open ${address}/ for the demo page; ` : ''}API: ${address}/api/models)`);
       }),
     );
 }

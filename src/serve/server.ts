@@ -24,6 +24,8 @@ export interface ServerOptions {
   queueWaitMs?: number;
   /** Largest n for /sample (default 16). */
   maxSamples?: number;
+  /** Directory of the built web page (web/dist), served at / when given. */
+  webRoot?: string;
   logger?: boolean;
 }
 
@@ -141,6 +143,11 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     if (extra?.shape) reply.header('x-code-shape', (extra.shape as number[]).join('x'));
     return reply.type('image/png').send(Buffer.from(png.buffer, png.byteOffset, png.byteLength));
   };
+
+  if (opts.webRoot) {
+    const { default: fastifyStatic } = await import('@fastify/static');
+    await app.register(fastifyStatic, { root: opts.webRoot, prefix: '/' });
+  }
 
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));

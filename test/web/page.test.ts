@@ -1,0 +1,111 @@
+// The demo page end to end in headless Chromium (Debian's /usr/bin/chromium driven by
+// playwright-core): drawing strokes gives emoji, an uploaded PNG gives its reconstruction
+// and a 16×16 code grid equal to the API's, a category gives a sample grid; on a phone-sized
+// screen too. UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { FastifyInstance } from 'fastify';
+import { createServer } from '../../src/serve/server.ts';
+import { loadServedModel, type ServedModel } from '../../src/serve/models.ts';
+import { encodePng } from '../../src/io/image.ts';
+import { HostTensor } from '../../src/tensor.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const webRoot = path.join(root, 'web', 'dist');
+const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs', 'screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
+let app: FastifyInstance;
+let models: ServedModel[];
+let browser: Browser;
+let url: string;
+
+before(async () => {
+  if (!fs.existsSync(path.join(webRoot, 'index.html'))) execFileSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
+  models = ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => loadServedModel(path.join(root, 'models', d)));
+  ({ app } = await createServer({ models, webRoot }));
+  url = await app.listen({ host: '127.0.0.1', port: 0 });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
+  fs.mkdirSync(shots, { recursive: true });
+});
+after(async () => {
+  await browser?.close();
+  await app?.close();
+  for (const m of models ?? []) await (m.kind === 'vqgan' ? m.vqgan.release() : m.net.release());
+});
+
+async function open(viewport = { width: 1100, height: 760 }): Promise<Page> {
+  const page = await browser.newPage({ viewport });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
+  assert.deepEqual(errors, []);
+  return page;
+}
+
+async function drawSmiley(page: Page): Promise<void> {
+  const box = (await page.locator('#pad').boundingBox())!;
+  const at = (x: number, y: number) => [box.x + x * box.width, box.y + y * box.height] as const;
+  const stroke = async (pts: [number, number][]) => {
+    await page.mouse.move(...at(...pts[0]!));
+    await page.mouse.down();
+    for (const p of pts.slice(1)) await page.mouse.move(...at(...p), { steps: 4 });
+    await page.mouse.up();
+  };
+  const circle = Array.from({ length: 25 }, (_, i) => [0.5 + 0.38 * Math.cos((i / 24) * 2 * Math.PI), 0.5 + 0.38 * Math.sin((i / 24) * 2 * Math.PI)] as [number, number]);
+  await stroke(circle);
+  await stroke([[0.38, 0.4], [0.38, 0.44]]);
+  await stroke([[0.62, 0.4], [0.62, 0.44]]);
+  await stroke(Array.from({ length: 9 }, (_, i) => [0.33 + (i / 8) * 0.34, 0.62 + 0.08 * Math.sin((i / 8) * Math.PI)] as [number, number]));
+}
+
+test('draw strokes on the canvas → emoji images', { timeout: 120_000 }, async () => {
+  const page = await open();
+  await drawSmiley(page);
+  await page.waitForFunction(() => document.querySelectorAll('#draw-out img').length === 4 && Array.from(document.querySelectorAll<HTMLImageElement>('#draw-out img')).every((i) => i.complete && i.naturalWidth === 64), null, { timeout: 60_000 });
+  await page.screenshot({ path: path.join(shots, 'draw.png') });
+  await page.close();
+});
+
+test('upload a PNG → its reconstruction and a code grid equal to the API answer; hover shows the code', { timeout: 120_000 }, async () => {
+  const page = await open();
+  await page.click('nav button[data-view="reconstruct"]');
+  // a real emoji when the (optional) emoji package is installed, else a synthetic pattern
+  const emoji = path.join(root, 'node_modules', 'emoji-datasource-google', 'img', 'google', '64', '1f600.png');
+  let png: Buffer;
+  if (fs.existsSync(emoji)) png = fs.readFileSync(emoji);
+  else {
+    const x = HostTensor.float32([3, 64, 64]);
+    for (let i = 0; i < x.size; i++) x.data[i] = Math.sin(i * 0.05) * 0.9;
+    png = Buffer.from(await encodePng(x));
+  }
+  await page.setInputFiles('#file', { name: 'test.png', mimeType: 'image/png', buffer: png });
+  await page.waitForFunction(() => document.querySelectorAll('#codes span').length === 256 && (document.getElementById('rec-out') as HTMLImageElement).naturalWidth === 64, null, { timeout: 60_000 });
+  const pageCodes = await page.$$eval('#codes span', (els) => els.map((e) => Number((e as HTMLElement).dataset.code)));
+  const api = await app.inject({ method: 'POST', url: '/api/models/emoji-f4/encode?size=64', headers: { 'content-type': 'image/png' }, payload: png });
+  assert.deepEqual(pageCodes, api.json().indices);
+  await page.hover('#codes span:nth-child(40)');
+  assert.match((await page.textContent('#code-info'))!, /^code \d+: \d+ of 256 cells$/);
+  assert.ok((await page.$$('#codes span.same')).length >= 1);
+  await page.screenshot({ path: path.join(shots, 'reconstruct.png') });
+  await page.close();
+});
+
+test('pick a category → a grid of samples; the page fits a phone-sized screen', { timeout: 120_000 }, async () => {
+  const page = await open({ width: 390, height: 844 });
+  await page.click('nav button[data-view="sample"]');
+  const options = await page.$$eval('#class option', (o) => o.map((e) => (e as HTMLOptionElement).value));
+  assert.ok(options.length > 1, 'categories listed');
+  await page.selectOption('#class', options.includes('Flags') ? 'Flags' : options[0]!);
+  await page.click('#go');
+  await page.waitForFunction(() => (document.getElementById('sample-out') as HTMLImageElement).naturalWidth > 0, null, { timeout: 90_000 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than a 390px screen`);
+  await page.screenshot({ path: path.join(shots, 'sample-phone.png'), fullPage: true });
+  await page.close();
+});
