@@ -5,6 +5,18 @@ import { Program } from '../../src/runtime/program.ts';
 import * as o from '../../src/ops/core.ts';
 import { grad } from '../../src/autodiff/grad.ts';
 import { onnxOpCounts, printGraph } from '../../src/graph/print.ts';
+import { convLowering } from '../../src/prims/conv.ts';
+
+/** Lower with the per-tap weight-gradient lowering forced (layers above the im2col bound). */
+function perTap<T>(fn: () => T): T {
+  const saved = convLowering.im2colMaxPatch;
+  convLowering.im2colMaxPatch = 0;
+  try {
+    return fn();
+  } finally {
+    convLowering.im2colMaxPatch = saved;
+  }
+}
 
 const f = (shape: number[]) => ({ shape, dtype: 'float32' as const });
 
@@ -17,15 +29,20 @@ function convGradProgram(opts: o.Conv2dOptions, x: number[], w: number[]) {
 }
 
 describe('graph snapshots', () => {
-  it('3×3 stride-1 conv gradients: a flipped Conv, one contiguous Slice + one batch-folded MatMul per tap, no im2col, no ConvTranspose, no per-tap batch sum', () => {
-    const counts = onnxOpCounts(convGradProgram({ padding: 1 }, [2, 4, 8, 8], [5, 4, 3, 3]).toOnnx());
+  it('3×3 stride-1 conv gradients of a large layer: a flipped Conv, one contiguous Slice + one batch-folded MatMul per tap, no ConvTranspose, no per-tap batch sum', () => {
+    const counts = perTap(() => onnxOpCounts(convGradProgram({ padding: 1 }, [2, 4, 8, 8], [5, 4, 3, 3]).toOnnx()));
     assert.deepEqual(counts, {
       Concat: 1, Conv: 1, Expand: 1, Identity: 3, MatMul: 9, Mul: 1, Pad: 2, Reshape: 14, Slice: 10, Transpose: 4, Unsqueeze: 9,
     });
   });
 
+  it('3×3 conv gradients of a small layer: flipped Conv for the input, im2col (depthwise Conv + one MatMul + one batch sum) for the weight', () => {
+    const counts = onnxOpCounts(convGradProgram({ padding: 1 }, [2, 4, 8, 8], [5, 4, 3, 3]).toOnnx());
+    assert.deepEqual(counts, { Conv: 2, Expand: 1, Identity: 3, MatMul: 1, Mul: 1, ReduceSum: 1, Reshape: 4, Slice: 1, Transpose: 3 });
+  });
+
   it('stride-2 conv input gradient lowers to ConvTranspose', () => {
-    const counts = onnxOpCounts(convGradProgram({ stride: 2, padding: [0, 0, 1, 1] }, [2, 4, 8, 8], [5, 4, 3, 3]).toOnnx());
+    const counts = perTap(() => onnxOpCounts(convGradProgram({ stride: 2, padding: [0, 0, 1, 1] }, [2, 4, 8, 8], [5, 4, 3, 3]).toOnnx()));
     assert.equal(counts.ConvTranspose, 1);
     assert.equal(counts.MatMul, 9);
     assert.equal(counts.Conv, undefined);

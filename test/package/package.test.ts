@@ -47,12 +47,12 @@ describe('the npm package', { timeout: 900_000 }, () => {
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true }));
   });
 
-  it('ships only the build, the CLI, the demo model, README and LICENSE', () => {
+  it('ships only the build, the CLI, the web page, the demo model, README and LICENSE', () => {
     const r = sh('npm', ['pack', '--ignore-scripts', '--dry-run', '--json'], root);
     const files = (JSON.parse(r.out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
-    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|models\/emoji-f4\/(model\.safetensors|config\.yaml|README\.md)|README\.md|LICENSE|package\.json)$/.test(f));
+    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|web\/dist\/(index\.html|assets\/[\w.-]+\.(js|css))|models\/emoji-f4\/(model\.safetensors|config\.yaml|README\.md)|README\.md|LICENSE|package\.json)$/.test(f));
     assert.deepEqual(bad, []);
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'models/emoji-f4/model.safetensors', 'LICENSE']) assert.ok(files.includes(f), f);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'web/dist/index.html', 'models/emoji-f4/model.safetensors', 'LICENSE']) assert.ok(files.includes(f), f);
   });
 
   it('a plain npm install works, app.mjs reconstructs an emoji, a TypeScript consumer builds', () => {
