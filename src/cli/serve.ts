@@ -39,13 +39,15 @@ export function registerServeCommand(program: Command): void {
         const { createServer } = await import('../serve/server.ts');
         const session = { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined };
         const models = specs.map((s) => loadServedModel(s, session));
+        const built = path.join(packageRoot, 'web', 'dist');
+        const webRoot = o.web !== false && fs.existsSync(path.join(built, 'index.html')) ? built : undefined;
         const { app } = await createServer({
           models,
           concurrency: parseIntOpt(o.concurrency, '--concurrency'),
           queueDepth: Number(o.queueDepth),
           maxBodyBytes: Math.round(Number(o.maxBodyMb) * 1024 * 1024),
           maxPixels: parseIntOpt(o.maxPixels, '--max-pixels'),
-          webRoot: o.web === false ? undefined : fs.existsSync(path.join(packageRoot, 'web', 'dist', 'index.html')) ? path.join(packageRoot, 'web', 'dist') : undefined,
+          webRoot,
         });
         let closing = false;
         const shutdown = (sig: string) => {
@@ -61,8 +63,7 @@ export function registerServeCommand(program: Command): void {
         process.on('SIGINT', () => shutdown('SIGINT'));
         const address = await app.listen({ host: o.host, port });
         for (const m of models) console.error(`model ${m.name} (${m.kind}) from ${m.source}`);
-        const page = o.web !== false && fs.existsSync(path.join(packageRoot, 'web', 'dist', 'index.html'));
-        console.error(`latentkit serve: listening on ${address}  (${page ? `open ${address}/ for the demo page; ` : ''}API: ${address}/api/models)`);
+        console.error(`latentkit serve: listening on ${address}  (${webRoot ? `open ${address}/ for the demo page; ` : ''}API: ${address}/api/models)`);
       }),
     );
 }

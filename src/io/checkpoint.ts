@@ -20,11 +20,14 @@ export interface LoadedStateDict {
   format: CheckpointFormat;
 }
 
-/** True when the bytes start with a plausible safetensors header (u64 length, then '{'). */
-export function looksLikeSafetensors(bytes: Uint8Array): boolean {
+/**
+ * True when the bytes start with a plausible safetensors header (u64 length, then '{');
+ * `fileLength` (default: the bytes' length) bounds the header when only the start is given.
+ */
+export function looksLikeSafetensors(bytes: Uint8Array, fileLength = bytes.length): boolean {
   if (bytes.length < 10 || bytes[8] !== 0x7b) return false;
   const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  return n >= 2n && n <= BigInt(bytes.length - 8);
+  return n >= 2n && n <= BigInt(fileLength - 8);
 }
 
 export function detectCheckpointFormat(bytes: Uint8Array): CheckpointFormat | undefined {
@@ -65,20 +68,15 @@ export function loadStateDict(file: string, opts: Omit<ReadTorchOptions, 'fileNa
   const cannot = (e: unknown): never => {
     throw new Error(`${file}: cannot read checkpoint: ${(e as Error).message}`, { cause: e });
   };
-  let head: Uint8Array;
   try {
     const fd = fs.openSync(file, 'r');
     try {
       const size = fs.fstatSync(fd).size;
-      head = new Uint8Array(Math.min(size, 16));
+      const head = new Uint8Array(Math.min(size, 16));
       fs.readSync(fd, head, 0, head.length, 0);
-      // a safetensors header is at most the file: check the length field against the size
-      if (head.length >= 10 && head[8] === 0x7b) {
-        const n = new DataView(head.buffer).getBigUint64(0, true);
-        if (n >= 2n && n <= BigInt(size - 8) && !looksLikeZip(head)) {
-          const { tensors, metadata } = readSafetensorsFile(file);
-          return { stateDict: tensors, metadata, format: 'safetensors' };
-        }
+      if (detectCheckpointFormat(head) !== 'torch' && looksLikeSafetensors(head, size)) {
+        const { tensors, metadata } = readSafetensorsFile(file);
+        return { stateDict: tensors, metadata, format: 'safetensors' };
       }
     } finally {
       fs.closeSync(fd);

@@ -80,10 +80,15 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}; see GET /api/models` }));
 
-  const model = (req: FastifyRequest, kind: ServedModel['kind']): ServedModel => {
+  const lookup = (req: FastifyRequest): ServedModel => {
     const name = (req.params as { name: string }).name;
     const m = byName.get(name);
     if (!m) throw new HttpError(404, `unknown model '${name}'; models: ${[...byName.keys()].join(', ') || '(none)'}`);
+    return m;
+  };
+  const model = (req: FastifyRequest, kind: ServedModel['kind']): ServedModel => {
+    const m = lookup(req);
+    const name = m.name;
     if (m.kind !== kind) throw new HttpError(400, `model '${name}' is a ${m.kind}; this endpoint needs a ${kind} (it offers ${(describe(m).endpoints as string[]).join(', ')})`);
     queue.admit(); // shed load before decoding anything
     return m;
@@ -151,12 +156,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
 
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));
-  app.get('/api/models/:name', async (req) => {
-    const name = (req.params as { name: string }).name;
-    const m = byName.get(name);
-    if (!m) throw new HttpError(404, `unknown model '${name}'; models: ${[...byName.keys()].join(', ')}`);
-    return describe(m);
-  });
+  app.get('/api/models/:name', async (req) => describe(lookup(req)));
 
   app.post('/api/models/:name/reconstruct', async (req, reply) => {
     const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
