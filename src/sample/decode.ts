@@ -15,16 +15,9 @@ import { ParamView, type StateDict } from '../nn/params.ts';
 import * as o from '../ops/core.ts';
 import type { GPTConfig } from '../models/mingpt/config.ts';
 import { gpt, gptPrefill, gptStep } from '../models/mingpt/gpt.ts';
+import { kvDecode, type Chooser, type DecodeStats, type KVRunner } from './kv_loop.ts';
 
-/** Given logits [B, vocab] for step t, returns the B chosen tokens. */
-export type Chooser = (logits: Float32Array, t: number) => ArrayLike<number>;
-
-export interface DecodeStats {
-  /** Milliseconds in the first ONNX Runtime call (prefill or first step), and per later step. */
-  prefillMs: number;
-  stepMs: number[];
-  compileMs: number;
-}
+export type { Chooser, DecodeStats } from './kv_loop.ts';
 
 function weightSpecs(w: StateDict) {
   return Object.fromEntries([...w].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
@@ -108,10 +101,7 @@ export class KVDecoder extends BaseDecoder {
     if (Lc > 1) await this.prefillProgram(B, Lc);
   }
 
-  /**
-   * cond: B·Lc condition tokens (row-major). Returns the B·steps chosen tokens. Cache slots
-   * hold positions 0 … Lc+steps−2 (the last chosen token is never fed back).
-   */
+  /** cond: B·Lc condition tokens (row-major). Returns the B·steps chosen tokens (see kvDecode). */
   async decode(cond: ArrayLike<number>, B: number, steps: number, choose: Chooser, stats?: DecodeStats): Promise<Int32Array> {
     const Lc = cond.length / B;
     this.check(B, Lc, steps);
@@ -123,66 +113,34 @@ export class KVDecoder extends BaseDecoder {
     const step = await this.stepProgram(B, L);
     const prefill = Lc > 1 ? await this.prefillProgram(B, Lc) : null;
     if (stats) stats.compileMs = performance.now() - t0;
-    const cache: Record<string, HostTensor> = {};
+    const layers = Array.from({ length: c.n_layer }, (_, i) => i);
     const into: Record<string, HostTensor> = { logits: HostTensor.float32([B, c.vocab_size]) };
-    for (let i = 0; i < c.n_layer; i++) {
-      cache[`cache.k.${i}`] = HostTensor.float32([B, nh, hs, L]);
-      cache[`cache.v.${i}`] = HostTensor.float32([B, nh, L, hs]);
+    for (const i of layers) {
       into[`k.${i}`] = HostTensor.float32([B, nh, hs]);
       into[`v.${i}`] = HostTensor.float32([B, nh, hs]);
     }
-    const rows = B * nh;
-    // one token's keys/values ([B, nh, hs]) into slot pos of every layer's cache
-    const writeSlot = (r: Record<string, HostTensor>, pos: number) => {
-      for (let i = 0; i < c.n_layer; i++) {
-        const K = cache[`cache.k.${i}`]!.data as Float32Array;
-        const V = cache[`cache.v.${i}`]!.data as Float32Array;
-        const k = r[`k.${i}`]!.data as Float32Array;
-        const v = r[`v.${i}`]!.data as Float32Array;
-        for (let row = 0; row < rows; row++) {
-          for (let d = 0; d < hs; d++) K[(row * hs + d) * L + pos] = k[row * hs + d]!;
-          V.set(v.subarray(row * hs, row * hs + hs), (row * L + pos) * hs);
-        }
-      }
-    };
+    const result = (r: Record<string, HostTensor>) => ({
+      logits: r.logits!.data as Float32Array,
+      k: layers.map((i) => r[`k.${i}`]!.data as Float32Array),
+      v: layers.map((i) => r[`v.${i}`]!.data as Float32Array),
+    });
+    // the loop's cache arrays, wrapped once: onnxruntime-node reads them without copying
+    let feeds: Record<string, HostTensor> | null = null;
     const tok = HostTensor.int64([B]);
-    const posT = HostTensor.int64([1]);
-    const runStep = async (tokens: ArrayLike<number>, pos: number) => {
-      for (let b = 0; b < B; b++) tok.data[b] = BigInt(tokens[b]!);
-      posT.data[0] = BigInt(pos);
-      const r = await step.run({ ...cache, tok, pos: posT }, into);
-      writeSlot(r, pos);
-      return r.logits!.data as Float32Array;
+    const pos = HostTensor.int64([1]);
+    const runner: KVRunner = {
+      nLayer: c.n_layer,
+      nHead: nh,
+      headDim: hs,
+      step: async (tokens, p, K, V) => {
+        feeds ??= { tok, pos, ...Object.fromEntries(layers.flatMap((i) => [[`cache.k.${i}`, HostTensor.float32([B, nh, hs, L], K[i] as Float32Array)], [`cache.v.${i}`, HostTensor.float32([B, nh, L, hs], V[i] as Float32Array)]])) };
+        tok.data.set(tokens);
+        pos.data[0] = BigInt(p);
+        return result(await step.run(feeds, into));
+      },
+      ...(prefill ? { prefill: async (idx: BigInt64Array) => result(await prefill.run({ idx: HostTensor.int64([B, Lc], idx) })) } : {}),
     };
-    let t1 = performance.now();
-    let logits: Float32Array;
-    if (prefill) {
-      const r = await prefill.run({ idx: HostTensor.int64([B, Lc], Array.from(cond, Number)) });
-      for (let i = 0; i < c.n_layer; i++) {
-        const K = cache[`cache.k.${i}`]!.data as Float32Array;
-        const V = cache[`cache.v.${i}`]!.data as Float32Array;
-        const k = r[`k.${i}`]!.data as Float32Array; // [B, nh, hs, Lc]
-        const v = r[`v.${i}`]!.data as Float32Array; // [B, nh, Lc, hs]
-        for (let row = 0; row < rows; row++) {
-          for (let d = 0; d < hs; d++) K.set(k.subarray((row * hs + d) * Lc, (row * hs + d + 1) * Lc), (row * hs + d) * L);
-          V.set(v.subarray(row * Lc * hs, (row + 1) * Lc * hs), row * L * hs);
-        }
-      }
-      logits = r.logits!.data as Float32Array;
-    } else {
-      logits = await runStep(Array.from({ length: B }, (_, b) => cond[b]!), 0);
-    }
-    if (stats) stats.prefillMs = performance.now() - t1;
-    const out = new Int32Array(B * steps);
-    for (let t = 0; t < steps; t++) {
-      const chosen = choose(logits, t);
-      for (let b = 0; b < B; b++) out[b * steps + t] = chosen[b]!;
-      if (t === steps - 1) break;
-      t1 = performance.now();
-      logits = await runStep(chosen, Lc + t);
-      stats?.stepMs.push(performance.now() - t1);
-    }
-    return out;
+    return kvDecode(runner, cond, B, steps, choose, stats);
   }
 }
 
