@@ -16,7 +16,8 @@ import { extractCodes } from '../train/extract_codes.ts';
 import { loadGPTTrainConfig, GPT_PRESETS } from '../train/gpt_config.ts';
 import { trainGPT } from '../train/gpt_run.ts';
 import { HostTensor } from '../tensor.ts';
-import { traceStep, tracePrefill, type DecodeStats } from '../sample/decode.ts';
+import type { DecodeStats } from '../sample/decode.ts';
+import { net2netOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
 import { CliError, LiveBar, action, parseIntOpt, progressBar, removeIfFailedStart } from './util.ts';
 
@@ -67,56 +68,19 @@ export async function convertNet2Net(o: { model: string; output: string; config?
  */
 export async function exportNet2Net(o: { model: string; config?: string; output: string; batch: string }): Promise<void> {
   const m = Net2Net.load(o.model, { config: o.config });
-  const B = parseIntOpt(o.batch, '--batch');
-  const c = m.config.transformer;
-  const [h, w] = m.grid;
-  const Lc = m.condLength;
-  const L = Lc + h * w - 1;
-  const hs = c.n_embd / c.n_head;
-  fs.mkdirSync(o.output, { recursive: true });
-  const bake = Object.fromEntries(m.weights);
-  const meta = { producer: 'latentkit', config: JSON.stringify(toTamingNet2Net(m.config)) };
-  const files: Record<string, string> = {};
-  const write = (name: string, bytes: Uint8Array) => {
-    writeFileAtomicSync(path.join(o.output, name), bytes);
-    files[name.replace('.onnx', '')] = name;
-    console.error(`wrote ${path.join(o.output, name)} (${(bytes.length / 1e6).toFixed(1)} MB)`);
-  };
-  write('step.onnx', traceStep(c, m.weights, B, L).toOnnx({ bake, metadata: meta }));
-  if (Lc > 1) write('prefill.onnx', tracePrefill(c, m.weights, B, Lc).toOnnx({ bake, metadata: meta }));
-  write('decoder.onnx', m.firstStage.trace('decode', [B, h, w]).toOnnx({ bake: Object.fromEntries(m.firstStage.weights) }));
-  if (m.condStage && m.condGrid) {
-    const f = downFactor(m.condStage.config);
-    const [hc, wc] = m.condGrid;
-    write('cond_encoder.onnx', m.condStage.trace('encode', [B, m.condStage.config.ddconfig.in_channels, hc * f, wc * f]).toOnnx({ bake: Object.fromEntries(m.condStage.weights) }));
-  }
-  const cs = m.config.cond_stage;
-  const manifest = {
-    format: 'latentkit-net2net-onnx',
-    batch: B,
-    grid: [h, w],
-    condition: { kind: cs.kind, tokens: Lc, ...(cs.kind === 'label' ? { classes: m.classes, null_class: m.config.null_class ? cs.n_classes : null } : {}), ...(cs.kind === 'sos' ? { sos_token: cs.token } : {}), ...(m.config.cond_input ? { input: m.config.cond_input } : {}) },
-    vocab_size: c.vocab_size,
-    n_layer: c.n_layer,
-    n_head: c.n_head,
-    head_dim: hs,
-    cache_capacity: L,
-    files,
-    step: {
-      inputs: { tok: ['int64', [B]], pos: ['int64', [1]], 'cache.k.<i>': ['float32', [B, c.n_head, hs, L]], 'cache.v.<i>': ['float32', [B, c.n_head, L, hs]] },
-      outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs]], 'v.<i>': ['float32', [B, c.n_head, hs]] },
-    },
-    ...(Lc > 1 ? { prefill: { inputs: { idx: ['int64', [B, Lc]] }, outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs, Lc]], 'v.<i>': ['float32', [B, c.n_head, Lc, hs]] } } } : {}),
-    loop: [
-      'caches start as zeros; key caches are transposed ([B, nh, hs, L]) so the step reads them without a copy',
-      Lc > 1 ? 'run prefill on the condition tokens; copy k.<i>/v.<i> into cache slots 0..Lc-1; take its logits' : 'run step with tok = the condition token, pos = 0; write k.<i>/v.<i> into slot 0; take its logits',
-      `for t in 0..${h * w - 1}: choose a token from the logits (temperature / top-k / top-p); it is image code t; unless last, run step with tok = it, pos = ${Lc} + t, write k.<i>/v.<i> into slot pos (K: [.., d, pos], V: [.., pos, d])`,
-      `decoder.onnx: indices [B, ${h}, ${w}] (int64) → image [B, C, ${h * downFactor(m.config.first_stage)}, ${w * downFactor(m.config.first_stage)}] in [-1, 1]`,
-    ],
-  };
-  writeFileAtomicSync(path.join(o.output, 'transformer.json'), JSON.stringify(manifest, null, 2) + '\n');
-  console.error(`wrote ${path.join(o.output, 'transformer.json')} (inputs, outputs and the decoding loop)`);
+  writeOnnxExport(net2netOnnx(m, { batch: parseIntOpt(o.batch, '--batch') }), o.output, '(inputs, outputs and the decoding loop)');
   await m.release();
+}
+
+/** Write an export's files and manifest into `dir`, one line per file. */
+export function writeOnnxExport(e: OnnxExport, dir: string, manifestNote = ''): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, bytes] of e.files) {
+    writeFileAtomicSync(path.join(dir, name), bytes);
+    console.error(`wrote ${path.join(dir, name)} (${(bytes.length / 1e6).toFixed(1)} MB)`);
+  }
+  writeFileAtomicSync(path.join(dir, e.manifestName), JSON.stringify(e.manifest, null, 2) + '\n');
+  console.error(`wrote ${path.join(dir, e.manifestName)}${manifestNote ? ' ' + manifestNote : ''}`);
 }
 
 export function registerGptCommands(program: Command): void {

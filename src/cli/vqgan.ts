@@ -9,7 +9,8 @@ import { writeFileAtomicSync } from '../io/atomic.ts';
 import { loadStateDict } from '../io/checkpoint.ts';
 import { HostTensor } from '../tensor.ts';
 import { isNet2NetModel } from '../models/cond_transformer/load.ts';
-import { convertNet2Net, exportNet2Net } from './gpt.ts';
+import { convertNet2Net, exportNet2Net, writeOnnxExport } from './gpt.ts';
+import { vqganOnnx } from '../models/export_onnx.ts';
 import { CliError, action, parseIntOpt, progressBar, resolveInputs } from './util.ts';
 
 interface ModelOpts {
@@ -227,23 +228,8 @@ export function registerVqganCommands(program: Command): void {
         if (isNet2NetModel(o.model)) return exportNet2Net(o);
         const m = loadModel(o);
         const size = o.size ? parseIntOpt(o.size, '--size') : m.config.ddconfig.resolution;
-        const b = parseIntOpt(o.batch, '--batch');
-        const f = m.factor;
-        if (size % f) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${f}`);
-        fs.mkdirSync(o.output, { recursive: true });
-        const bake = Object.fromEntries(m.weights);
-        const meta = { config: JSON.stringify(m.config), producer: 'latentkit' };
-        const enc = m.trace('encode', [b, m.config.ddconfig.in_channels, size, size]).toOnnx({ bake, metadata: meta });
-        writeFileAtomicSync(path.join(o.output, 'encoder.onnx'), enc);
-        const dec = m.trace('decode', [b, size / f, size / f]).toOnnx({ bake, metadata: meta });
-        writeFileAtomicSync(path.join(o.output, 'decoder.onnx'), dec);
-        const io = {
-          encoder: { inputs: { image: ['float32', [b, m.config.ddconfig.in_channels, size, size], 'RGB in [-1, 1]'] }, outputs: { indices: ['int64', [b, size / f, size / f]], latents: ['float32', [b, m.config.embed_dim, size / f, size / f]] } },
-          decoder: { inputs: { indices: ['int64', [b, size / f, size / f]] }, outputs: { image: ['float32', [b, m.config.ddconfig.out_ch, size, size], 'RGB in ~[-1, 1]'] } },
-          config: m.config,
-        };
-        writeFileAtomicSync(path.join(o.output, 'model.json'), JSON.stringify(io, null, 2) + '\n');
-        console.error(`wrote ${path.join(o.output, 'encoder.onnx')} (${(enc.length / 1e6).toFixed(1)} MB), decoder.onnx (${(dec.length / 1e6).toFixed(1)} MB), model.json`);
+        if (size % m.factor) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${m.factor}`);
+        writeOnnxExport(vqganOnnx(m, { size, batch: parseIntOpt(o.batch, '--batch') }), o.output);
       }),
     );
 }

@@ -9,6 +9,9 @@ import * as path from 'node:path';
 import type SharpNs from 'sharp';
 import { HostTensor } from '../tensor.ts';
 import { writeFileAtomic } from './atomic.ts';
+import { floatToU8, interleavedToPlanar as hwcToChwU8, u8ToFloat } from './pixels.ts';
+
+export { floatToU8, u8ToFloat };
 
 /** sharp, loaded on first use: its native module costs ~60 ms of start-up that `--help` or a sampling run need not pay. */
 let sharpMod: typeof SharpNs | null = null;
@@ -81,32 +84,6 @@ async function decodeRaw(bytes: Uint8Array, size: number | undefined, name: stri
   } catch (err) {
     throw new Error(`cannot decode image ${name}: ${oneLine((err as Error).message)}`, { cause: err });
   }
-}
-
-/** [H, W, 3] interleaved bytes → planar [3, H, W] uint8. */
-function hwcToChwU8(src: Uint8Array, h: number, w: number, out = new Uint8Array(3 * h * w), offset = 0): Uint8Array {
-  const plane = h * w;
-  for (let i = 0, j = 0; i < plane; i++, j += 3) {
-    out[offset + i] = src[j];
-    out[offset + plane + i] = src[j + 1];
-    out[offset + 2 * plane + i] = src[j + 2];
-  }
-  return out;
-}
-
-/** uint8 → [-1, 1]: x/127.5 − 1. */
-export function u8ToFloat(src: Uint8Array, out = new Float32Array(src.length)): Float32Array {
-  for (let i = 0; i < src.length; i++) out[i] = src[i] / 127.5 - 1;
-  return out;
-}
-
-/** [-1, 1] → uint8: round(clamp((y+1)/2, 0, 1)·255); NaN maps to 0. */
-export function floatToU8(src: ArrayLike<number>, out = new Uint8Array(src.length)): Uint8Array {
-  for (let i = 0; i < src.length; i++) {
-    const v = (src[i] + 1) * 127.5;
-    out[i] = v > 255 ? 255 : v > 0 ? Math.round(v) : 0;
-  }
-  return out;
 }
 
 /** Decode encoded bytes to planar uint8 [3, H, W]. `name` is used in error messages. */

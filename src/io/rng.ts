@@ -112,3 +112,8 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/** Per-sample uniform streams: sample i of a seed draws the same numbers whatever n is. */
+export function sampleStreams(seed: number, n: number, offset = 0): Rng[] {
+  return Array.from({ length: n }, (_, i) => new Rng(`sample:${seed}:${offset + i}`));
+}

@@ -13,7 +13,7 @@ import { VQGAN } from '../vqgan/load.ts';
 import { checkStateDict, type StateDict } from '../../nn/params.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
-import { Rng } from '../../io/datasets.ts';
+import { sampleStreams, type Rng } from '../../io/rng.ts';
 import { causalMaskBuffer, gptShapes } from '../mingpt/gpt.ts';
 import { parseNet2NetConfig, type Net2NetConfig } from './config.ts';
 import { KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
@@ -249,7 +249,7 @@ export class Net2Net {
 
   /** Per-sample uniform streams: sample i of a seed draws the same numbers whatever n is. */
   static streams(seed: number, n: number, offset = 0): Rng[] {
-    return Array.from({ length: n }, (_, i) => new Rng(`sample:${seed}:${offset + i}`));
+    return sampleStreams(seed, n, offset);
   }
 
   /** Sample image code grids; returns tokens [n, h·w] (row-major). */

@@ -1,0 +1,184 @@
+// Running the standalone ONNX exports (models/export_onnx.ts: weights inside, a JSON manifest)
+// with any ONNX Runtime build — onnxruntime-web in a browser (WASM or WebGPU), or
+// onnxruntime-node. No tracing, no Node modules: this is the page's in-browser path. Sampling
+// goes through the same loop (sample/kv_loop.ts), chooser and seeded streams as the server,
+// so the same seed gives the same tokens wherever the logits agree.
+import type * as OrtNs from 'onnxruntime-common';
+import type { Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/export_onnx.ts';
+import { kvDecode, type DecodeStats, type KVResult } from '../sample/kv_loop.ts';
+import { makeChooser, type SamplingOptions } from '../sample/filtering.ts';
+import { sampleStreams } from '../io/rng.ts';
+import { normalizeDrawing, sketchToFloat } from '../io/sketch.ts';
+import { HostTensor } from '../tensor.ts';
+
+type Ort = typeof OrtNs;
+/** Reads one file of the export by name (fetch in a browser, fs in Node). */
+export type ReadFile = (name: string) => Promise<Uint8Array>;
+
+export interface StandaloneOptions {
+  /** e.g. ['webgpu', 'wasm'] or ['wasm'] (default) in a browser, ['cpu'] in Node. */
+  executionProviders?: string[];
+}
+
+async function createSession(ort: Ort, bytes: Uint8Array, name: string, o: StandaloneOptions): Promise<OrtNs.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(bytes, { executionProviders: o.executionProviders ?? ['wasm'], graphOptimizationLevel: 'all' });
+  } catch (e) {
+    throw new Error(`ONNX Runtime could not load ${name}: ${String((e as Error).message ?? e).split('\n')[0]}`, { cause: e });
+  }
+}
+
+function expectFormat(manifest: { format?: unknown }, want: string): void {
+  if (manifest?.format !== want) throw new Error(`expected a ${want} manifest, got format ${JSON.stringify(manifest?.format)}`);
+}
+
+/** A VQGAN export: image [1, C, H, W] in [−1, 1] → code indices [h, w] → image. */
+export class StandaloneVQGAN {
+  private constructor(
+    readonly manifest: VQGANOnnxManifest,
+    private ort: Ort,
+    private enc: OrtNs.InferenceSession,
+    private dec: OrtNs.InferenceSession,
+  ) {}
+
+  static async load(ort: Ort, manifest: VQGANOnnxManifest, read: ReadFile, o: StandaloneOptions = {}): Promise<StandaloneVQGAN> {
+    expectFormat(manifest, 'latentkit-vqgan-onnx');
+    const [e, d] = await Promise.all([manifest.files.encoder, manifest.files.decoder].map(async (f) => createSession(ort, await read(f), f, o)));
+    return new StandaloneVQGAN(manifest, ort, e!, d!);
+  }
+
+  /** Planar float image [C·H·W] (the manifest's size) → code indices, row-major [h, w]. */
+  async encode(image: Float32Array): Promise<{ indices: Int32Array; shape: [number, number] }> {
+    const { channels: c, image_size: [h, w], grid } = this.manifest;
+    if (image.length !== c * h * w) throw new Error(`encode: expected ${c}×${h}×${w} = ${c * h * w} values, got ${image.length}`);
+    const r = await this.enc.run({ image: new this.ort.Tensor('float32', image, [1, c, h, w]) });
+    return { indices: Int32Array.from(r.indices!.data as BigInt64Array, Number), shape: [...grid] };
+  }
+
+  /** Code indices [h·w] → planar float image [C, H, W] in ~[−1, 1]. */
+  async decode(indices: ArrayLike<number>): Promise<Float32Array> {
+    const [gh, gw] = this.manifest.grid;
+    const n = this.manifest.codebook_size;
+    if (indices.length !== gh * gw) throw new Error(`decode: expected ${gh}×${gw} = ${gh * gw} indices, got ${indices.length}`);
+    const idx = BigInt64Array.from(Array.from(indices, (k) => {
+      if (!Number.isInteger(k) || k < 0 || k >= n) throw new Error(`decode: index ${k} is not a code in [0, ${n})`);
+      return BigInt(k);
+    }));
+    const r = await this.dec.run({ indices: new this.ort.Tensor('int64', idx, [1, gh, gw]) });
+    return r.image!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.enc.release();
+    await this.dec.release();
+  }
+}
+
+export interface StandaloneSampleRequest extends SamplingOptions {
+  /** Condition tokens (one class token, the SOS token, or a condition image's codes). */
+  cond: ArrayLike<number>;
+  n: number;
+  seed?: number;
+  onProgress?: (done: number, total: number) => void;
+  stats?: DecodeStats;
+}
+
+/** A transformer export (transformer.json): condition → image codes → images. */
+export class StandaloneNet2Net {
+  private constructor(
+    readonly manifest: Net2NetOnnxManifest,
+    private ort: Ort,
+    private sessions: Record<string, OrtNs.InferenceSession>,
+  ) {}
+
+  static async load(ort: Ort, manifest: Net2NetOnnxManifest, read: ReadFile, o: StandaloneOptions = {}): Promise<StandaloneNet2Net> {
+    expectFormat(manifest, 'latentkit-net2net-onnx');
+    if (manifest.batch !== 1) throw new Error(`the in-browser sampler runs batch-1 exports (samples one after another), got batch ${manifest.batch}`);
+    const entries = await Promise.all(Object.entries(manifest.files).map(async ([k, f]) => [k, await createSession(ort, await read(f), f, o)] as const));
+    return new StandaloneNet2Net(manifest, ort, Object.fromEntries(entries));
+  }
+
+  get classes(): string[] | null {
+    return this.manifest.condition.classes ?? null;
+  }
+
+  /** A class name (case-insensitive) or index → its condition token. */
+  classCondition(spec: string | number): number[] {
+    const names = this.classes;
+    if (!names) throw new Error(`this model's condition is ${this.manifest.condition.kind}, not a class`);
+    const i = typeof spec === 'number' ? spec : names.findIndex((c) => c.toLowerCase() === spec.toLowerCase());
+    if (!(Number.isInteger(i) && i >= 0 && i < names.length)) throw new Error(`unknown class ${JSON.stringify(spec)}; valid classes: ${names.join(', ')}`);
+    return [i];
+  }
+
+  /**
+   * A drawing (planar uint8 RGB [3, H, W], any size: dark strokes on white) → condition tokens,
+   * normalised exactly as the server and the training data do (io/sketch.ts).
+   */
+  async sketchCondition(rgb: Uint8Array, height: number, width: number): Promise<Int32Array> {
+    const c = this.manifest.condition;
+    if (c.input !== 'sketch' || !c.image_size || !this.sessions.cond_encoder) throw new Error(`this model's condition is ${c.input ?? c.kind}, not a sketch`);
+    const [hc, wc] = c.image_size;
+    const s = sketchToFloat(normalizeDrawing(new HostTensor('uint8', [3, height, width], rgb), { size: hc }));
+    const r = await this.sessions.cond_encoder.run({ image: new this.ort.Tensor('float32', s.data, [1, c.channels ?? 1, hc, wc]) });
+    return Int32Array.from(r.indices!.data as BigInt64Array, Number);
+  }
+
+  /** n samples, one after another (sample i draws stream i of the seed, as the server's batch does). */
+  async sample(r: StandaloneSampleRequest): Promise<Int32Array> {
+    const m = this.manifest;
+    const [h, w] = m.grid;
+    const steps = h * w;
+    const Lc = m.condition.tokens;
+    if (r.cond.length !== Lc) throw new Error(`condition has ${r.cond.length} tokens; this model takes ${Lc}`);
+    if (!(Number.isInteger(r.n) && r.n >= 1)) throw new Error(`n must be a positive integer, got ${r.n}`);
+    const out = new Int32Array(r.n * steps);
+    const layers = Array.from({ length: m.n_layer }, (_, i) => i);
+    const [nh, hs, L] = [m.n_head, m.head_dim, m.cache_capacity];
+    const result = (o: OrtNs.InferenceSession.OnnxValueMapType): KVResult => ({
+      logits: o.logits!.data as Float32Array,
+      k: layers.map((i) => o[`k.${i}`]!.data as Float32Array),
+      v: layers.map((i) => o[`v.${i}`]!.data as Float32Array),
+    });
+    const { step, prefill } = this.sessions;
+    const runner = {
+      nLayer: m.n_layer,
+      nHead: nh,
+      headDim: hs,
+      step: async (tok: BigInt64Array, pos: number, K: readonly Float32Array[], V: readonly Float32Array[]) => {
+        const feeds: Record<string, OrtNs.Tensor> = { tok: new this.ort.Tensor('int64', tok, [1]), pos: new this.ort.Tensor('int64', BigInt64Array.of(BigInt(pos)), [1]) };
+        for (const i of layers) {
+          feeds[`cache.k.${i}`] = new this.ort.Tensor('float32', K[i]!, [1, nh, hs, L]);
+          feeds[`cache.v.${i}`] = new this.ort.Tensor('float32', V[i]!, [1, nh, L, hs]);
+        }
+        return result(await step!.run(feeds));
+      },
+      ...(prefill ? { prefill: async (idx: BigInt64Array) => result(await prefill.run({ idx: new this.ort.Tensor('int64', idx, [1, Lc]) })) } : {}),
+    };
+    for (let i = 0; i < r.n; i++) {
+      const choose = makeChooser(r, m.vocab_size, sampleStreams(r.seed ?? 0, 1, i));
+      const tokens = await kvDecode(runner, r.cond, 1, steps, (logits, t) => {
+        r.onProgress?.(i * steps + t + 1, r.n * steps);
+        return choose(logits);
+      }, r.stats);
+      out.set(tokens, i * steps);
+    }
+    return out;
+  }
+
+  /** Tokens [n, h·w] → n planar float images [C, H, W] in ~[−1, 1]. */
+  async decodeTokens(tokens: Int32Array, n: number): Promise<Float32Array[]> {
+    const [h, w] = this.manifest.grid;
+    const images: Float32Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const idx = BigInt64Array.from(tokens.subarray(i * h * w, (i + 1) * h * w), (k) => BigInt(k));
+      const r = await this.sessions.decoder!.run({ indices: new this.ort.Tensor('int64', idx, [1, h, w]) });
+      images.push(r.image!.data as Float32Array);
+    }
+    return images;
+  }
+
+  async release(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s.release();
+  }
+}

@@ -1,0 +1,102 @@
+// The in-browser path, run in Node: the standalone exports (models/export_onnx.ts) through
+// onnxruntime-web's WASM build (runtime/standalone.ts) agree with the library on
+// onnxruntime-node — VQGAN codes of a real emoji, sampled transformer tokens for a seed
+// (batch-1 sessions one sample after another vs the library's batch), and a drawing's
+// sketch-condition tokens.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ortWeb from 'onnxruntime-web';
+import { VQGAN } from '../../src/models/vqgan/load.ts';
+import { Net2Net } from '../../src/models/cond_transformer/load.ts';
+import { vqganOnnx, net2netOnnx, type OnnxExport, type VQGANOnnxManifest, type Net2NetOnnxManifest } from '../../src/models/export_onnx.ts';
+import { StandaloneVQGAN, StandaloneNet2Net } from '../../src/runtime/standalone.ts';
+import { emojiDataset } from '../../src/io/datasets.ts';
+import { decodeImageBytesU8, encodePng, loadImage } from '../../src/io/image.ts';
+import { HostTensor } from '../../src/tensor.ts';
+import { relErr } from '../helpers.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const gptDir = path.join(here, '../fixtures/gpt');
+ortWeb.env.wasm.numThreads = 1;
+const ort = ortWeb as never;
+
+const reader = (e: OnnxExport) => async (f: string) => {
+  const b = e.files.get(f);
+  if (!b) throw new Error(`no ${f} in the export`);
+  return b;
+};
+
+describe('standalone exports on onnxruntime-web (WASM)', () => {
+  let vq: VQGAN;
+  before(() => {
+    vq = VQGAN.load(path.join(root, 'models/emoji-f4/model.safetensors'), { session: { threads: 1 } });
+  });
+  after(() => vq.release());
+
+  it('VQGAN: the same code indices as the library for a real emoji, and the same decoded image', async () => {
+    const e = vqganOnnx(vq, { size: 64 });
+    const web = await StandaloneVQGAN.load(ort, e.manifest as unknown as VQGANOnnxManifest, reader(e));
+    const items = (await emojiDataset()).items.slice(0, 3);
+    for (const item of items) {
+      const x = await loadImage(item.path, { size: 64 });
+      const native = await vq.encode(x.reshape([1, 3, 64, 64]));
+      const got = await web.encode(x.data as Float32Array);
+      assert.deepEqual(got.shape, [16, 16]);
+      assert.deepEqual(Array.from(got.indices), native.indices.toArray(), item.path);
+      const img = await web.decode(got.indices);
+      const ref = await vq.decode(native.indices);
+      assert.ok(relErr(img, ref.data as Float32Array) < 1e-4, 'decoded image');
+    }
+    await assert.rejects(web.encode(new Float32Array(10)), /expected 3×64×64 = 12288 values, got 10/);
+    await assert.rejects(web.decode(new Array(256).fill(5000)), /index 5000 is not a code in \[0, 1024\)/);
+    await web.release();
+  });
+
+  it('transformer: batch-1 sessions, one sample after another, choose the tokens of the library batch (sampled, same seed)', async () => {
+    const m = Net2Net.load(path.join(gptDir, 'net2net_class.ckpt'), { config: path.join(gptDir, 'net2net_class.yaml'), session: { threads: 1 } });
+    const e = net2netOnnx(m, { batch: 1 });
+    const web = await StandaloneNet2Net.load(ort, e.manifest as unknown as Net2NetOnnxManifest, reader(e));
+    for (const o of [{ temperature: 1, topK: 5 }, { temperature: 0.7, topP: 0.9 }]) {
+      const want = await m.sample({ n: 4, cond: [2], seed: 11, ...o });
+      const got = await web.sample({ n: 4, cond: web.classCondition(2), seed: 11, ...o });
+      assert.deepEqual(Array.from(got), Array.from(want), JSON.stringify(o));
+    }
+    const tokens = await web.sample({ n: 2, cond: [1], seed: 3 });
+    const imgs = await web.decodeTokens(tokens, 2);
+    const ref = await m.decodeTokens(tokens, 2);
+    assert.ok(relErr(Float32Array.from(imgs.flatMap((x) => [...x])), ref.data as Float32Array) < 1e-4);
+    assert.throws(() => web.classCondition('no-such'), /unknown class "no-such"/);
+    await assert.rejects(web.sample({ n: 1, cond: [1, 2] }), /condition has 2 tokens; this model takes 1/);
+    await web.release();
+    await m.release();
+  });
+
+  it("sketch model: a drawing's condition tokens equal the server's (PNG bytes → conditionFromImage)", async () => {
+    const m = Net2Net.load(path.join(root, 'models/emoji-sketch'), { session: { threads: 1 } });
+    const e = net2netOnnx(m, { batch: 1 });
+    const man = e.manifest as unknown as Net2NetOnnxManifest;
+    assert.equal(man.condition.input, 'sketch');
+    // only the condition encoder is needed here: load it alone
+    const only = await StandaloneNet2Net.load(ort, { ...man, files: { cond_encoder: 'cond_encoder.onnx' } }, reader(e));
+    // a 200×200 drawing: a circle and a line, black on white
+    const [H, W] = [200, 200];
+    const rgb = new Uint8Array(3 * H * W).fill(255);
+    for (let t = 0; t < 2000; t++) {
+      const a = (t / 2000) * 2 * Math.PI;
+      const [y, x] = [Math.round(100 + 70 * Math.sin(a)), Math.round(100 + 70 * Math.cos(a))];
+      for (let c = 0; c < 3; c++) for (let d = -2; d <= 2; d++) rgb[c * H * W + (y + d) * W + x] = 0;
+    }
+    for (let x = 60; x < 140; x++) for (let c = 0; c < 3; c++) rgb[c * H * W + 130 * W + x] = 0;
+    const png = await encodePng(HostTensor.float32([3, H, W], Float32Array.from(rgb, (v) => v / 127.5 - 1)));
+    assert.deepEqual(Array.from((await decodeImageBytesU8(png)).data), Array.from(rgb), 'the PNG round trip is lossless');
+    const server = await m.conditionFromImage(png, 'drawing.png');
+    const got = await only.sketchCondition(rgb, H, W);
+    assert.equal(got.length, 256);
+    assert.deepEqual(Array.from(got), Array.from(server.cond));
+    await only.release();
+    await m.release();
+  });
+});
