@@ -14,13 +14,15 @@ export function bundledModels(): string[] {
   return ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => path.join(root, d)).filter((d) => fs.existsSync(path.join(d, 'model.safetensors')));
 }
 
-interface ServeOpts { web?: boolean; model: string[]; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string }
+interface ServeOpts { web?: boolean; model: string[]; runs: string[]; usageData: string; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string }
 
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('HTTP API (reconstruct, encode, decode, sample, models, health) over VQGANs and transformers')
     .option('-m, --model <dir|file|name=path>', 'a model directory or checkpoint (repeatable; default: the bundled emoji models)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--runs <dir>', 'training runs for the run viewer: a run directory (with metrics.jsonl) or a folder of them (repeatable; default: ./runs if present, and the bundled models when they are served)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--usage-data <emoji|dir>', "images the codebook view counts code usage over: 'emoji' or a folder", 'emoji')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('-p, --port <port>', 'port (0: any free port)', '8080')
     .option('-t, --threads <n>', 'CPU threads per model run (default: all cores)')
@@ -48,6 +50,8 @@ export function registerServeCommand(program: Command): void {
           maxBodyBytes: Math.round(Number(o.maxBodyMb) * 1024 * 1024),
           maxPixels: parseIntOpt(o.maxPixels, '--max-pixels'),
           webRoot,
+          runs: o.runs.length ? o.runs : [...(fs.existsSync('runs') ? ['runs'] : []), ...(o.model.length ? [] : specs)],
+          usageData: o.usageData,
         });
         let closing = false;
         const shutdown = (sig: string) => {

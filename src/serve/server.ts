@@ -9,6 +9,12 @@ import { HostTensor } from '../tensor.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
 import { JobQueue, QueueFullError } from './queue.ts';
 import { describe, type ServedModel } from './models.ts';
+import { net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
+import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts';
 
 export interface ServerOptions {
   models: ServedModel[];
@@ -26,6 +32,15 @@ export interface ServerOptions {
   maxSamples?: number;
   /** Directory of the built web page (web/dist), served at / when given. */
   webRoot?: string;
+  /**
+   * Directory holding onnxruntime-web's WebAssembly files (served at /ort/ for the page's
+   * in-browser inference; default: the installed onnxruntime-web package, when there is one).
+   */
+  ortWasmDir?: string | null;
+  /** Training-run directories (a run, or a folder of runs) for the run viewer. */
+  runs?: string[];
+  /** Dataset for the codebook usage map: 'emoji' (default) or a folder of images. */
+  usageData?: string;
   logger?: boolean;
 }
 
@@ -154,6 +169,98 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     await app.register(fastifyStatic, { root: opts.webRoot, prefix: '/' });
   }
 
+  // Cross-origin isolation, so the page's WebAssembly runtime may use threads (SharedArrayBuffer).
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('cross-origin-opener-policy', 'same-origin');
+    reply.header('cross-origin-embedder-policy', 'require-corp');
+  });
+
+  // The page's in-browser inference: each model as standalone ONNX files (batch 1, weights
+  // inside) plus its manifest, made once on first request and kept.
+  const exported = new Map<string, Promise<OnnxExport>>();
+  const exportOf = (m: ServedModel): Promise<OnnxExport> => {
+    let p = exported.get(m.name);
+    if (!p) {
+      p = run(async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx(m.net, { batch: 1 })));
+      exported.set(m.name, p);
+      p.catch(() => exported.delete(m.name));
+    }
+    return p;
+  };
+  app.get('/api/models/:name/onnx', async (req) => {
+    const e = await exportOf(lookup(req));
+    return { ...e.manifest, bytes: Object.fromEntries([...e.files].map(([f, b]) => [f, b.length])) };
+  });
+  app.get('/api/models/:name/onnx/:file', async (req, reply) => {
+    const m = lookup(req);
+    const file = (req.params as { file: string }).file;
+    const e = await exportOf(m);
+    const b = e.files.get(file);
+    if (!b) throw new HttpError(404, `model '${m.name}' has no export file '${file}'; files: ${[...e.files.keys()].join(', ')}`);
+    return reply.type('application/octet-stream').header('cache-control', 'no-cache').send(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  });
+  // Codebook view: entries as tiles, usage over a dataset (each computed once per model).
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    let p = memo.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = run(fn);
+      memo.set(key, p);
+      p.catch(() => memo.delete(key));
+    }
+    return p;
+  };
+  const vqOf = (req: FastifyRequest) => {
+    const m = lookup(req);
+    if (m.kind === 'vqgan') return { name: m.name, vq: m.vqgan };
+    return { name: m.name, vq: m.net.firstStage }; // a transformer's codes are its first stage's
+  };
+  app.get('/api/models/:name/codebook', async (req, reply) => {
+    const { name, vq } = vqOf(req);
+    const a = await once<Atlas>(`atlas:${name}`, () => codebookAtlas(vq));
+    return reply.type('image/png').header('x-atlas', JSON.stringify({ count: a.count, cols: a.cols, tile: a.tile, pad: a.pad })).send(Buffer.from(a.png));
+  });
+  app.get('/api/models/:name/usage', async (req) => {
+    const { name, vq } = vqOf(req);
+    const data = opts.usageData ?? 'emoji';
+    try {
+      return { model: name, ...(await once<Usage>(`usage:${name}`, () => codeUsage(vq, data))) };
+    } catch (e) {
+      if (e instanceof QueueFullError) throw e;
+      throw new HttpError(422, `cannot compute code usage over '${data}': ${(e as Error).message}`);
+    }
+  });
+
+  // Run viewer: runs by name; metrics read afresh on every request (live while training).
+  const runs = findRuns(opts.runs ?? []);
+  const runDir = (req: FastifyRequest) => {
+    const name = (req.params as { run: string }).run;
+    const dir = runs.get(name);
+    if (!dir) throw new HttpError(404, `unknown run '${name}'; runs: ${[...runs.keys()].join(', ') || '(none: start the server with --runs <dir>)'}`);
+    return { name, dir };
+  };
+  app.get('/api/runs', async () => ({ runs: [...runs].map(([name, dir]) => describeRun(name, dir)) }));
+  app.get('/api/runs/:run', async (req) => {
+    const { name, dir } = runDir(req);
+    return { ...describeRun(name, dir), metrics: readMetrics(dir) };
+  });
+  app.get('/api/runs/:run/files/*', async (req, reply) => {
+    const { name, dir } = runDir(req);
+    const rel = (req.params as { '*': string })['*'];
+    const full = runImagePath(dir, rel);
+    if (!full) throw new HttpError(404, `run '${name}' has no image '${rel}'`);
+    return reply.type('image/png').header('cache-control', 'no-cache').send(fs.createReadStream(full));
+  });
+
+  const ortDir = opts.ortWasmDir === undefined ? installedOrtWasmDir() : opts.ortWasmDir;
+  app.get('/ort/:file', async (req, reply) => {
+    const file = (req.params as { file: string }).file;
+    if (!ortDir || !/^ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)$/.test(file)) throw new HttpError(404, `no ONNX Runtime file '${file}' here${ortDir ? '' : ' (onnxruntime-web is not installed)'}`);
+    const full = path.join(ortDir, file);
+    if (!fs.existsSync(full)) throw new HttpError(404, `no ONNX Runtime file '${file}' in ${ortDir}`);
+    return reply.type(file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript').header('cache-control', 'max-age=86400').send(fs.createReadStream(full));
+  });
+
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));
   app.get('/api/models/:name', async (req) => describe(lookup(req)));
@@ -245,4 +352,13 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   });
 
   return { app, queue };
+}
+
+/** onnxruntime-web's dist folder (its WebAssembly builds), or null when it is not installed. */
+function installedOrtWasmDir(): string | null {
+  try {
+    return path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+  } catch {
+    return null;
+  }
 }
