@@ -73,5 +73,5 @@ export async function codeUsage(vq: VQGAN, data = 'emoji', maxImages = 512): Pro
   const total = counts.reduce((a, b) => a + b, 0);
   let h = 0;
   for (const c of counts) if (c) h -= (c / total) * Math.log(c / total);
-  return { counts, images: files.length, dataset: data === 'emoji' ? 'emoji (npm-shipped images)' : data.split(/[\/]/).filter(Boolean).pop()!, used: counts.filter((c) => c > 0).length, perplexity: Math.exp(h) };
+  return { counts, images: files.length, dataset: data === 'emoji' ? 'emoji (npm-shipped images)' : data.split('/').filter(Boolean).pop()!, used: counts.filter((c) => c > 0).length, perplexity: Math.exp(h) };
 }
