@@ -4,9 +4,10 @@
 //   const ort = await import('onnxruntime-web');
 //   const vq = await StandaloneVQGAN.load(ort, manifest, (f) => fetchBytes(f), { executionProviders: ['wasm'] });
 export { StandaloneVQGAN, StandaloneNet2Net, type StandaloneOptions, type StandaloneSampleRequest, type ReadFile } from './runtime/standalone.ts';
-export type { VQGANOnnxManifest, Net2NetOnnxManifest } from './models/export_onnx.ts';
-export { interleavedToPlanar, u8ToFloat, floatToU8, planarFloatToRgba } from './io/pixels.ts';
+export type { VQGANOnnxManifest, Net2NetOnnxManifest } from './models/onnx_manifest.ts';
+export { interleavedToPlanar, u8ToFloat, floatToU8, planarFloatToRgba, rgbaOverWhite } from './io/pixels.ts';
 export { normalizeDrawing, sketchToFloat } from './io/sketch.ts';
 export { filteredDistribution, pickToken, makeChooser, type SamplingOptions } from './sample/filtering.ts';
 export { Rng, sampleStreams } from './io/rng.ts';
 export { HostTensor } from './tensor.ts';
+export { lossCurveSvg, smoothEma, type Series, type PlotOptions } from './io/svg_plot.ts';

@@ -1,6 +1,11 @@
 // The emoji demo page: draw → sketch transformer, category → class transformer, image →
-// VQGAN reconstruction with its code grid. Talks to `latentkit serve` (same origin).
-export {};
+// VQGAN reconstruction with its code grid, the codebook, training runs. Each model call runs
+// on the server (`latentkit serve`, same origin) or in the page (onnxruntime-web: WASM or
+// WebGPU), as the backend toggle says; the status line shows which ran and how long it took.
+import { hasWebGPU, localReconstruct, localSample, wasmThreads, type Backend } from './local.ts';
+import { canvasToRgb, imageToPlanar, toDataUrl } from './pixels.ts';
+import { initCodebook } from './codebook.ts';
+import { initRuns } from './runs.ts';
 interface ModelInfo { name: string; kind: 'vqgan' | 'transformer'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -11,15 +16,37 @@ function setStatus(msg: string) {
   statusEl.textContent = msg;
 }
 
-async function call(url: string, init: RequestInit): Promise<Response> {
+// ---- backend toggle
+const backendSel = $<HTMLSelectElement>('backend');
+const gpuOpt = backendSel.querySelector<HTMLOptionElement>('option[value="webgpu"]')!;
+gpuOpt.disabled = !hasWebGPU();
+if (!hasWebGPU()) gpuOpt.textContent += ' (not in this browser)';
+const backend = (): Backend => backendSel.value as Backend;
+backendSel.onchange = () => setStatus(backend() === 'server' ? 'models run on the server' : `models run in this page (${backend()}); each is downloaded once`);
+
+/** Run `fn` and report where and how long; the page's tests read body[data-ran]. */
+async function timed<T>(fn: () => Promise<T>): Promise<T> {
+  const b = backend();
   const t0 = performance.now();
+  const r = await fn();
+  const where = b === 'server' ? 'server' : b === 'wasm' ? `in browser · WASM (${wasmThreads()} thread${wasmThreads() > 1 ? 's' : ''})` : 'in browser · WebGPU';
+  setStatus(`${where}: ${(performance.now() - t0).toFixed(0)} ms`);
+  document.body.dataset.ran = b;
+  return r;
+}
+
+const localBackend = () => backend() as Exclude<Backend, 'server'>;
+
+function fail(e: unknown) {
+  setStatus(`error: ${(e as Error).message}`);
+}
+
+async function call(url: string, init: RequestInit): Promise<Response> {
   const r = await fetch(url, init);
   if (!r.ok) {
-    const err = await r.json().catch(() => ({ error: r.statusText }));
-    setStatus(`${r.status}: ${(err as { error: string }).error}`);
-    throw new Error((err as { error: string }).error);
+    const err = (await r.json().catch(() => ({ error: r.statusText }))) as { error: string };
+    throw new Error(`${r.status}: ${err.error}`);
   }
-  setStatus(`server: ${(performance.now() - t0).toFixed(0)} ms`);
   return r;
 }
 
@@ -28,6 +55,7 @@ for (const b of document.querySelectorAll<HTMLButtonElement>('nav button')) {
   b.onclick = () => {
     for (const o of document.querySelectorAll('nav button')) o.classList.toggle('active', o === b);
     for (const v of document.querySelectorAll('.view')) v.classList.toggle('active', v.id === `view-${b.dataset.view}`);
+    document.dispatchEvent(new CustomEvent('view', { detail: b.dataset.view }));
   };
 }
 
@@ -77,16 +105,25 @@ $('clear').onclick = () => {
 };
 
 async function drawToEmoji(): Promise<void> {
-  const sketch = models.find((m) => m.condition === 'sketch');
-  if (!sketch || inflight || !dirty) return;
+  const sketchModel = models.find((m) => m.condition === 'sketch');
+  if (!sketchModel || inflight || !dirty) return;
   inflight = true;
   dirty = false;
   try {
-    const blob = await new Promise<Blob>((res) => pad.toBlob((b) => res(b!), 'image/png'));
     const seed = Number(($('draw-seed') as HTMLInputElement).value) || 0;
-    const r = await call(`/api/models/${sketch.name}/sample?n=4&seed=${seed}&top_k=100&format=json`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
-    const { images } = (await r.json()) as { images: string[] };
+    const images = await timed(async () => {
+      if (backend() === 'server') {
+        const blob = await new Promise<Blob>((res) => pad.toBlob((b) => res(b!), 'image/png'));
+        const r = await call(`./api/models/${sketchModel.name}/sample?n=4&seed=${seed}&top_k=100&format=json`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
+        return ((await r.json()) as { images: string[] }).images;
+      }
+      const sketch = { rgb: canvasToRgb(pad), h: pad.height, w: pad.width };
+      const { images, size: [h, w] } = await localSample(sketchModel.name, localBackend(), { n: 4, seed, topK: 100, sketch }, setStatus);
+      return images.map((img) => toDataUrl([img], 3, h, w));
+    });
     $('draw-out').replaceChildren(...images.map((src) => Object.assign(document.createElement('img'), { src, alt: 'emoji from your drawing' })));
+  } catch (e) {
+    fail(e);
   } finally {
     inflight = false;
   }
@@ -99,9 +136,20 @@ temp.oninput = () => ($('t-out').textContent = Number(temp.value).toFixed(2));
 $('go').onclick = async () => {
   const cls = models.find((m) => m.condition === 'class');
   if (!cls) return setStatus('no class-conditional model is served');
-  const q = new URLSearchParams({ class: ($('class') as HTMLSelectElement).value, n: '8', temperature: temp.value, top_k: ($('top-k') as HTMLInputElement).value, seed: ($('seed') as HTMLInputElement).value });
-  const r = await call(`/api/models/${cls.name}/sample?${q}`, { method: 'POST' });
-  ($('sample-out') as HTMLImageElement).src = URL.createObjectURL(await r.blob());
+  const o = { cls: ($('class') as HTMLSelectElement).value, temperature: Number(temp.value), topK: Number(($('top-k') as HTMLInputElement).value), seed: Number(($('seed') as HTMLInputElement).value) };
+  try {
+    ($('sample-out') as HTMLImageElement).src = await timed(async () => {
+      if (backend() === 'server') {
+        const q = new URLSearchParams({ class: o.cls, n: '8', temperature: String(o.temperature), top_k: String(o.topK), seed: String(o.seed) });
+        const r = await call(`./api/models/${cls.name}/sample?${q}`, { method: 'POST' });
+        return URL.createObjectURL(await r.blob());
+      }
+      const { images, size: [h, w] } = await localSample(cls.name, localBackend(), { n: 8, cls: o.cls, seed: o.seed, temperature: o.temperature, topK: o.topK }, setStatus);
+      return toDataUrl(images, 3, h, w, 8);
+    });
+  } catch (e) {
+    fail(e);
+  }
 };
 
 // ---- reconstruct
@@ -109,9 +157,22 @@ async function reconstruct(file: Blob) {
   const vq = models.find((m) => m.kind === 'vqgan');
   if (!vq) return setStatus('no VQGAN is served');
   ($('rec-in') as HTMLImageElement).src = URL.createObjectURL(file);
-  const type = ['image/png', 'image/jpeg', 'image/webp'].includes(file.type) ? file.type : 'image/png';
-  const r = await call(`/api/models/${vq.name}/reconstruct?size=${vq.resolution ?? 64}&format=json`, { method: 'POST', headers: { 'content-type': type }, body: file });
-  const { image, indices, shape } = (await r.json()) as { image: string; indices: number[]; shape: [number, number] };
+  const size = vq.resolution ?? 64;
+  let r: { image: string; indices: number[]; shape: [number, number] };
+  try {
+    r = await timed(async () => {
+      if (backend() === 'server') {
+        const type = ['image/png', 'image/jpeg', 'image/webp'].includes(file.type) ? file.type : 'image/png';
+        const res = await call(`./api/models/${vq.name}/reconstruct?size=${size}&format=json`, { method: 'POST', headers: { 'content-type': type }, body: file });
+        return (await res.json()) as typeof r;
+      }
+      const o = await localReconstruct(vq.name, localBackend(), await imageToPlanar(file, size), setStatus);
+      return { image: toDataUrl([o.image], o.channels, o.size[0], o.size[1]), indices: Array.from(o.indices), shape: o.shape };
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  const { image, indices, shape } = r;
   ($('rec-out') as HTMLImageElement).src = image;
   const grid = $('codes');
   grid.style.gridTemplateColumns = `repeat(${shape[1]}, 1fr)`;
@@ -153,9 +214,11 @@ window.addEventListener('paste', (e) => {
 
 // ---- start
 (async () => {
-  models = ((await (await fetch('/api/models')).json()) as { models: ModelInfo[] }).models;
+  models = ((await (await fetch('./api/models')).json()) as { models: ModelInfo[] }).models;
   const cls = models.find((m) => m.condition === 'class');
   ($('class') as HTMLSelectElement).replaceChildren(...(cls?.classes ?? []).map((c) => Object.assign(document.createElement('option'), { value: c, textContent: c })));
   setStatus(`models: ${models.map((m) => m.name).join(', ')}`);
+  initCodebook(models.filter((m) => m.kind === 'vqgan' || m.kind === 'transformer').map((m) => m.name), setStatus);
+  initRuns(setStatus);
   document.body.dataset.ready = '1';
 })();

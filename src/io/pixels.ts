@@ -40,3 +40,18 @@ export function planarFloatToRgba(src: Float32Array, c: number, h: number, w: nu
   }
   return out;
 }
+
+/**
+ * Interleaved RGBA (straight alpha) → planar uint8 RGB [3, H, W] over white, with the
+ * integer rounding of libvips' flatten (the server's decoder): ⌊(v·a + 255·(255 − a)) / 255⌋.
+ * The browser uses it on PNGs it decodes itself, so its pixels equal the server's exactly.
+ */
+export function rgbaOverWhite(src: ArrayLike<number>, h: number, w: number, out = new Uint8Array(3 * h * w)): Uint8Array {
+  const plane = h * w;
+  for (let i = 0; i < plane; i++) {
+    const a = src[4 * i + 3]!;
+    const bg = 255 * (255 - a);
+    for (let c = 0; c < 3; c++) out[c * plane + i] = Math.floor((src[4 * i + c]! * a + bg) / 255);
+  }
+  return out;
+}

@@ -7,6 +7,9 @@ import { Net2Net } from './cond_transformer/load.ts';
 import { downFactor } from './vqgan/config.ts';
 import { toTamingNet2Net } from './cond_transformer/config.ts';
 import { traceStep, tracePrefill } from '../sample/decode.ts';
+import type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
+
+export type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
 
 export interface OnnxExport {
   /** File name → ONNX bytes. */
@@ -14,32 +17,6 @@ export interface OnnxExport {
   /** The manifest's file name (model.json / transformer.json) and its content. */
   manifestName: string;
   manifest: Record<string, unknown>;
-}
-
-/** The manifest of a VQGAN export (model.json). */
-export interface VQGANOnnxManifest {
-  format: 'latentkit-vqgan-onnx';
-  batch: number;
-  image_size: [number, number];
-  channels: number;
-  grid: [number, number];
-  codebook_size: number;
-  files: { encoder: string; decoder: string };
-}
-
-/** The manifest of a transformer export (transformer.json). */
-export interface Net2NetOnnxManifest {
-  format: 'latentkit-net2net-onnx';
-  batch: number;
-  grid: [number, number];
-  image_size: [number, number];
-  condition: { kind: 'label' | 'sos' | 'vqgan' | 'first_stage'; tokens: number; classes?: string[] | null; null_class?: number | null; sos_token?: number; input?: string; image_size?: [number, number]; channels?: number };
-  vocab_size: number;
-  n_layer: number;
-  n_head: number;
-  head_dim: number;
-  cache_capacity: number;
-  files: Record<string, string>;
 }
 
 export function vqganOnnx(m: VQGAN, o: { size?: number; batch?: number } = {}): OnnxExport {

@@ -4,7 +4,7 @@
 // goes through the same loop (sample/kv_loop.ts), chooser and seeded streams as the server,
 // so the same seed gives the same tokens wherever the logits agree.
 import type * as OrtNs from 'onnxruntime-common';
-import type { Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/export_onnx.ts';
+import type { Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/onnx_manifest.ts';
 import { kvDecode, type DecodeStats, type KVResult } from '../sample/kv_loop.ts';
 import { makeChooser, type SamplingOptions } from '../sample/filtering.ts';
 import { sampleStreams } from '../io/rng.ts';

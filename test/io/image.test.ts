@@ -232,3 +232,15 @@ test('headerSize reads PNG, JPEG and WebP sizes from the header alone, null othe
   assert.equal(headerSize(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])), null);
   assert.equal(headerSize(new Uint8Array(0)), null);
 });
+
+test("rgbaOverWhite (the browser's exact PNG path) equals the server's decoder on every alpha", async () => {
+  const { default: sharp } = await import('sharp');
+  const { rgbaOverWhite } = await import('../../src/io/pixels.ts');
+  const { decodeImageBytesU8 } = await import('../../src/io/image.ts');
+  const [h, w] = [64, 64];
+  const rgba = new Uint8Array(4 * h * w);
+  for (let i = 0; i < h * w; i++) rgba.set([(i * 37) % 256, (i * 91 + 7) % 256, (i * 13 + 200) % 256, i % 256], 4 * i); // every alpha 16×
+  const png = await sharp(Buffer.from(rgba), { raw: { width: w, height: h, channels: 4 } }).png().toBuffer();
+  const server = await decodeImageBytesU8(png, { size: 64 });
+  assert.deepEqual(Array.from(rgbaOverWhite(rgba, h, w)), Array.from(server.data));
+});

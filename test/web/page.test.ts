@@ -1,7 +1,9 @@
 // The demo page end to end in headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core): drawing strokes gives emoji, an uploaded PNG gives its reconstruction
 // and a 16×16 code grid equal to the API's, a category gives a sample grid; on a phone-sized
-// screen too. UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
+// screen too. In-browser (onnxruntime-web WASM): the same code indices as the server, still
+// working with the server cut off; drawing and sampling in the page. The codebook view and
+// the run viewer. UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -27,7 +29,7 @@ let url: string;
 before(async () => {
   if (!fs.existsSync(path.join(webRoot, 'index.html'))) execFileSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
   models = ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => loadServedModel(path.join(root, 'models', d)));
-  ({ app } = await createServer({ models, webRoot }));
+  ({ app } = await createServer({ models, webRoot, runs: models.map((m) => m.source) }));
   url = await app.listen({ host: '127.0.0.1', port: 0 });
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
   fs.mkdirSync(shots, { recursive: true });
@@ -107,5 +109,79 @@ test('pick a category → a grid of samples; the page fits a phone-sized screen'
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than a 390px screen`);
   await page.screenshot({ path: path.join(shots, 'sample-phone.png'), fullPage: true });
+  await page.close();
+});
+
+const emojiPng = (code: string) => fs.readFileSync(path.join(root, 'node_modules', 'emoji-datasource-google', 'img', 'google', '64', `${code}.png`));
+
+async function codesOf(page: Page, png: Buffer, name: string): Promise<number[]> {
+  await page.evaluate(() => {
+    document.body.dataset.ran = '';
+    document.getElementById('codes')!.replaceChildren();
+  });
+  await page.setInputFiles('#file', { name, mimeType: 'image/png', buffer: png });
+  await page.waitForFunction(() => document.body.dataset.ran && document.querySelectorAll('#codes span').length === 256 && (document.getElementById('rec-out') as HTMLImageElement).naturalWidth === 64, null, { timeout: 90_000 });
+  return page.$$eval('#codes span', (els) => els.map((e) => Number((e as HTMLElement).dataset.code)));
+}
+
+test('in the browser (WASM): the same code indices as the server for the same image, and it keeps working with the server cut off', { timeout: 180_000 }, async () => {
+  const page = await open();
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'cross-origin isolated (threads for WASM)');
+  await page.selectOption('#backend', 'wasm');
+  await page.click('nav button[data-view="reconstruct"]');
+  const [a, b] = [emojiPng('1f600'), emojiPng('1f431')];
+  const web = await codesOf(page, a, 'grinning.png');
+  assert.equal(await page.evaluate(() => document.body.dataset.ran), 'wasm');
+  assert.match((await page.textContent('#status'))!, /^in browser · WASM \(\d threads?\): \d+ ms$/);
+  const api = (png: Buffer) => app.inject({ method: 'POST', url: '/api/models/emoji-f4/encode?size=64', headers: { 'content-type': 'image/png' }, payload: png }).then((r) => r.json().indices as number[]);
+  assert.deepEqual(web, await api(a));
+  // the server unreachable from here on: every request the page makes fails
+  let blocked = 0;
+  await page.route('**/*', (r) => {
+    blocked++;
+    return r.abort();
+  });
+  assert.deepEqual(await codesOf(page, b, 'cat.png'), await api(b));
+  assert.equal(blocked, 0, 'no request reached for the network');
+  await page.screenshot({ path: path.join(shots, 'reconstruct-wasm.png') });
+  await page.close();
+});
+
+// The models run in a Web Worker: with them on the page's own thread, each mouse move of the
+// strokes below waited for a whole sampling run and this test timed out after 240 s.
+test('in the browser (WASM, in a worker): drawing → emoji live, and a category → samples', { timeout: 240_000 }, async () => {
+  const page = await open();
+  await page.selectOption('#backend', 'wasm');
+  await drawSmiley(page);
+  await page.waitForFunction(() => document.body.dataset.ran === 'wasm' && document.querySelectorAll('#draw-out img').length === 4 && Array.from(document.querySelectorAll<HTMLImageElement>('#draw-out img')).every((i) => i.complete && i.naturalWidth === 64), null, { timeout: 120_000 });
+  await page.click('nav button[data-view="sample"]');
+  await page.evaluate(() => (document.body.dataset.ran = ''));
+  await page.click('#go');
+  await page.waitForFunction(() => document.body.dataset.ran === 'wasm' && (document.getElementById('sample-out') as HTMLImageElement).naturalWidth === 8 * 66 + 2, null, { timeout: 120_000 });
+  await page.close();
+});
+
+test('codebook view: every entry as a tile and its use over the emoji images; hover names the entry', { timeout: 180_000 }, async () => {
+  const page = await open();
+  await page.click('nav button[data-view="codebook"]');
+  await page.waitForFunction(() => document.body.dataset.codebook === 'emoji-f4' && (document.getElementById('cb-atlas') as HTMLImageElement).naturalWidth > 0, null, { timeout: 150_000 });
+  assert.match((await page.textContent('#cb-stats'))!, /^\d+ of 1024 entries used over \d+ images of emoji/);
+  const box = (await page.locator('#cb-heat').boundingBox())!;
+  await page.mouse.move(box.x + 3, box.y + 3);
+  assert.match((await page.textContent('#cb-info'))!, /^entry 0: used \d+ times/);
+  await page.screenshot({ path: path.join(shots, 'codebook.png') });
+  await page.close();
+});
+
+test("run viewer: a run directory's metrics as curves and its sample grids", { timeout: 60_000 }, async () => {
+  const page = await open();
+  await page.click('nav button[data-view="runs"]');
+  await page.waitForFunction(() => document.body.dataset.run && document.querySelector('#run-plot svg path') && (document.getElementById('run-img') as HTMLImageElement).naturalWidth > 0, null, { timeout: 30_000 });
+  const runs = await page.$$eval('#run option', (o) => o.map((e) => (e as HTMLOptionElement).value));
+  assert.deepEqual(runs, ['emoji-f4', 'emoji-class', 'emoji-sketch']);
+  assert.match((await page.textContent('#run-plot'))!, /emoji-f4: \d+ records/);
+  await page.selectOption('#run', 'emoji-class');
+  await page.waitForFunction(() => document.body.dataset.run === 'emoji-class' && document.querySelector('#run-plot')!.textContent!.includes('loss'), null, { timeout: 30_000 });
+  await page.screenshot({ path: path.join(shots, 'runs.png'), fullPage: true });
   await page.close();
 });
