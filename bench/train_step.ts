@@ -19,6 +19,7 @@ import { createVQGANTrainer, defineVQGANPrograms, loadTrainingData } from '../sr
 import { InitRng } from '../src/nn/params.ts';
 import { formatProfile, profileProgram } from '../src/runtime/profile.ts';
 import { HostTensor } from '../src/tensor.ts';
+import { u8ToFloat } from '../src/io/pixels.ts';
 import { convLowering } from '../src/prims/conv.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -74,7 +75,7 @@ function writeNpy(file: string, t: HostTensor<'float32'>): void {
 /** The tiny recipe's data as latentkit splits it, dumped for the PyTorch loop. */
 async function tinyData(dir: string): Promise<{ train: string; val: string; config: string }> {
   fs.mkdirSync(dir, { recursive: true });
-  const files = { train: path.join(dir, 'train.npy'), val: path.join(dir, 'val.npy'), config: path.join(dir, 'tiny.json') };
+  const files = { train: path.join(dir, 'train-pm1.npy'), val: path.join(dir, 'val-pm1.npy'), config: path.join(dir, 'tiny.json') };
   fs.writeFileSync(files.config, JSON.stringify(TINY_RECIPE, null, 2));
   if (fs.existsSync(files.train) && fs.existsSync(files.val)) return files;
   const cfg = parseTrainConfig(TINY_RECIPE);
@@ -83,7 +84,8 @@ async function tinyData(dir: string): Promise<{ train: string; val: string; conf
     const [, c, h, w] = d.images.shape as number[];
     const n = c! * h! * w!;
     const out = HostTensor.float32([idx.length, c!, h!, w!]);
-    idx.forEach((k, i) => out.data.set((d.images.data as unknown as Float32Array).subarray(k * n, (k + 1) * n), i * n));
+    // the dataset holds uint8 pixels; the model sees x/127.5 − 1, as BatchLoader gives it
+    idx.forEach((k, i) => u8ToFloat(d.images.data.subarray(k * n, (k + 1) * n), out.data.subarray(i * n, (i + 1) * n)));
     return out;
   };
   writeNpy(files.train, pick(d.trainIdx));
@@ -155,27 +157,31 @@ async function main() {
     tr.session = { threads, ...(args.includes('--ort-opt') ? { optimization: get('--ort-opt', 'all') as 'all' } : {}) };
     const t0 = performance.now();
     defineVQGANPrograms(tr, cfg);
-    const prog = tr.program('gan');
+    // --program warmup: the autoencoder-only step run before disc_start
+    const pname = get('--program', 'gan');
+    const prog = tr.program(pname);
     const traceMs = performance.now() - t0;
     const t1 = performance.now();
-    await tr.compile('gan');
+    await tr.compile(pname);
     const compileMs = performance.now() - t1;
-    const feeds = { x, disc_factor: HostTensor.scalar(1) };
-    await tr.run('gan', feeds, { ae: 1e-4, disc: 1e-4 });
-    await tr.run('gan', feeds, { ae: 1e-4, disc: 1e-4 });
+    const gan = pname === 'gan';
+    const feeds: Record<string, HostTensor> = gan ? { x, disc_factor: HostTensor.scalar(1) } : { x };
+    const lrs = gan ? { ae: 1e-4, disc: 1e-4 } : { ae: 1e-4 };
+    await tr.run(pname, feeds, lrs);
+    await tr.run(pname, feeds, lrs);
     const times: number[] = [];
     for (let i = 0; i < steps; i++) {
       const t = performance.now();
-      await tr.run('gan', feeds, { ae: 1e-4, disc: 1e-4 });
+      await tr.run(pname, feeds, lrs);
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
     const med = times[Math.floor(times.length / 2)]! / 1000;
-    console.log(`latentkit, ${threads} thread(s): ${med.toFixed(3)} s/step (${(B / med).toFixed(1)} images/s); graph ${prog.graph.nodes.length} nodes → ${prog.lower().stats.onnxNodes} ONNX nodes, traced in ${traceMs.toFixed(0)} ms, session in ${compileMs.toFixed(0)} ms`);
+    console.log(`latentkit ${pname}, ${threads} thread(s): ${med.toFixed(3)} s/step (${(B / med).toFixed(1)} images/s); graph ${prog.graph.nodes.length} nodes → ${prog.lower().stats.onnxNodes} ONNX nodes, traced in ${traceMs.toFixed(0)} ms, session in ${compileMs.toFixed(0)} ms`);
     const row: Record<string, unknown> = { threads, latentkit_s: med };
     if (!args.includes('--no-torch') && fs.existsSync('/usr/bin/python3') && which === 'tiny') {
       const files = await tinyData(path.join(here, '..', '.bench', 'tiny'));
-      const outp = execFileSync('/usr/bin/python3', [path.join(here, 'train_tiny_torch.py'), '--config', files.config, '--train', files.train, '--val', files.val, '--threads', String(threads), '--time-steps', String(Math.max(steps, 10))], {
+      const outp = execFileSync('/usr/bin/python3', [path.join(here, 'train_tiny_torch.py'), '--config', files.config, '--train', files.train, '--val', files.val, '--threads', String(threads), '--time-steps', String(Math.max(steps, 10)), ...(gan ? [] : ['--time-warmup'])], {
         env: { ...process.env, OMP_NUM_THREADS: String(threads) },
         encoding: 'utf8',
       });
@@ -199,7 +205,7 @@ async function main() {
       }
     }
     if (args.includes('--profile')) {
-      const prof = await profileProgram(prog, tr.feeds('gan', feeds, { ae: 1e-4, disc: 1e-4 }).feeds, { threads, reps: 2 }).catch((e: Error) => {
+      const prof = await profileProgram(prog, tr.feeds(pname, feeds, lrs).feeds, { threads, reps: 2 }).catch((e: Error) => {
         console.log(`  profile failed: ${e.message}`);
         return null;
       });

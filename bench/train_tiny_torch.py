@@ -11,7 +11,8 @@ weight λ = ‖∇rec‖ / (‖∇g‖ + 1e-4) on decoder.conv_out.weight, times
 disc_start on; before it the discriminator is not run). Default PyTorch initialisation, the
 discriminator's convs N(0, 0.02) and BatchNorm N(1, 0.02) as taming's weights_init. Batches
 are drawn by a per-epoch shuffle. At the end: validation PSNR over val.npy and a checkpoint.
-Prints one JSON line. --time-steps K: 2 warm-up steps then the median of K GAN steps.
+Prints one JSON line. --time-steps K: 2 warm-up steps then the median of K GAN steps (autoencoder-only
+steps with --time-warmup).
 """
 
 import argparse
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--time-steps", type=int, default=0)
+    ap.add_argument("--time-warmup", action="store_true", help="time the autoencoder-only steps before disc_start")
     ap.add_argument("--out", default="")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -110,12 +112,13 @@ def main():
         opt_d.step()
 
     if a.time_steps:
+        which = 0 if a.time_warmup else disc_start
         for _ in range(2):
-            step(disc_start)
+            step(which)
         ts = []
         for _ in range(a.time_steps):
             t = time.perf_counter()
-            step(disc_start)
+            step(which)
             ts.append(time.perf_counter() - t)
         print(json.dumps({"threads": a.threads, "s_per_step": statistics.median(ts)}))
         return
