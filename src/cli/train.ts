@@ -1,7 +1,7 @@
 // `latentkit train-ae` and `latentkit eval`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { PRESETS, loadTrainConfig } from '../train/config.ts';
+import { PRESETS, loadTrainConfig, withMaxSteps } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
@@ -34,15 +34,8 @@ export function registerTrainCommands(program: Command): void {
         if (o.batchSize) cfg.run.batch_size = parseIntOpt(o.batchSize, '--batch-size');
         if (o.lr) cfg.run.lr = Number(o.lr);
         const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
-        if (maxSteps !== cfg.run.max_steps) {
-          // a shorter (or longer) run keeps the preset's shape: warm-up, cosine and the discriminator start scale with it
-          const k = maxSteps / cfg.run.max_steps;
-          const was = { warm: cfg.run.warmup_steps, disc: cfg.loss.disc_start, max: cfg.run.max_steps };
-          cfg.run.warmup_steps = Math.round(was.warm * k);
-          if (was.disc < was.max) cfg.loss.disc_start = Math.round(was.disc * k);
-          cfg.run.max_steps = maxSteps;
-          console.error(`note: --max-steps ${maxSteps} rescales the config's ${was.max}-step schedule: warm-up ${cfg.run.warmup_steps} steps, ${cfg.run.lr_schedule} learning rate over ${maxSteps}, discriminator from step ${cfg.loss.disc_start}${was.disc < was.max ? ` (was ${was.disc})` : ' (after the run: off)'}; pass the same --max-steps to --resume`);
-        }
+        const rescaled = withMaxSteps(cfg, maxSteps);
+        if (rescaled) console.error(`note: ${rescaled}; pass the same --max-steps to --resume`);
         let stop = false;
         const bar = new LiveBar();
         const onSig = () => {

@@ -4,7 +4,7 @@
 import { parseVQConfig, readConfigFile, type VQConfig } from '../models/vqgan/config.ts';
 import { TAMING_LOSS, type VQLossConfig } from '../losses/vqperceptual.ts';
 import { CODEBOOK_OFF, type CodebookOptions } from './codebook.ts';
-import { constantLr, cosine, linearWarmup, type Schedule } from './schedule.ts';
+import { scheduleFromSpec, type Schedule, type ScheduleSpec } from './schedule.ts';
 
 export interface RunOptions {
   data: string;
@@ -259,10 +259,29 @@ export function toTamingObject(c: TrainConfig): Record<string, unknown> {
 
 export const learningRate = (c: TrainConfig): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;
 
-/** The learning rate of each step (0-based), from the config's peak rate and schedule. */
-export function learningRateSchedule(c: TrainConfig): Schedule {
+/** The schedule of a config as plain data. */
+export function scheduleSpec(c: TrainConfig): ScheduleSpec {
   const lr = learningRate(c);
   const r = c.run;
-  if (r.lr_schedule === 'cosine') return cosine(lr, r.max_steps, { warmup: r.warmup_steps, minLr: lr * r.min_lr_ratio });
-  return r.warmup_steps > 0 ? linearWarmup(lr, r.warmup_steps) : constantLr(lr);
+  return { kind: r.lr_schedule, lr, warmup: r.warmup_steps, min_lr: lr * r.min_lr_ratio, total: r.max_steps };
+}
+
+/** The learning rate of each step (0-based), from the config's peak rate and schedule. */
+export function learningRateSchedule(c: TrainConfig): Schedule {
+  return scheduleFromSpec(scheduleSpec(c));
+}
+
+/**
+ * Run `n` steps instead of the config's max_steps, keeping the schedule's shape: warm-up and
+ * the discriminator start scale with it (a start after the run stays off). Returns a note
+ * saying what changed, or null when n is the config's own.
+ */
+export function withMaxSteps(cfg: TrainConfig, n: number): string | null {
+  if (n === cfg.run.max_steps) return null;
+  const k = n / cfg.run.max_steps;
+  const was = { warm: cfg.run.warmup_steps, disc: cfg.loss.disc_start, max: cfg.run.max_steps };
+  cfg.run.warmup_steps = Math.round(was.warm * k);
+  if (was.disc < was.max) cfg.loss.disc_start = Math.round(was.disc * k);
+  cfg.run.max_steps = n;
+  return `--max-steps ${n} rescales the config's ${was.max}-step schedule: warm-up ${cfg.run.warmup_steps} steps, ${cfg.run.lr_schedule} learning rate over ${n}, discriminator from step ${cfg.loss.disc_start}${was.disc < was.max ? ` (was ${was.disc})` : ' (after the run: off)'}`;
 }

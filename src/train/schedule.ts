@@ -20,3 +20,18 @@ export function cosine(lr: number, total: number, opts: { warmup?: number; minLr
     return min + 0.5 * (lr - min) * (1 + Math.cos(Math.PI * t));
   };
 }
+
+/** A schedule as plain data (what a training export's manifest carries). */
+export interface ScheduleSpec {
+  kind: 'constant' | 'cosine';
+  lr: number;
+  warmup: number;
+  min_lr: number;
+  total: number;
+}
+
+/** constant: linear warm-up (if any) then `lr`; cosine: warm-up then decay to min_lr at `total`. */
+export function scheduleFromSpec(s: ScheduleSpec): Schedule {
+  if (s.kind === 'cosine') return cosine(s.lr, s.total, { warmup: s.warmup, minLr: s.min_lr });
+  return s.warmup > 0 ? linearWarmup(s.lr, s.warmup) : constantLr(s.lr);
+}
