@@ -85,7 +85,7 @@ async function tinyData(dir: string): Promise<{ train: string; val: string; conf
     const n = c! * h! * w!;
     const out = HostTensor.float32([idx.length, c!, h!, w!]);
     // the dataset holds uint8 pixels; the model sees x/127.5 − 1, as BatchLoader gives it
-    idx.forEach((k, i) => u8ToFloat(d.images.data.subarray(k * n, (k + 1) * n), out.data.subarray(i * n, (i + 1) * n)));
+    idx.forEach((k, i) => u8ToFloat(d.images.data.subarray(k * n, (k + 1) * n), out.data.subarray(i * n, (i + 1) * n) as Float32Array<ArrayBuffer>));
     return out;
   };
   writeNpy(files.train, pick(d.trainIdx));
@@ -166,7 +166,7 @@ async function main() {
     const compileMs = performance.now() - t1;
     const gan = pname === 'gan';
     const feeds: Record<string, HostTensor> = gan ? { x, disc_factor: HostTensor.scalar(1) } : { x };
-    const lrs = gan ? { ae: 1e-4, disc: 1e-4 } : { ae: 1e-4 };
+    const lrs: Record<string, number> = gan ? { ae: 1e-4, disc: 1e-4 } : { ae: 1e-4 };
     await tr.run(pname, feeds, lrs);
     await tr.run(pname, feeds, lrs);
     const times: number[] = [];

@@ -7,9 +7,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HostTensor, sizeOf, type DType, type TypedData } from '../tensor.ts';
+import { HostTensor, sizeOf, type TypedData } from '../tensor.ts';
 import { writeFileAtomicSync } from './atomic.ts';
-import { ELEM_DTYPE, ELEM_SIZE, WRITE_CODE, assertLittleEndianHost, writeSafetensors, type ElemType } from './safetensors_bytes.ts';
+import { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, writeSafetensors, type ElemType } from './safetensors_bytes.ts';
 
 export { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, writeSafetensors, type ElemType };
 
