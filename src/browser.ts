@@ -11,3 +11,6 @@ export { filteredDistribution, pickToken, makeChooser, type SamplingOptions } fr
 export { Rng, sampleStreams } from './io/rng.ts';
 export { HostTensor } from './tensor.ts';
 export { lossCurveSvg, smoothEma, type Series, type PlotOptions } from './io/svg_plot.ts';
+export { StandaloneVQGANTrainer, type TrainStepResult } from './runtime/standalone_train.ts';
+export type { TrainOnnxManifest } from './train/train_manifest.ts';
+export { writeSafetensors } from './io/safetensors_bytes.ts';

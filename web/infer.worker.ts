@@ -4,46 +4,12 @@
 // server for them. The page calls it through comlink (web/local.ts); a whole sampling loop
 // (hundreds of session runs) happens here, so drawing stays smooth while it runs.
 import * as Comlink from 'comlink';
-import type * as OrtWeb from 'onnxruntime-web';
 import { StandaloneNet2Net, StandaloneVQGAN, type Net2NetOnnxManifest, type VQGANOnnxManifest } from '../src/browser.ts';
+import { fetchBytes, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
 
 export type LocalBackend = 'wasm' | 'webgpu';
 type Local = StandaloneVQGAN | StandaloneNet2Net;
 type Progress = (msg: string) => void;
-
-let base = '';
-let ortP: Promise<typeof OrtWeb> | null = null;
-const threads = (): number => (self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
-
-/** onnxruntime-web, its WebAssembly files from the server's /ort/ (threads when cross-origin isolated). */
-function ort(): Promise<typeof OrtWeb> {
-  ortP ??= import('onnxruntime-web').then((m) => {
-    m.env.wasm.wasmPaths = new URL('./ort/', base).href;
-    m.env.wasm.numThreads = threads();
-    return m;
-  });
-  return ortP;
-}
-
-async function fetchBytes(url: string, onBytes: (n: number) => void): Promise<Uint8Array> {
-  const r = await fetch(url);
-  if (!r.ok || !r.body) throw new Error(`${url}: ${r.status} ${r.statusText}`);
-  const parts: Uint8Array[] = [];
-  const reader = r.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    onBytes(value.length);
-  }
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 const loaded = new Map<string, Promise<Local>>();
 
@@ -52,7 +18,7 @@ function model(name: string, backend: LocalBackend, progress?: Progress): Promis
   let p = loaded.get(key);
   if (!p) {
     p = (async () => {
-      const url = new URL(`./api/models/${encodeURIComponent(name)}/onnx`, base).href;
+      const url = pageUrl(`./api/models/${encodeURIComponent(name)}/onnx`);
       const r = await fetch(url);
       if (!r.ok) throw new Error(`${name}: no ONNX export (${r.status})`);
       const manifest = (await r.json()) as (VQGANOnnxManifest | Net2NetOnnxManifest) & { bytes: Record<string, number> };
@@ -99,9 +65,9 @@ export interface LocalSampleRequest {
 
 const api = {
   /** The page's URL: the API and /ort/ are resolved against it. */
-  init(pageUrl: string): number {
-    base = pageUrl;
-    return threads();
+  init(url: string): number {
+    setPageUrl(url);
+    return wasmThreads();
   },
 
   /** Image [C·H·W] in [−1, 1] at the export's size → its code grid and reconstruction. */

@@ -6,6 +6,7 @@ import { hasWebGPU, localReconstruct, localSample, wasmThreads, type Backend } f
 import { canvasToRgb, imageToPlanar, toDataUrl } from './pixels.ts';
 import { initCodebook } from './codebook.ts';
 import { initRuns } from './runs.ts';
+import { initTrain } from './train.ts';
 interface ModelInfo { name: string; kind: 'vqgan' | 'transformer'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -220,5 +221,6 @@ window.addEventListener('paste', (e) => {
   setStatus(`models: ${models.map((m) => m.name).join(', ')}`);
   initCodebook(models.filter((m) => m.kind === 'vqgan' || m.kind === 'transformer').map((m) => m.name), setStatus);
   initRuns(setStatus);
+  initTrain();
   document.body.dataset.ready = '1';
 })();

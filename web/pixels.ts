@@ -43,8 +43,13 @@ function exactPng(bytes: Uint8Array, size: number): Uint8Array | null {
 
 /** An image file → float [3, size, size] in [−1, 1]. */
 export async function imageToPlanar(file: Blob, size: number): Promise<Float32Array> {
+  return u8ToFloat(await imageToU8(file, size));
+}
+
+/** An image file → uint8 [3, size, size] (white behind alpha, centre-cropped, resized). */
+export async function imageToU8(file: Blob, size: number): Promise<Uint8Array> {
   const exact = exactPng(new Uint8Array(await file.arrayBuffer()), size);
-  if (exact) return u8ToFloat(exact);
+  if (exact) return exact;
   const bmp = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   const [, ctx] = canvas(size, size);
   ctx.fillStyle = '#fff';
@@ -52,7 +57,7 @@ export async function imageToPlanar(file: Blob, size: number): Promise<Float32Ar
   const s = Math.min(bmp.width, bmp.height);
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(bmp, (bmp.width - s) / 2, (bmp.height - s) / 2, s, s, 0, 0, size, size);
-  return u8ToFloat(interleavedToPlanar(ctx.getImageData(0, 0, size, size).data, size, size, 4));
+  return interleavedToPlanar(ctx.getImageData(0, 0, size, size).data, size, size, 4);
 }
 
 /** A canvas's pixels → planar uint8 RGB [3, H, W]. */

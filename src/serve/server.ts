@@ -15,6 +15,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
 import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts';
+import { registerTrainRoutes } from './train.ts';
 
 export interface ServerOptions {
   models: ServedModel[];
@@ -260,6 +261,8 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     if (!fs.existsSync(full)) throw new HttpError(404, `no ONNX Runtime file '${file}' in ${ortDir}`);
     return reply.type(file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript').header('cache-control', 'max-age=86400').send(fs.createReadStream(full));
   });
+
+  registerTrainRoutes(app, run, (status, message) => new HttpError(status, message));
 
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));

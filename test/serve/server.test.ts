@@ -123,6 +123,33 @@ test('bad requests get 4xx JSON errors naming the problem, and the server keeps 
   assert.equal(ok.statusCode, 200);
 });
 
+test('training for the page: the tiny preset as ONNX (rescaled to ?steps) and emoji to train on; bad parameters are 400s', async () => {
+  const m = (await app.inject({ url: '/api/train/onnx?steps=100' })).json();
+  assert.equal(m.format, 'latentkit-vqgan-train-onnx');
+  assert.equal(m.preset, 'tiny');
+  assert.equal(m.max_steps, 100);
+  assert.equal(m.disc_start, 67); // the preset's 40 of 60 steps, rescaled as --max-steps does
+  assert.deepEqual(Object.keys(m.programs), ['warmup', 'gan']);
+  const f = await app.inject({ url: '/api/train/onnx/warmup.onnx?steps=100' });
+  assert.equal(f.statusCode, 200);
+  assert.equal(f.rawPayload.length, m.bytes['warmup.onnx']);
+  const d = await app.inject({ url: '/api/train/data?n=5&size=32&split=val' });
+  assert.equal(d.statusCode, 200);
+  assert.equal(d.headers['x-shape'], '5x3x32x32');
+  assert.equal(d.rawPayload.length, 5 * 3 * 32 * 32);
+  assert.deepEqual((await app.inject({ url: '/api/train/data?n=5&size=32&split=val' })).rawPayload, d.rawPayload, 'same pick for the same seed');
+  for (const [url, why] of [
+    ['/api/train/onnx?steps=3', /'steps' must be an integer in \[10, 20000\], got "3"/],
+    ['/api/train/onnx/nope.onnx', /no file 'nope.onnx'/],
+    ['/api/train/data?split=test', /'split' must be train or val/],
+    ['/api/train/data?n=0', /'n' must be an integer in \[1, 2048\]/],
+  ] as const) {
+    const r = await app.inject({ url });
+    assert.ok(r.statusCode === 400 || r.statusCode === 404, url);
+    assert.match(r.json().error, why);
+  }
+});
+
 test('overload: past the queue depth requests get 503 with Retry-After; the rest succeed', async () => {
   const body = await png();
   const rs = await Promise.all(Array.from({ length: 8 }, () => app.inject({ method: 'POST', url: '/api/models/emoji-f4/reconstruct', headers: { 'content-type': 'image/png' }, payload: body })));

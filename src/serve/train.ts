@@ -1,0 +1,87 @@
+// What the page's "train in your browser" fetches: a training run as standalone ONNX files
+// (train/export_train.ts; the tiny preset, rescaled to the steps asked for, exactly as
+// `latentkit train-ae --config tiny --max-steps N` trains it) and emoji images to train on
+// (uint8 planar [N, 3, S, S], from the npm-shipped set, train or validation split).
+import type { FastifyInstance } from 'fastify';
+import { PRESETS, parseTrainConfig, withMaxSteps } from '../train/config.ts';
+import { packImages, trainOnnx, type TrainOnnxManifest } from '../train/export_train.ts';
+import { cacheDataset, emojiDataset, splitDataset, Rng } from '../io/datasets.ts';
+
+/** The preset the page trains (small enough for WebAssembly: ~1 M parameters at 32×32). */
+export const BROWSER_PRESET = 'tiny';
+const MAX_STEPS = 20_000;
+const MAX_IMAGES = 2048;
+
+type Run = <T>(fn: () => Promise<T>) => Promise<T>;
+type Fail = (status: number, message: string) => Error;
+
+function intParam(q: Record<string, unknown>, key: string, def: number, min: number, max: number, fail: Fail): number {
+  const v = q[key];
+  if (v === undefined || v === '') return def;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < min || x > max) throw fail(400, `'${key}' must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  return x;
+}
+
+export function registerTrainRoutes(app: FastifyInstance, run: Run, fail: Fail): void {
+  const exports = new Map<number, Promise<{ files: Map<string, Uint8Array>; manifest: TrainOnnxManifest }>>();
+  const exportFor = (steps: number) => {
+    let p = exports.get(steps);
+    if (!p) {
+      p = run(async () => {
+        const cfg = parseTrainConfig(structuredClone(PRESETS[BROWSER_PRESET]), `preset '${BROWSER_PRESET}'`);
+        withMaxSteps(cfg, steps);
+        return trainOnnx(cfg);
+      });
+      exports.set(steps, p);
+      p.catch(() => exports.delete(steps));
+    }
+    return p;
+  };
+  const stepsOf = (q: unknown) => intParam(q as Record<string, unknown>, 'steps', 300, 10, MAX_STEPS, fail);
+
+  app.get('/api/train/onnx', async (req) => {
+    const e = await exportFor(stepsOf(req.query));
+    return { ...e.manifest, preset: BROWSER_PRESET, bytes: Object.fromEntries([...e.files].map(([f, b]) => [f, b.length])) };
+  });
+  app.get('/api/train/onnx/:file', async (req, reply) => {
+    const file = (req.params as { file: string }).file;
+    const e = await exportFor(stepsOf(req.query));
+    const b = e.files.get(file);
+    if (!b) throw fail(404, `the training export has no file '${file}'; files: ${[...e.files.keys()].join(', ')}`);
+    return reply.type('application/octet-stream').send(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  });
+
+  // emoji to train on: n images of the train (or val) split, a seeded pick, decoded at `size`
+  const picked = new Map<string, Promise<Uint8Array>>();
+  app.get('/api/train/data', async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const split = q.split ?? 'train';
+    if (split !== 'train' && split !== 'val') throw fail(400, `'split' must be train or val, got ${JSON.stringify(split)}`);
+    const n = intParam(q, 'n', 256, 1, MAX_IMAGES, fail);
+    const size = intParam(q, 'size', 32, 8, 64, fail);
+    const seed = intParam(q, 'seed', 0, 0, 2 ** 31 - 1, fail);
+    const key = `${split}:${n}:${size}:${seed}`;
+    let p = picked.get(key);
+    if (!p) {
+      p = run(async () => {
+        const ds = await emojiDataset({ set: 'google' });
+        const s = splitDataset(ds.items, { valFraction: 0.05 });
+        const pool = split === 'train' ? [...s.trainIndices] : [...s.valIndices];
+        const rng = new Rng(seed);
+        for (let i = pool.length - 1; i > 0; i--) {
+          const j = rng.int(i + 1);
+          [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+        }
+        const items = pool.slice(0, n).map((i) => ds.items[i]!);
+        const images = await cacheDataset(items, size);
+        return packImages(images, items.map((_, i) => i));
+      });
+      picked.set(key, p);
+      p.catch(() => picked.delete(key));
+    }
+    const bytes = await p;
+    const count = bytes.length / (3 * size * size);
+    return reply.type('application/octet-stream').header('x-shape', `${count}x3x${size}x${size}`).send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+}
