@@ -36,6 +36,7 @@ export function initTrain(): void {
     const per = 3 * size * size;
     const tiles = [...Array.from({ length: batch }, (_, i) => r.inputs.subarray(i * per, (i + 1) * per)), ...Array.from({ length: batch }, (_, i) => r.xrec.subarray(i * per, (i + 1) * per))];
     $<HTMLImageElement>('tr-recon').src = toDataUrl(tiles, 3, size, size, batch);
+    $('tr-fig').hidden = false;
     $('tr-recon-cap').textContent = `held-out images (top) and their reconstructions (bottom) at step ${r.step}; ${r.used} codebook entries in use`;
     document.body.dataset.trRecon = String(r.step);
   }
