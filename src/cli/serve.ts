@@ -14,7 +14,7 @@ export function bundledModels(): string[] {
   return ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => path.join(root, d)).filter((d) => fs.existsSync(path.join(d, 'model.safetensors')));
 }
 
-interface ServeOpts { web?: boolean; model: string[]; runs: string[]; usageData: string; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string }
+interface ServeOpts { web?: boolean; model: string[]; runs: string[]; usageData: string; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string; requestTimeoutS: string }
 
 export function registerServeCommand(program: Command): void {
   program
@@ -29,6 +29,7 @@ export function registerServeCommand(program: Command): void {
     .option('--concurrency <n>', 'model runs at once', '1')
     .option('--queue-depth <n>', 'requests that may wait; more are answered 503 with Retry-After', '16')
     .option('--max-body-mb <n>', 'largest request body in MB', '8')
+    .option('--request-timeout-s <n>', 'longest time to receive a request (headers and body); slower uploads get 408', '60')
     .option('--no-web', 'do not serve the web page (web/dist) at /')
     .option('--max-pixels <n>', 'largest image in pixels (read from its header before decoding)', String(4096 * 4096))
     .action(
@@ -49,6 +50,7 @@ export function registerServeCommand(program: Command): void {
           queueDepth: Number(o.queueDepth),
           maxBodyBytes: Math.round(Number(o.maxBodyMb) * 1024 * 1024),
           maxPixels: parseIntOpt(o.maxPixels, '--max-pixels'),
+          requestTimeoutMs: parseIntOpt(o.requestTimeoutS, '--request-timeout-s') * 1000,
           webRoot,
           runs: o.runs.length ? o.runs : [...(fs.existsSync('runs') ? ['runs'] : []), ...(o.model.length ? [] : specs)],
           usageData: o.usageData,

@@ -11,6 +11,7 @@ import { JobQueue, QueueFullError } from './queue.ts';
 import { describe, type ServedModel } from './models.ts';
 import { net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
@@ -29,6 +30,8 @@ export interface ServerOptions {
   maxPixels?: number;
   /** Longest wait for a queue slot before a 503 (default 30 s). */
   queueWaitMs?: number;
+  /** Longest time to receive a whole request, headers and body (default 60 s; then 408). */
+  requestTimeoutMs?: number;
   /** Largest n for /sample (default 16). */
   maxSamples?: number;
   /** Directory of the built web page (web/dist), served at / when given. */
@@ -80,7 +83,17 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   const queue = new JobQueue({ concurrency: opts.concurrency ?? 1, depth: opts.queueDepth ?? 16 });
   const byName = new Map(opts.models.map((m) => [m.name, m]));
   if (byName.size !== opts.models.length) throw new Error('two models have the same name (use name=path)');
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.maxBodyBytes ?? 8 * 1024 * 1024, forceCloseConnections: 'idle', return503OnClosing: true });
+  const requestTimeout = opts.requestTimeoutMs ?? 60_000;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.maxBodyBytes ?? 8 * 1024 * 1024,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    // a slow or stalled upload gets 408 instead of holding a connection (Node checks every
+    // connectionsCheckingInterval, so the limit is enforced within a tenth of itself)
+    requestTimeout,
+    serverFactory: (handler) => http.createServer({ requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(30_000, requestTimeout / 10)) }, handler),
+  });
   const started = Date.now();
 
   app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

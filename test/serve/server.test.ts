@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from '../../src/serve/server.ts';
@@ -148,6 +149,25 @@ test('training for the page: the tiny preset as ONNX (rescaled to ?steps) and em
     assert.ok(r.statusCode === 400 || r.statusCode === 404, url);
     assert.match(r.json().error, why);
   }
+});
+
+test('a stalled upload gets 408 after the request time limit; the server keeps serving', async () => {
+  const { app: slow } = await createServer({ models: [], requestTimeoutMs: 400 });
+  const url = new URL(await slow.listen({ host: '127.0.0.1', port: 0 }));
+  const sock = net.connect(Number(url.port), '127.0.0.1');
+  const t0 = Date.now();
+  const answer = new Promise<string>((resolve) => {
+    let got = '';
+    sock.on('data', (d) => (got += d.toString()));
+    sock.on('close', () => resolve(got));
+  });
+  // headers promise 100 kB, then the client goes quiet
+  sock.write('POST /api/models/x/encode HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n' + 'x'.repeat(100));
+  const got = await answer;
+  assert.match(got, /^HTTP\/1\.1 408/);
+  assert.ok(Date.now() - t0 < 5000, `closed after ${Date.now() - t0} ms`);
+  assert.equal((await slow.inject({ url: '/api/health' })).statusCode, 200);
+  await slow.close();
 });
 
 test('overload: past the queue depth requests get 503 with Retry-After; the rest succeed', async () => {
