@@ -5,7 +5,7 @@
 // per-epoch shuffle. The page gets each step's losses and, every few steps, reconstructions
 // of its held-out images; the model downloads as safetensors that `latentkit` loads.
 import * as Comlink from 'comlink';
-import { StandaloneVQGANTrainer, type TrainOnnxManifest, Rng } from '../src/browser.ts';
+import { StandaloneVQGANTrainer, type TrainOnnxManifest, Rng, u8ToFloat } from '../src/browser.ts';
 import { fetchBytes, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
 
 export interface TrainInfo {
@@ -38,30 +38,22 @@ export interface ReconReport {
 let trainer: StandaloneVQGANTrainer | null = null;
 let images: Uint8Array | null = null;
 let count = 0;
-let val: Float32Array | null = null;
+let val: Float32Array<ArrayBuffer> | null = null;
 let stopping = false;
 let order: number[] = [];
 let pos = 0;
 const rng = new Rng(1);
-
-const u8ToFloat = (src: Uint8Array, out: Float32Array, at: number) => {
-  for (let i = 0; i < src.length; i++) out[at + i] = src[i]! / 127.5 - 1;
-};
 
 function nextBatch(m: TrainOnnxManifest): Float32Array {
   const n = m.channels * m.image_size * m.image_size;
   const x = new Float32Array(m.batch * n);
   for (let b = 0; b < m.batch; b++) {
     if (pos >= order.length) {
-      order = Array.from({ length: count }, (_, i) => i);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [order[i], order[j]] = [order[j]!, order[i]!];
-      }
+      order = rng.shuffle(Array.from({ length: count }, (_, i) => i));
       pos = 0;
     }
     const k = order[pos++]!;
-    u8ToFloat(images!.subarray(k * n, (k + 1) * n), x, b * n);
+    u8ToFloat(images!.subarray(k * n, (k + 1) * n), x.subarray(b * n, (b + 1) * n));
   }
   return x;
 }
@@ -98,7 +90,8 @@ const api = {
     order = [];
     pos = 0;
     val = new Float32Array(m.batch * per);
-    for (let b = 0; b < m.batch; b++) u8ToFloat(heldOut.subarray((b % (heldOut.length / per)) * per, ((b % (heldOut.length / per)) + 1) * per), val, b * per);
+    const held = heldOut.length / per;
+    for (let b = 0; b < m.batch; b++) u8ToFloat(heldOut.subarray((b % held) * per, ((b % held) + 1) * per), val.subarray(b * per, (b + 1) * per));
   },
 
   /** Train until the export's step count (or stop()); reports every step and every `reconEvery` steps. */

@@ -20,7 +20,8 @@ export interface StandaloneOptions {
   executionProviders?: string[];
 }
 
-async function createSession(ort: Ort, bytes: Uint8Array, name: string, o: StandaloneOptions): Promise<OrtNs.InferenceSession> {
+/** A session from ONNX bytes; a failure names the file. */
+export async function createSession(ort: Ort, bytes: Uint8Array, name: string, o: StandaloneOptions): Promise<OrtNs.InferenceSession> {
   try {
     return await ort.InferenceSession.create(bytes, { executionProviders: o.executionProviders ?? ['wasm'], graphOptimizationLevel: 'all' });
   } catch (e) {

@@ -10,7 +10,7 @@ import type { FlatLayout, TrainOnnxManifest } from '../train/train_manifest.ts';
 import { scheduleFromSpec, type Schedule } from '../train/schedule.ts';
 import { writeSafetensors } from '../io/safetensors_bytes.ts';
 import { HostTensor } from '../tensor.ts';
-import type { ReadFile, StandaloneOptions } from './standalone.ts';
+import { createSession, type ReadFile, type StandaloneOptions } from './standalone.ts';
 
 type Ort = typeof OrtNs;
 
@@ -45,15 +45,7 @@ export class StandaloneVQGANTrainer {
   static async load(ort: Ort, manifest: TrainOnnxManifest, read: ReadFile, o: StandaloneOptions = {}): Promise<StandaloneVQGANTrainer> {
     if (manifest?.format !== 'latentkit-vqgan-train-onnx') throw new Error(`expected a latentkit-vqgan-train-onnx manifest, got format ${JSON.stringify(manifest?.format)}`);
     const files = { ...Object.fromEntries(Object.entries(manifest.programs).map(([k, p]) => [k, p.file])), recon: manifest.recon.file };
-    const entries = await Promise.all(
-      Object.entries(files).map(async ([k, f]) => {
-        try {
-          return [k, await ort.InferenceSession.create(await read(f), { executionProviders: o.executionProviders ?? ['wasm'], graphOptimizationLevel: 'all' })] as const;
-        } catch (e) {
-          throw new Error(`ONNX Runtime could not load ${f}: ${String((e as Error).message ?? e).split('\n')[0]}`, { cause: e });
-        }
-      }),
-    );
+    const entries = await Promise.all(Object.entries(files).map(async ([k, f]) => [k, await createSession(ort, await read(f), f, o)] as const));
     const init = await read(manifest.init);
     const { ae, disc } = manifest.groups;
     const want = ae.total + disc.total + manifest.buffers.total;

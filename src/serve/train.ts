@@ -4,7 +4,7 @@
 // (uint8 planar [N, 3, S, S], from the npm-shipped set, train or validation split).
 import type { FastifyInstance } from 'fastify';
 import { PRESETS, parseTrainConfig, withMaxSteps } from '../train/config.ts';
-import { packImages, trainOnnx, type TrainOnnxManifest } from '../train/export_train.ts';
+import { trainOnnx, type TrainOnnxManifest } from '../train/export_train.ts';
 import { cacheDataset, emojiDataset, splitDataset, Rng } from '../io/datasets.ts';
 
 /** The preset the page trains (small enough for WebAssembly: ~1 M parameters at 32×32). */
@@ -67,15 +67,8 @@ export function registerTrainRoutes(app: FastifyInstance, run: Run, fail: Fail):
       p = run(async () => {
         const ds = await emojiDataset({ set: 'google' });
         const s = splitDataset(ds.items, { valFraction: 0.05 });
-        const pool = split === 'train' ? [...s.trainIndices] : [...s.valIndices];
-        const rng = new Rng(seed);
-        for (let i = pool.length - 1; i > 0; i--) {
-          const j = rng.int(i + 1);
-          [pool[i], pool[j]] = [pool[j]!, pool[i]!];
-        }
-        const items = pool.slice(0, n).map((i) => ds.items[i]!);
-        const images = await cacheDataset(items, size);
-        return packImages(images, items.map((_, i) => i));
+        const pool = new Rng(seed).shuffle(split === 'train' ? [...s.trainIndices] : [...s.valIndices]);
+        return (await cacheDataset(pool.slice(0, n).map((i) => ds.items[i]!), size)).data; // uint8 [n, 3, size, size]
       });
       picked.set(key, p);
       p.catch(() => picked.delete(key));

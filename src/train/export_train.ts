@@ -4,18 +4,15 @@
 // Adam in one graph), a reconstruction graph over the flat parameters, the seeded initial
 // weights, and a manifest with the layouts, schedule and metadata a host loop needs
 // (runtime/standalone_train.ts is that loop).
-import { HostTensor } from '../tensor.ts';
 import { Program } from '../runtime/program.ts';
 import { ParamView } from '../nn/params.ts';
 import { vqForward } from '../models/vqgan/vqmodel.ts';
-import { splitFlat, type ParamLayout } from './step.ts';
+import { splitFlat } from './step.ts';
 import { createVQGANTrainer, defineVQGANPrograms } from './vqgan_run.ts';
 import { scheduleSpec, toTamingObject, type TrainConfig } from './config.ts';
 import type { TrainOnnxManifest } from './train_manifest.ts';
 
 export type { TrainOnnxManifest } from './train_manifest.ts';
-
-const layoutJson = (l: ParamLayout) => ({ names: l.names, shapes: l.shapes, offsets: l.offsets, total: l.total });
 
 /**
  * Export `cfg`'s training programs. Refused where the host loop would differ from
@@ -68,21 +65,12 @@ export function trainOnnx(cfg: TrainConfig): { files: Map<string, Uint8Array>; m
     max_steps: r.max_steps,
     seed: r.seed,
     schedule: scheduleSpec(cfg),
-    groups: { ae: { ...layoutJson(ae), slots: 2 }, disc: { ...layoutJson(trainer.layouts.disc!), slots: 2 } },
-    buffers: layoutJson(trainer.bufferLayout),
+    groups: { ae: { ...ae, slots: 2 }, disc: { ...trainer.layouts.disc!, slots: 2 } },
+    buffers: trainer.bufferLayout,
     programs,
     recon: { file: 'recon.onnx' },
     init: 'init.f32',
     metadata: { format: 'latentkit-vqgan', config: JSON.stringify(cfg.model), train_config: JSON.stringify(toTamingObject(cfg)) },
   };
   return { files, manifest };
-}
-
-/** Uint8 images [N, C, S, S] for a page to train on (planar, as the datasets hold them). */
-export function packImages(images: HostTensor<'uint8'>, indices: readonly number[]): Uint8Array {
-  const [, c, h, w] = images.shape as [number, number, number, number];
-  const n = c * h * w;
-  const out = new Uint8Array(indices.length * n);
-  indices.forEach((k, i) => out.set((images.data as Uint8Array).subarray(k * n, (k + 1) * n), i * n));
-  return out;
 }

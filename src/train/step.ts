@@ -10,13 +10,10 @@ import type { SessionOptions } from '../runtime/backend.ts';
 import { HostTensor } from '../tensor.ts';
 import type { ShapeTree, StateDict, TensorTree } from '../nn/params.ts';
 import { optimizerUpdate, stateSlots, type OptimizerSpec } from './optim.ts';
+import type { FlatLayout } from './train_manifest.ts';
 
-export interface ParamLayout {
-  names: string[];
-  shapes: number[][];
-  offsets: number[];
-  total: number;
-}
+/** Where each named tensor sits in a flat buffer (also what a training export's manifest carries). */
+export type ParamLayout = FlatLayout;
 
 export function makeLayout(shapes: ShapeTree): ParamLayout {
   const names = Object.keys(shapes);
