@@ -5,7 +5,7 @@
 // (hundreds of session runs) happens here, so drawing stays smooth while it runs.
 import * as Comlink from 'comlink';
 import { StandaloneNet2Net, StandaloneVQGAN, type Net2NetOnnxManifest, type VQGANOnnxManifest } from '../src/browser.ts';
-import { fetchBytes, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
+import { fetchExport, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
 
 export type LocalBackend = 'wasm' | 'webgpu';
 type Local = StandaloneVQGAN | StandaloneNet2Net;
@@ -18,17 +18,7 @@ function model(name: string, backend: LocalBackend, progress?: Progress): Promis
   let p = loaded.get(key);
   if (!p) {
     p = (async () => {
-      const url = pageUrl(`./api/models/${encodeURIComponent(name)}/onnx`);
-      const r = await fetch(url);
-      if (!r.ok) throw new Error(`${name}: no ONNX export (${r.status})`);
-      const manifest = (await r.json()) as (VQGANOnnxManifest | Net2NetOnnxManifest) & { bytes: Record<string, number> };
-      const total = Object.values(manifest.bytes).reduce((a, b) => a + b, 0);
-      let done = 0;
-      const read = (f: string) =>
-        fetchBytes(`${url}/${encodeURIComponent(f)}`, (n) => {
-          done += n;
-          progress?.(`loading ${name} for the browser: ${(done / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`);
-        });
+      const { manifest, read } = await fetchExport<VQGANOnnxManifest | Net2NetOnnxManifest>(pageUrl(`./api/models/${encodeURIComponent(name)}/onnx`), `${name} for the browser`, progress);
       const rt = await ort();
       const o = { executionProviders: backend === 'webgpu' ? ['webgpu', 'wasm'] : ['wasm'] };
       return manifest.format === 'latentkit-vqgan-onnx' ? StandaloneVQGAN.load(rt as never, manifest, read, o) : StandaloneNet2Net.load(rt as never, manifest as Net2NetOnnxManifest, read, o);

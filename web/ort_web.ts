@@ -46,3 +46,19 @@ export async function fetchBytes(url: string, onBytes: (n: number) => void = () 
   }
   return out;
 }
+
+/**
+ * A served export: its manifest (JSON at `url` + `query`, with the file sizes in `bytes`) and
+ * a reader of its files (`url`/<file> + `query`) that reports "loading <what>: x / y MB".
+ */
+export async function fetchExport<M>(url: string, what: string, progress?: (m: string) => void, query = ''): Promise<{ manifest: M & { bytes: Record<string, number> }; read: (f: string) => Promise<Uint8Array> }> {
+  const manifest = JSON.parse(new TextDecoder().decode(await fetchBytes(url + query))) as M & { bytes: Record<string, number> };
+  const total = Object.values(manifest.bytes).reduce((a, b) => a + b, 0);
+  let done = 0;
+  const read = (f: string) =>
+    fetchBytes(`${url}/${encodeURIComponent(f)}${query}`, (n) => {
+      done += n;
+      progress?.(`loading ${what}: ${(done / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`);
+    });
+  return { manifest, read };
+}

@@ -6,7 +6,7 @@
 // of its held-out images; the model downloads as safetensors that `latentkit` loads.
 import * as Comlink from 'comlink';
 import { StandaloneVQGANTrainer, type TrainOnnxManifest, Rng, u8ToFloat } from '../src/browser.ts';
-import { fetchBytes, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
+import { fetchExport, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
 
 export interface TrainInfo {
   params: { ae: number; disc: number };
@@ -64,17 +64,7 @@ const api = {
     setPageUrl(url);
     if (trainer) await trainer.release();
     trainer = null;
-    const base = pageUrl(`./api/train/onnx?steps=${steps}`);
-    const r = await fetch(base);
-    if (!r.ok) throw new Error(`training export: ${r.status} ${((await r.json().catch(() => ({}))) as { error?: string }).error ?? r.statusText}`);
-    const manifest = (await r.json()) as TrainOnnxManifest & { bytes: Record<string, number> };
-    const total = Object.values(manifest.bytes).reduce((a, b) => a + b, 0);
-    let done = 0;
-    const read = (f: string) =>
-      fetchBytes(pageUrl(`./api/train/onnx/${encodeURIComponent(f)}?steps=${steps}`), (n) => {
-        done += n;
-        progress(`loading the training graphs: ${(done / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`);
-      });
+    const { manifest, read } = await fetchExport<TrainOnnxManifest>(pageUrl('./api/train/onnx'), 'the training graphs', progress, `?steps=${steps}`);
     trainer = await StandaloneVQGANTrainer.load((await ort()) as never, manifest, read, { executionProviders: ['wasm'] });
     const m = trainer.manifest;
     return { params: { ae: m.groups.ae.total, disc: m.groups.disc.total }, batch: m.batch, size: m.image_size, grid: m.grid, steps: m.max_steps, discStart: m.disc_start, threads: wasmThreads() };
