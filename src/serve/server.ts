@@ -17,6 +17,9 @@ import { createRequire } from 'node:module';
 import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
 import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts';
 import { registerTrainRoutes } from './train.ts';
+import { HttpError, num } from './http.ts';
+
+export { HttpError };
 
 export interface ServerOptions {
   models: ServedModel[];
@@ -48,33 +51,12 @@ export interface ServerOptions {
   logger?: boolean;
 }
 
-/** An error with an HTTP status, answered as { error }. */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
 
 function wantsJson(req: FastifyRequest): boolean {
   const q = req.query as Record<string, string | undefined>;
   if (q.format) return q.format === 'json';
   return /application\/json/.test(String(req.headers.accept ?? '')) && !/image\/png/.test(String(req.headers.accept ?? ''));
-}
-
-function num(q: Record<string, unknown>, key: string, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
-  const v = q[key];
-  if (v === undefined || v === '') return undefined;
-  const x = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(x) || (opts.int && !Number.isInteger(x))) throw new HttpError(400, `'${key}' must be ${opts.int ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}`);
-  if (opts.min !== undefined && x < opts.min) throw new HttpError(400, `'${key}' must be ≥ ${opts.min}, got ${x}`);
-  if (opts.max !== undefined && x > opts.max) throw new HttpError(400, `'${key}' must be ≤ ${opts.max}, got ${x}`);
-  return x;
 }
 
 export async function createServer(opts: ServerOptions): Promise<{ app: FastifyInstance; queue: JobQueue }> {
@@ -275,7 +257,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return reply.type(file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript').header('cache-control', 'max-age=86400').send(fs.createReadStream(full));
   });
 
-  registerTrainRoutes(app, run, (status, message) => new HttpError(status, message));
+  registerTrainRoutes(app, run);
 
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));

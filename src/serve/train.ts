@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { PRESETS, parseTrainConfig, withMaxSteps } from '../train/config.ts';
 import { trainOnnx, type TrainOnnxManifest } from '../train/export_train.ts';
 import { cacheDataset, emojiDataset, splitDataset, Rng } from '../io/datasets.ts';
+import { HttpError, num } from './http.ts';
 
 /** The preset the page trains (small enough for WebAssembly: ~1 M parameters at 32×32). */
 export const BROWSER_PRESET = 'tiny';
@@ -13,17 +14,9 @@ const MAX_STEPS = 20_000;
 const MAX_IMAGES = 2048;
 
 type Run = <T>(fn: () => Promise<T>) => Promise<T>;
-type Fail = (status: number, message: string) => Error;
+type Query = Record<string, unknown>;
 
-function intParam(q: Record<string, unknown>, key: string, def: number, min: number, max: number, fail: Fail): number {
-  const v = q[key];
-  if (v === undefined || v === '') return def;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < min || x > max) throw fail(400, `'${key}' must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
-  return x;
-}
-
-export function registerTrainRoutes(app: FastifyInstance, run: Run, fail: Fail): void {
+export function registerTrainRoutes(app: FastifyInstance, run: Run): void {
   const exports = new Map<number, Promise<{ files: Map<string, Uint8Array>; manifest: TrainOnnxManifest }>>();
   const exportFor = (steps: number) => {
     let p = exports.get(steps);
@@ -38,7 +31,7 @@ export function registerTrainRoutes(app: FastifyInstance, run: Run, fail: Fail):
     }
     return p;
   };
-  const stepsOf = (q: unknown) => intParam(q as Record<string, unknown>, 'steps', 300, 10, MAX_STEPS, fail);
+  const stepsOf = (q: unknown) => num(q as Query, 'steps', { int: true, min: 10, max: MAX_STEPS }) ?? 300;
 
   app.get('/api/train/onnx', async (req) => {
     const e = await exportFor(stepsOf(req.query));
@@ -48,19 +41,19 @@ export function registerTrainRoutes(app: FastifyInstance, run: Run, fail: Fail):
     const file = (req.params as { file: string }).file;
     const e = await exportFor(stepsOf(req.query));
     const b = e.files.get(file);
-    if (!b) throw fail(404, `the training export has no file '${file}'; files: ${[...e.files.keys()].join(', ')}`);
+    if (!b) throw new HttpError(404, `the training export has no file '${file}'; files: ${[...e.files.keys()].join(', ')}`);
     return reply.type('application/octet-stream').send(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   });
 
   // emoji to train on: n images of the train (or val) split, a seeded pick, decoded at `size`
   const picked = new Map<string, Promise<Uint8Array>>();
   app.get('/api/train/data', async (req, reply) => {
-    const q = req.query as Record<string, unknown>;
+    const q = req.query as Query;
     const split = q.split ?? 'train';
-    if (split !== 'train' && split !== 'val') throw fail(400, `'split' must be train or val, got ${JSON.stringify(split)}`);
-    const n = intParam(q, 'n', 256, 1, MAX_IMAGES, fail);
-    const size = intParam(q, 'size', 32, 8, 64, fail);
-    const seed = intParam(q, 'seed', 0, 0, 2 ** 31 - 1, fail);
+    if (split !== 'train' && split !== 'val') throw new HttpError(400, `'split' must be train or val, got ${JSON.stringify(split)}`);
+    const n = num(q, 'n', { int: true, min: 1, max: MAX_IMAGES }) ?? 256;
+    const size = num(q, 'size', { int: true, min: 8, max: 64 }) ?? 32;
+    const seed = num(q, 'seed', { int: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
     const key = `${split}:${n}:${size}:${seed}`;
     let p = picked.get(key);
     if (!p) {
