@@ -257,7 +257,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return reply.type(file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript').header('cache-control', 'max-age=86400').send(fs.createReadStream(full));
   });
 
-  registerTrainRoutes(app, run);
+  registerTrainRoutes(app, once);
 
   app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));

@@ -13,24 +13,17 @@ export const BROWSER_PRESET = 'tiny';
 const MAX_STEPS = 20_000;
 const MAX_IMAGES = 2048;
 
-type Run = <T>(fn: () => Promise<T>) => Promise<T>;
+/** The server's memo: the first request for a key runs `fn` in the job queue, later ones share it. */
+type Once = <T>(key: string, fn: () => Promise<T>) => Promise<T>;
 type Query = Record<string, unknown>;
 
-export function registerTrainRoutes(app: FastifyInstance, run: Run): void {
-  const exports = new Map<number, Promise<{ files: Map<string, Uint8Array>; manifest: TrainOnnxManifest }>>();
-  const exportFor = (steps: number) => {
-    let p = exports.get(steps);
-    if (!p) {
-      p = run(async () => {
-        const cfg = parseTrainConfig(structuredClone(PRESETS[BROWSER_PRESET]), `preset '${BROWSER_PRESET}'`);
-        withMaxSteps(cfg, steps);
-        return trainOnnx(cfg);
-      });
-      exports.set(steps, p);
-      p.catch(() => exports.delete(steps));
-    }
-    return p;
-  };
+export function registerTrainRoutes(app: FastifyInstance, once: Once): void {
+  const exportFor = (steps: number) =>
+    once<{ files: Map<string, Uint8Array>; manifest: TrainOnnxManifest }>(`train-onnx:${steps}`, async () => {
+      const cfg = parseTrainConfig(structuredClone(PRESETS[BROWSER_PRESET]), `preset '${BROWSER_PRESET}'`);
+      withMaxSteps(cfg, steps);
+      return trainOnnx(cfg);
+    });
   const stepsOf = (q: unknown) => num(q as Query, 'steps', { int: true, min: 10, max: MAX_STEPS }) ?? 300;
 
   app.get('/api/train/onnx', async (req) => {
@@ -46,7 +39,6 @@ export function registerTrainRoutes(app: FastifyInstance, run: Run): void {
   });
 
   // emoji to train on: n images of the train (or val) split, a seeded pick, decoded at `size`
-  const picked = new Map<string, Promise<Uint8Array>>();
   app.get('/api/train/data', async (req, reply) => {
     const q = req.query as Query;
     const split = q.split ?? 'train';
@@ -54,19 +46,12 @@ export function registerTrainRoutes(app: FastifyInstance, run: Run): void {
     const n = num(q, 'n', { int: true, min: 1, max: MAX_IMAGES }) ?? 256;
     const size = num(q, 'size', { int: true, min: 8, max: 64 }) ?? 32;
     const seed = num(q, 'seed', { int: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
-    const key = `${split}:${n}:${size}:${seed}`;
-    let p = picked.get(key);
-    if (!p) {
-      p = run(async () => {
-        const ds = await emojiDataset({ set: 'google' });
-        const s = splitDataset(ds.items, { valFraction: 0.05 });
-        const pool = new Rng(seed).shuffle(split === 'train' ? [...s.trainIndices] : [...s.valIndices]);
-        return (await cacheDataset(pool.slice(0, n).map((i) => ds.items[i]!), size)).data; // uint8 [n, 3, size, size]
-      });
-      picked.set(key, p);
-      p.catch(() => picked.delete(key));
-    }
-    const bytes = await p;
+    const bytes = await once(`train-data:${split}:${n}:${size}:${seed}`, async () => {
+      const ds = await emojiDataset({ set: 'google' });
+      const s = splitDataset(ds.items, { valFraction: 0.05 });
+      const pool = new Rng(seed).shuffle(split === 'train' ? [...s.trainIndices] : [...s.valIndices]);
+      return (await cacheDataset(pool.slice(0, n).map((i) => ds.items[i]!), size)).data; // uint8 [n, 3, size, size]
+    });
     const count = bytes.length / (3 * size * size);
     return reply.type('application/octet-stream').header('x-shape', `${count}x3x${size}x${size}`).send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
