@@ -171,18 +171,21 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     reply.header('cross-origin-embedder-policy', 'require-corp');
   });
 
-  // The page's in-browser inference: each model as standalone ONNX files (batch 1, weights
-  // inside) plus its manifest, made once on first request and kept.
-  const exported = new Map<string, Promise<OnnxExport>>();
-  const exportOf = (m: ServedModel): Promise<OnnxExport> => {
-    let p = exported.get(m.name);
+  // Work done once per key (exports, codebook atlases, usage counts): the first request runs
+  // it in the job queue, later ones share the promise; a failure is forgotten, so it retries.
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    let p = memo.get(key) as Promise<T> | undefined;
     if (!p) {
-      p = run(async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx(m.net, { batch: 1 })));
-      exported.set(m.name, p);
-      p.catch(() => exported.delete(m.name));
+      p = run(fn);
+      memo.set(key, p);
+      p.catch(() => memo.delete(key));
     }
     return p;
   };
+  // The page's in-browser inference: each model as standalone ONNX files (batch 1, weights
+  // inside) plus its manifest, made once on first request and kept.
+  const exportOf = (m: ServedModel): Promise<OnnxExport> => once(`onnx:${m.name}`, async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx(m.net, { batch: 1 })));
   app.get('/api/models/:name/onnx', async (req) => {
     const e = await exportOf(lookup(req));
     return { ...e.manifest, bytes: Object.fromEntries([...e.files].map(([f, b]) => [f, b.length])) };
@@ -196,16 +199,6 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return reply.type('application/octet-stream').header('cache-control', 'no-cache').send(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   });
   // Codebook view: entries as tiles, usage over a dataset (each computed once per model).
-  const memo = new Map<string, Promise<unknown>>();
-  const once = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
-    let p = memo.get(key) as Promise<T> | undefined;
-    if (!p) {
-      p = run(fn);
-      memo.set(key, p);
-      p.catch(() => memo.delete(key));
-    }
-    return p;
-  };
   const vqOf = (req: FastifyRequest) => {
     const m = lookup(req);
     if (m.kind === 'vqgan') return { name: m.name, vq: m.vqgan };
