@@ -119,7 +119,11 @@ export class CompiledProgram {
     const ortFeeds: Record<string, OrtNs.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(this.ort, v);
     let res: OrtNs.InferenceSession.OnnxValueMapType;
-    if (into) {
+    // Preallocated outputs only where the backend honours them: onnxruntime-node writes into
+    // them in place; onnxruntime-web (1.30, WASM) accepts them and returns them unwritten
+    // (zeros), so there the outputs come back fresh and are copied into `into` below.
+    const inPlace = into && nativeBackend();
+    if (inPlace) {
       const fetches: Record<string, OrtNs.Tensor | null> = {};
       for (const { name } of this.program.outputs) fetches[name] = into[name] ? toOrt(this.ort, into[name]!) : null;
       res = await this.session.run(ortFeeds, fetches);
@@ -127,7 +131,11 @@ export class CompiledProgram {
       res = await this.session.run(ortFeeds);
     }
     const out: Record<string, HostTensor> = {};
-    for (const { name } of this.program.outputs) out[name] = into?.[name] ?? fromOrt(res[name] as OrtNs.Tensor);
+    for (const { name } of this.program.outputs) {
+      const dst = into?.[name];
+      if (dst && !inPlace) (dst.data as Float32Array).set((res[name] as OrtNs.Tensor).data as Float32Array);
+      out[name] = dst ?? fromOrt(res[name] as OrtNs.Tensor);
+    }
     return out;
   }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as ortWeb from 'onnxruntime-web';
 import { setBackend } from '../../src/runtime/backend.ts';
 import { Program } from '../../src/runtime/program.ts';
+import { HostTensor } from '../../src/tensor.ts';
 import * as o from '../../src/ops/core.ts';
 import * as nn from '../../src/ops/nn.ts';
 import { grad } from '../../src/autodiff/grad.ts';
@@ -30,4 +31,17 @@ it('onnxruntime-web (WASM) runs the forward+backward graph and matches onnxrunti
     const e = relErr(web[k]!.data as Float32Array, native[k]!.data as Float32Array);
     assert.ok(e < 1e-5, `${k}: relative difference ${e}`);
   }
+});
+
+it('preallocated outputs are filled on onnxruntime-web (WASM) as on onnxruntime-node', async () => {
+  // onnxruntime-web accepts preallocated CPU output tensors and returns them unwritten;
+  // CompiledProgram.run must still fill the caller's buffers (the KV decoder relies on it).
+  const prog = () => Program.trace(({ x }) => ({ y: o.mul(x!, x!) }), { x: { shape: [4], dtype: 'float32' } });
+  const x = HostTensor.float32([4], new Float32Array([1, 2, 3, 4]));
+  ortWeb.env.wasm.numThreads = 1;
+  setBackend(ortWeb as never, ['wasm']);
+  const into = { y: HostTensor.float32([4]) };
+  const r = await (await prog().compile({ threads: 1 })).run({ x }, into);
+  assert.equal(r.y, into.y);
+  assert.deepEqual(Array.from(into.y.data), [1, 4, 9, 16]);
 });
