@@ -2,16 +2,16 @@
 // ({name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {str: str}}), then the
 // data section, which the tensors must tile exactly (sorted, contiguous, no gaps/overlap).
 // Read: F32/F16/BF16/F64 → float32, I64 → int64, I32/I16/U16/I8/U8 → int32, BOOL → bool.
-// Write: F32/I64/I32/BOOL, sorted by alignment then name, header padded to 8 bytes.
+// Write: F32/I64/I32/BOOL (float32 as F16 on request), sorted by alignment then name, header padded to 8 bytes.
 // Also exports the element decoders shared with the torch checkpoint reader.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HostTensor, sizeOf, type TypedData } from '../tensor.ts';
 import { writeFileAtomicSync } from './atomic.ts';
-import { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, writeSafetensors, type ElemType } from './safetensors_bytes.ts';
+import { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, floatToHalfBits, toHalf, writeSafetensors, type ElemType, type WriteOptions } from './safetensors_bytes.ts';
 
-export { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, writeSafetensors, type ElemType };
+export { ELEM_DTYPE, ELEM_SIZE, assertLittleEndianHost, floatToHalfBits, toHalf, writeSafetensors, type ElemType, type WriteOptions };
 
 /** Largest header we accept (the reference implementation uses the same 100 MB bound). */
 const MAX_HEADER = 100_000_000;
@@ -278,6 +278,7 @@ export function writeSafetensorsFile(
   file: string,
   tensors: Map<string, HostTensor> | Record<string, HostTensor>,
   metadata?: Record<string, string>,
+  opts: WriteOptions = {},
 ): void {
-  writeFileAtomicSync(file, writeSafetensors(tensors, metadata));
+  writeFileAtomicSync(file, writeSafetensors(tensors, metadata, opts));
 }
