@@ -23,26 +23,37 @@ const NATIVE_HINT =
 /**
  * onnxruntime-node when it is installed; otherwise onnxruntime-web's WebAssembly build in
  * Node (about 10× slower on the VQGAN; a one-line notice says so and how to get the native
- * build); otherwise a one-line error.
+ * build); otherwise a one-line error. LATENTKIT_BACKEND=wasm|node forces one (the tests run
+ * the CLI both ways; `node` fails instead of falling back).
  */
 export async function getOrt(): Promise<Ort> {
   if (ort) return ort;
+  const want = process.env.LATENTKIT_BACKEND;
+  if (want && want !== 'wasm' && want !== 'node') throw new Error(`LATENTKIT_BACKEND must be 'node' (onnxruntime-node) or 'wasm' (onnxruntime-web's WebAssembly build), got '${want}'`);
+  if (want === 'wasm') return useWasm('note: running ONNX Runtime as WebAssembly (LATENTKIT_BACKEND=wasm)');
   try {
     ort = (await import('onnxruntime-node')) as unknown as Ort;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-    let web: Ort & { env: { wasm: { numThreads?: number } } };
-    try {
-      web = (await import('onnxruntime-web')) as never;
-    } catch {
-      throw new Error(`no ONNX Runtime: ${NATIVE_HINT} (or npm install onnxruntime-web)`);
-    }
-    web.env.wasm.numThreads = 1; // threaded wasm needs worker threads set up by the host
-    console.error(`note: running ONNX Runtime as WebAssembly (slower): ${NATIVE_HINT}`);
-    ort = web;
-    providers = ['wasm'];
+    if (want === 'node') throw new Error(`LATENTKIT_BACKEND=node: ${NATIVE_HINT}`);
+    return useWasm(`note: running ONNX Runtime as WebAssembly (slower): ${NATIVE_HINT}`);
   }
   return ort;
+}
+
+/** onnxruntime-web's WebAssembly build in Node (the fallback, or LATENTKIT_BACKEND=wasm). */
+async function useWasm(notice: string): Promise<Ort> {
+  let web: Ort & { env: { wasm: { numThreads?: number } } };
+  try {
+    web = (await import('onnxruntime-web')) as never;
+  } catch {
+    throw new Error(`no ONNX Runtime: ${NATIVE_HINT} (or npm install onnxruntime-web)`);
+  }
+  web.env.wasm.numThreads = 1; // threaded wasm needs worker threads set up by the host
+  console.error(notice);
+  ort = web;
+  providers = ['wasm'];
+  return web;
 }
 
 export interface SessionOptions {

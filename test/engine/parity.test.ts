@@ -14,6 +14,7 @@ import { relErr } from '../helpers.ts';
 
 const absDiff = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0));
 import { smallnet } from './smallnet.ts';
+import { perBackend } from '../backends.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fx = readSafetensorsFile(path.join(here, '../fixtures/engine/smallnet.safetensors')).tensors;
@@ -21,7 +22,7 @@ const params: StateDict = new Map([...fx].filter(([k]) => k.startsWith('param.')
 const x = fx.get('input.x')!;
 const f32 = (t: HostTensor) => t.data as Float32Array;
 
-describe('small conv net vs PyTorch', () => {
+perBackend('small conv net vs PyTorch', () => {
   let out: Record<string, HostTensor>;
   before(async () => {
     const specs = Object.fromEntries([...params].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));

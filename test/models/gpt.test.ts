@@ -15,6 +15,7 @@ import { parseGPTConfig } from '../../src/models/mingpt/config.ts';
 import { gpt, gptDecays, gptPrefill, gptShapes, gptStep, initGPT } from '../../src/models/mingpt/gpt.ts';
 import { net2netLoss } from '../../src/models/cond_transformer/net2net.ts';
 import { relErr } from '../helpers.ts';
+import { perBackend } from '../backends.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fx = readSafetensorsFile(path.join(here, '../fixtures/gpt/gpt_io.safetensors'));
@@ -27,7 +28,7 @@ const z = T.get('in.z')!;
 const f32 = (t: HostTensor) => t.data as Float32Array;
 const cz = HostTensor.int64([2, 20], [...c.toArray().slice(0, 3), ...z.toArray().slice(0, 17), ...c.toArray().slice(3), ...z.toArray().slice(17)]);
 
-describe('taming GPT vs PyTorch', () => {
+perBackend('taming GPT vs PyTorch', () => {
   it('parameter names and shapes are those of taming (minus the attn.mask buffers)', () => {
     const mine = gptShapes(cfg);
     assert.deepEqual(Object.keys(mine).sort(), [...params.keys()].sort());

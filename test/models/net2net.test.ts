@@ -15,12 +15,13 @@ import { relErr } from '../helpers.ts';
 import { loadStateDict } from '../../src/io/checkpoint.ts';
 import { convertNet2Net, exportNet2Net } from '../../src/cli/gpt.ts';
 import * as ort from 'onnxruntime-node';
+import { perBackend } from '../backends.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dir = path.join(here, '../fixtures/gpt');
 const io = readSafetensorsFile(path.join(dir, 'net2net_io.safetensors')).tensors;
 
-describe('taming Net2NetTransformer checkpoint', () => {
+perBackend('taming Net2NetTransformer checkpoint', () => {
   let m: Net2Net;
   before(() => {
     m = Net2Net.load(path.join(dir, 'net2net_class.ckpt'), { config: path.join(dir, 'net2net_class.yaml'), session: { threads: 1 } });

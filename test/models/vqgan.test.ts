@@ -16,6 +16,7 @@ import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { loadStateDict } from '../../src/io/checkpoint.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { relErr } from '../helpers.ts';
+import { perBackend } from '../backends.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FX = path.join(here, '../fixtures/vqgan');
@@ -41,7 +42,7 @@ async function runModel(cfgObj: unknown, x: HostTensor, code?: HostTensor) {
   return (await prog.compile()).run({ ...Object.fromEntries(sd), x, ...(code ? { code } : {}) });
 }
 
-describe('VQGAN vs taming (PyTorch)', () => {
+perBackend('VQGAN vs taming (PyTorch)', () => {
   it('hash weights reproduce the Python known answers bit for bit', () => {
     const kat = JSON.parse(fs.readFileSync(path.join(FX, 'hashinit_kat.json'), 'utf8')) as { cases: { key: string; shape: number[]; values: number[] }[] };
     for (const c of kat.cases) assert.deepEqual(Array.from(hashTensor(c.key, c.shape).data), c.values, c.key);
@@ -83,7 +84,7 @@ describe('VQGAN vs taming (PyTorch)', () => {
   });
 });
 
-describe('VQGAN from real checkpoint files', () => {
+perBackend('VQGAN from real checkpoint files', () => {
   const io = readSafetensorsFile(path.join(FX, 'tiny_io.safetensors')).tensors;
 
   it('Lightning .ckpt (optimizer state, discriminator keys) + taming YAML', async () => {
