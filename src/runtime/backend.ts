@@ -35,7 +35,7 @@ export async function getOrt(): Promise<Ort> {
     ort = (await import('onnxruntime-node')) as unknown as Ort;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-    if (want === 'node') throw new Error(`LATENTKIT_BACKEND=node: ${NATIVE_HINT}`);
+    if (want === 'node') throw new Error(`LATENTKIT_BACKEND=node: ${NATIVE_HINT}`, { cause: e });
     return useWasm(`note: running ONNX Runtime as WebAssembly (slower): ${NATIVE_HINT}`);
   }
   return ort;

@@ -1,6 +1,6 @@
 // Parity with PyTorch for a small taming-style net (fixture: scripts/make_engine_fixture.py):
 // loss, reconstruction, code indices, every parameter gradient, and 5 Adam / 5 AdamW steps.
-import { describe, it, before } from 'node:test';
+import { it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

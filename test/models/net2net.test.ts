@@ -2,7 +2,7 @@
 // from scripts/make_gpt_fixtures.py): loads by its own keys, greedy samples equal PyTorch's
 // sample_with_past tokens exactly, decoded images match; the KV-cached decoder gives exactly
 // the tokens of full recompute, greedy and sampled, for the same seed.
-import { describe, it, before, after } from 'node:test';
+import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
