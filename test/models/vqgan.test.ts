@@ -1,7 +1,7 @@
 // VQGAN against taming's PyTorch code (fixtures: scripts/make_vqgan_fixtures.py with a
 // faithful reimplementation in scripts/taming_ref.py and hash weights).
 // Tolerance: reconstructions within 1e-4 relative error (‖a−b‖/‖b‖); indices equal.
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
