@@ -1,13 +1,19 @@
 // Standalone ONNX exports (weights inside) with a JSON manifest naming each file's inputs,
 // outputs and, for transformers, the decoding loop: what `latentkit export-onnx` writes, what
 // `latentkit serve` hands the web page, and what runtime/standalone.ts runs with any ONNX
-// Runtime build (onnxruntime-web in a browser included).
+// Runtime build (onnxruntime-web in a browser included). Weights that float16 holds exactly
+// (the bundled models store theirs as F16) are stored as float16 and cast to float32 inside.
 import { VQGAN } from './vqgan/load.ts';
 import { Net2Net } from './cond_transformer/load.ts';
 import { downFactor } from './vqgan/config.ts';
 import { toTamingNet2Net } from './cond_transformer/config.ts';
 import { traceStep, tracePrefill } from '../sample/decode.ts';
 import type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
+import type { Program } from '../runtime/program.ts';
+import type { HostTensor } from '../tensor.ts';
+import { lowerToModel } from '../onnx/lower.ts';
+import { ATTR_TYPE, encodeModel, type ModelObj } from '../onnx/proto.ts';
+import { decodeElements, toHalf } from '../io/safetensors.ts';
 
 export type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
 
@@ -19,6 +25,42 @@ export interface OnnxExport {
   manifest: Record<string, unknown>;
 }
 
+const ONNX_FLOAT = 1;
+const ONNX_FLOAT16 = 10;
+
+/**
+ * Baked float32 weights that float16 holds exactly (weights stored as F16, e.g. the bundled
+ * models) become float16 initializers, each read through a Cast to float32 at the start of
+ * the graph: half the bytes, the same numbers (ONNX Runtime folds the Casts when it loads
+ * the model). Weights float16 cannot hold exactly stay float32, so an export always computes
+ * what the model computes. Returns how many initializers were stored as float16.
+ */
+export function halveExactInitializers(model: ModelObj, baked: ReadonlySet<string>): number {
+  const casts: ModelObj['graph']['node'] = [];
+  for (const t of model.graph.initializer) {
+    if (!baked.has(t.name) || t.dataType !== ONNX_FLOAT || !t.rawData || t.rawData.byteLength < 64) continue;
+    const raw = t.rawData;
+    const x = raw.byteOffset % 4 ? new Float32Array(raw.slice().buffer) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    const h = toHalf(x);
+    const back = decodeElements('F16', new Uint8Array(h.buffer), h.length) as Float32Array;
+    if (!back.every((v, i) => v === x[i] || (Number.isNaN(v) && Number.isNaN(x[i]!)))) continue;
+    const name = t.name;
+    t.name = `${name}.f16`;
+    t.dataType = ONNX_FLOAT16;
+    t.rawData = new Uint8Array(h.buffer);
+    casts.push({ opType: 'Cast', input: [t.name], output: [name], name: `f16/${name}`, domain: '', attribute: [{ name: 'to', type: ATTR_TYPE.INT, i: ONNX_FLOAT }] });
+  }
+  model.graph.node.unshift(...casts);
+  return casts.length;
+}
+
+/** A traced program as a standalone ONNX file: `bake` as initializers (float16 where exact). */
+function standalone(p: Program, bake: Record<string, HostTensor>, metadata?: Record<string, string>): Uint8Array {
+  const { model } = lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, metadata, bake: new Map(Object.entries(bake)) });
+  halveExactInitializers(model, new Set(Object.keys(bake)));
+  return encodeModel(model);
+}
+
 export function vqganOnnx(m: VQGAN, o: { size?: number; batch?: number } = {}): OnnxExport {
   const size = o.size ?? m.config.ddconfig.resolution;
   const b = o.batch ?? 1;
@@ -28,8 +70,8 @@ export function vqganOnnx(m: VQGAN, o: { size?: number; batch?: number } = {}): 
   const meta = { config: JSON.stringify(m.config), producer: 'latentkit' };
   const [c, g] = [m.config.ddconfig.in_channels, size / f];
   const files = new Map([
-    ['encoder.onnx', m.trace('encode', [b, c, size, size]).toOnnx({ bake, metadata: meta })],
-    ['decoder.onnx', m.trace('decode', [b, g, g]).toOnnx({ bake, metadata: meta })],
+    ['encoder.onnx', standalone(m.trace('encode', [b, c, size, size]), bake, meta)],
+    ['decoder.onnx', standalone(m.trace('decode', [b, g, g]), bake, meta)],
   ]);
   const manifest: VQGANOnnxManifest & Record<string, unknown> = {
     format: 'latentkit-vqgan-onnx',
@@ -57,15 +99,15 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
   const bake = Object.fromEntries(m.weights);
   const meta = { producer: 'latentkit', config: JSON.stringify(toTamingNet2Net(m.config)) };
   const files = new Map<string, Uint8Array>();
-  files.set('step.onnx', traceStep(c, m.weights, B, L).toOnnx({ bake, metadata: meta }));
-  if (Lc > 1) files.set('prefill.onnx', tracePrefill(c, m.weights, B, Lc).toOnnx({ bake, metadata: meta }));
-  files.set('decoder.onnx', m.firstStage.trace('decode', [B, h, w]).toOnnx({ bake: Object.fromEntries(m.firstStage.weights) }));
+  files.set('step.onnx', standalone(traceStep(c, m.weights, B, L), bake, meta));
+  if (Lc > 1) files.set('prefill.onnx', standalone(tracePrefill(c, m.weights, B, Lc), bake, meta));
+  files.set('decoder.onnx', standalone(m.firstStage.trace('decode', [B, h, w]), Object.fromEntries(m.firstStage.weights)));
   let condImage: { image_size: [number, number]; channels: number } | null = null;
   if (m.condStage && m.condGrid) {
     const f = downFactor(m.condStage.config);
     const [hc, wc] = m.condGrid;
     const ch = m.condStage.config.ddconfig.in_channels;
-    files.set('cond_encoder.onnx', m.condStage.trace('encode', [B, ch, hc * f, wc * f]).toOnnx({ bake: Object.fromEntries(m.condStage.weights) }));
+    files.set('cond_encoder.onnx', standalone(m.condStage.trace('encode', [B, ch, hc * f, wc * f]), Object.fromEntries(m.condStage.weights)));
     condImage = { image_size: [hc * f, wc * f], channels: ch };
   }
   const cs = m.config.cond_stage;
