@@ -15,6 +15,8 @@ export interface DDConfig {
   num_res_blocks: number;
   attn_resolutions: number[];
   dropout: number;
+  /** GroupNorm groups (diffusers' norm_num_groups); ldm and taming always use 32. */
+  norm_num_groups?: number;
 }
 
 export interface VQConfig {

@@ -1,5 +1,6 @@
 // taming's Encoder / Decoder building blocks as functions over state-dict-keyed params.
-// Shapes: activations NCHW; GroupNorm(32, eps 1e-6); swish = x·σ(x).
+// Shapes: activations NCHW; GroupNorm(groups, eps 1e-6) with ldm's 32 groups unless
+// ddconfig.norm_num_groups says otherwise (diffusers' norm_num_groups); swish = x·σ(x).
 import type { Tensor } from '../../graph/ir.ts';
 import * as o from '../../ops/core.ts';
 import * as nn from '../../ops/nn.ts';
@@ -8,12 +9,14 @@ import { ParamView, initConv, initNorm, type InitRng, type StateDict } from '../
 import type { DDConfig } from './config.ts';
 
 export const conv = (p: ParamView, x: Tensor, opts: o.Conv2dOptions = {}): Tensor => o.conv2d(x, p.get('weight'), p.opt('bias'), opts);
-const norm = (p: ParamView, x: Tensor): Tensor => nn.groupNorm(x, 32, p.get('weight'), p.get('bias'), 1e-6);
+const norm = (p: ParamView, x: Tensor, groups: number): Tensor => nn.groupNorm(x, groups, p.get('weight'), p.get('bias'), 1e-6);
+/** GroupNorm group count of a config: ldm's Normalize uses 32. */
+export const normGroups = (dd: DDConfig): number => dd.norm_num_groups ?? 32;
 
 /** ResnetBlock (no time embedding): x + conv2(swish(norm2(conv1(swish(norm1(x)))))). */
-export function resnetBlock(p: ParamView, x: Tensor): Tensor {
-  let h = conv(p.sub('conv1'), nn.silu(norm(p.sub('norm1'), x)), { padding: 1 });
-  h = conv(p.sub('conv2'), nn.silu(norm(p.sub('norm2'), h)), { padding: 1 });
+export function resnetBlock(p: ParamView, x: Tensor, groups = 32): Tensor {
+  let h = conv(p.sub('conv1'), nn.silu(norm(p.sub('norm1'), x, groups)), { padding: 1 });
+  h = conv(p.sub('conv2'), nn.silu(norm(p.sub('norm2'), h, groups)), { padding: 1 });
   let s = x;
   if (p.has('nin_shortcut.weight')) s = conv(p.sub('nin_shortcut'), x);
   else if (p.has('conv_shortcut.weight')) s = conv(p.sub('conv_shortcut'), x, { padding: 1 });
@@ -21,8 +24,8 @@ export function resnetBlock(p: ParamView, x: Tensor): Tensor {
 }
 
 /** AttnBlock: single-head self-attention over the H·W positions, 1×1 conv projections. */
-export function attnBlock(p: ParamView, x: Tensor): Tensor {
-  const h = norm(p.sub('norm'), x);
+export function attnBlock(p: ParamView, x: Tensor, groups = 32): Tensor {
+  const h = norm(p.sub('norm'), x, groups);
   const [b, c, hh, ww] = x.shape as [number, number, number, number];
   const flat = (t: Tensor) => o.transpose(o.reshape(t, [b, c, hh * ww]), [0, 2, 1]); // [B, HW, C]
   const a = nn.attention(flat(conv(p.sub('q'), h)), flat(conv(p.sub('k'), h)), flat(conv(p.sub('v'), h)), { scale: c ** -0.5 });
@@ -35,10 +38,10 @@ export const downsample = (p: ParamView, x: Tensor): Tensor => conv(p.sub('conv'
 /** taming Upsample: nearest 2× then 3×3 conv. */
 export const upsample = (p: ParamView, x: Tensor): Tensor => conv(p.sub('conv'), nn.upsampleNearest2x(x), { padding: 1 });
 
-function midBlock(p: ParamView, h: Tensor): Tensor {
-  h = resnetBlock(p.sub('block_1'), h);
-  h = attnBlock(p.sub('attn_1'), h);
-  return resnetBlock(p.sub('block_2'), h);
+function midBlock(p: ParamView, h: Tensor, g: number): Tensor {
+  h = resnetBlock(p.sub('block_1'), h, g);
+  h = attnBlock(p.sub('attn_1'), h, g);
+  return resnetBlock(p.sub('block_2'), h, g);
 }
 
 /** Which levels carry attention: curr_res (from the config resolution) ∈ attn_resolutions. */
@@ -49,37 +52,39 @@ export function attnLevels(dd: DDConfig): boolean[] {
 export function encoder(p: ParamView, dd: DDConfig, x: Tensor): Tensor {
   const L = dd.ch_mult.length;
   const attn = attnLevels(dd);
+  const g = normGroups(dd);
   let h = conv(p.sub('conv_in'), x, { padding: 1 });
   for (let i = 0; i < L; i++) {
     h = scoped(`encoder.down.${i}`, () => {
       let t = h;
       for (let j = 0; j < dd.num_res_blocks; j++) {
-        t = resnetBlock(p.sub(`down.${i}.block.${j}`), t);
-        if (attn[i]) t = attnBlock(p.sub(`down.${i}.attn.${j}`), t);
+        t = resnetBlock(p.sub(`down.${i}.block.${j}`), t, g);
+        if (attn[i]) t = attnBlock(p.sub(`down.${i}.attn.${j}`), t, g);
       }
       return i !== L - 1 ? downsample(p.sub(`down.${i}.downsample`), t) : t;
     });
   }
-  h = scoped('encoder.mid', () => midBlock(p.sub('mid'), h));
-  return conv(p.sub('conv_out'), nn.silu(norm(p.sub('norm_out'), h)), { padding: 1 });
+  h = scoped('encoder.mid', () => midBlock(p.sub('mid'), h, g));
+  return conv(p.sub('conv_out'), nn.silu(norm(p.sub('norm_out'), h, g)), { padding: 1 });
 }
 
 export function decoder(p: ParamView, dd: DDConfig, z: Tensor): Tensor {
   const L = dd.ch_mult.length;
   const attn = attnLevels(dd);
+  const g = normGroups(dd);
   let h = conv(p.sub('conv_in'), z, { padding: 1 });
-  h = scoped('decoder.mid', () => midBlock(p.sub('mid'), h));
+  h = scoped('decoder.mid', () => midBlock(p.sub('mid'), h, g));
   for (let i = L - 1; i >= 0; i--) {
     h = scoped(`decoder.up.${i}`, () => {
       let t = h;
       for (let j = 0; j < dd.num_res_blocks + 1; j++) {
-        t = resnetBlock(p.sub(`up.${i}.block.${j}`), t);
-        if (attn[i]) t = attnBlock(p.sub(`up.${i}.attn.${j}`), t);
+        t = resnetBlock(p.sub(`up.${i}.block.${j}`), t, g);
+        if (attn[i]) t = attnBlock(p.sub(`up.${i}.attn.${j}`), t, g);
       }
       return i !== 0 ? upsample(p.sub(`up.${i}.upsample`), t) : t;
     });
   }
-  return conv(p.sub('conv_out'), nn.silu(norm(p.sub('norm_out'), h)), { padding: 1 });
+  return conv(p.sub('conv_out'), nn.silu(norm(p.sub('norm_out'), h, g)), { padding: 1 });
 }
 
 // ---- parameter shapes / initialization (PyTorch default init) ----

@@ -1,0 +1,197 @@
+// AutoencoderKL for inference: load from any supported file (weights.ts), pick the latent
+// scaling, and run encode / decode / reconstruct through cached per-shape ONNX sessions.
+// Latents outside are scaled as the diffusion pipelines use them: z' = (z − shift) · scale.
+import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn/params.ts';
+import { Program, type CompiledProgram } from '../../runtime/program.ts';
+import type { SessionOptions } from '../../runtime/backend.ts';
+import { HostTensor } from '../../tensor.ts';
+import { Rng } from '../../io/rng.ts';
+import { readConfigFile } from '../vqgan/config.ts';
+import { FAMILY_SCALING, guessFamily, inferKLConfig, klFactor, parseKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './config.ts';
+import { decodeLatents, encodePosterior, klShapes } from './autoencoder.ts';
+import { KL_IGNORED_KEYS, readKLWeights } from './weights.ts';
+
+export interface KLLoadOptions {
+  /** latent-diffusion YAML/JSON config (path or object); default: the diffusers config.json, else inferred from the keys */
+  config?: string | Record<string, unknown>;
+  /** model family for the latent scaling when the file does not say (sd, sdxl, sd3, flux) */
+  family?: KLFamily;
+  /** override the scaling factor / shift (either alone keeps the other's default) */
+  scale?: number;
+  shift?: number;
+  /** latents unscaled (scale 1, shift 0) */
+  noScale?: boolean;
+  session?: SessionOptions;
+}
+
+export interface EncodeOptions {
+  /** draw from the posterior (mean + std·ε) instead of taking its mode (the mean) */
+  sample?: boolean;
+  /** seed of ε when sampling (default 0) */
+  seed?: number | string;
+}
+
+export interface EncodeResult {
+  /** scaled latents [B, E, h, w]: (z − shift) · scale, z the mode or a sample */
+  latents: HostTensor<'float32'>;
+  /** posterior mean and clamped log-variance, unscaled */
+  mean: HostTensor<'float32'>;
+  logvar: HostTensor<'float32'>;
+}
+
+function pickScaling(cfg: KLConfig, otherKeys: readonly string[], opts: KLLoadOptions): LatentScaling {
+  if (opts.noScale) return { scale: 1, shift: 0, source: 'unscaled (noScale)' };
+  let base: LatentScaling;
+  if (opts.family) {
+    const f = FAMILY_SCALING[opts.family];
+    if (!f) throw new Error(`unknown family '${opts.family}' (expected one of ${Object.keys(FAMILY_SCALING).join(', ')})`);
+    base = { scale: f.scale, shift: f.shift, source: `${f.name} (family option)` };
+  } else if (cfg.scaling_factor !== undefined) {
+    base = { scale: cfg.scaling_factor, shift: cfg.shift_factor ?? 0, source: 'from the file\'s config' };
+  } else {
+    const g = guessFamily(cfg, otherKeys);
+    const f = FAMILY_SCALING[g.family];
+    base = { scale: f.scale, shift: f.shift, source: `${f.name}: ${g.why}` };
+  }
+  if (opts.scale !== undefined || opts.shift !== undefined) {
+    for (const [k, v] of [['scale', opts.scale], ['shift', opts.shift]] as const) {
+      if (v !== undefined && !Number.isFinite(v)) throw new Error(`${k} must be a finite number, got ${v}`);
+    }
+    if (opts.scale === 0) throw new Error('scale must not be 0');
+    return { scale: opts.scale ?? base.scale, shift: opts.shift ?? base.shift, source: 'given' };
+  }
+  return base;
+}
+
+export class AutoencoderKL {
+  readonly config: KLConfig;
+  weights: StateDict;
+  readonly scaling: LatentScaling;
+  /** what was loaded and how (format, config, scaling) */
+  readonly notes: string[];
+  readonly source: string;
+  session: SessionOptions;
+  /** Bake weights into the ONNX model as initializers vs feed them per run. */
+  bakeWeights = process.env.LATENTKIT_BAKE !== '0';
+  private programs = new Map<string, Promise<CompiledProgram>>();
+
+  constructor(config: KLConfig, weights: StateDict, opts: { scaling?: LatentScaling; notes?: string[]; source?: string; session?: SessionOptions } = {}) {
+    this.config = config;
+    this.notes = opts.notes ?? [];
+    this.source = opts.source ?? '<memory>';
+    this.session = opts.session ?? {};
+    this.scaling = opts.scaling ?? pickScaling(config, [], {});
+    const expected = klShapes(config);
+    checkStateDict(weights, expected, { source: this.source, ignore: KL_IGNORED_KEYS });
+    this.weights = new Map(Object.keys(expected).map((k) => [k, weights.get(k)!]));
+  }
+
+  /** Load from an SD .ckpt / .safetensors, an ldm VAE file, or a diffusers vae/ folder (or its weights file). */
+  static load(modelPath: string, opts: KLLoadOptions = {}): AutoencoderKL {
+    const w = readKLWeights(modelPath);
+    const notes = [...w.notes];
+    let config: KLConfig;
+    if (typeof opts.config === 'string') {
+      config = parseKLConfig(readConfigFile(opts.config), opts.config);
+      notes.push(`config from ${opts.config}`);
+    } else if (opts.config) {
+      config = parseKLConfig(opts.config);
+    } else if (w.config) {
+      config = w.config;
+    } else {
+      const inf = inferKLConfig(w.stateDict, modelPath);
+      config = inf.config;
+      notes.push(...inf.notes);
+    }
+    const scaling = pickScaling(config, w.otherKeys, opts);
+    const sh = scaling.shift ? `, shift ${scaling.shift}` : '';
+    notes.push(`latent scaling ${scaling.scale}${sh} (${scaling.source})`);
+    return new AutoencoderKL(config, w.stateDict, { scaling, notes, source: w.file, session: opts.session });
+  }
+
+  get factor(): number {
+    return klFactor(this.config);
+  }
+
+  get latentChannels(): number {
+    return this.config.embed_dim;
+  }
+
+  get paramCount(): number {
+    return countParams(Object.fromEntries([...this.weights].map(([k, v]) => [k, v.shape])));
+  }
+
+  private program(kind: 'encode' | 'decode', shape: readonly number[]): Promise<CompiledProgram> {
+    const key = `${kind}:${shape.join('x')}`;
+    let p = this.programs.get(key);
+    if (!p) {
+      const prog = this.trace(kind, shape);
+      p = this.bakeWeights ? prog.compile({ ...this.session, bake: Object.fromEntries(this.weights) }) : prog.compile(this.session);
+      this.programs.set(key, p);
+      p.catch(() => this.programs.delete(key));
+    }
+    return p;
+  }
+
+  /** Trace encode (image → mean, logvar) or decode (unscaled latents → image); weights are inputs named by their keys. */
+  trace(kind: 'encode' | 'decode', shape: readonly number[]): Program {
+    const specs = Object.fromEntries([...this.weights].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
+    const cfg = this.config;
+    if (kind === 'decode') {
+      return Program.trace((ins) => ({ image: decodeLatents(new ParamView(ins), cfg, ins.latents!) }), { ...specs, latents: { shape, dtype: 'float32' } });
+    }
+    return Program.trace((ins) => {
+      const q = encodePosterior(new ParamView(ins), cfg, ins.image!);
+      return { mean: q.mean, logvar: q.logvar };
+    }, { ...specs, image: { shape, dtype: 'float32' } });
+  }
+
+  private run(kind: 'encode' | 'decode', name: string, x: HostTensor) {
+    return this.program(kind, x.shape).then((p) => p.run(this.bakeWeights ? { [name]: x } : { ...Object.fromEntries(this.weights), [name]: x }));
+  }
+
+  private checkImage(x: HostTensor): void {
+    const c = this.config.ddconfig.in_channels;
+    if (x.dtype !== 'float32' || x.shape.length !== 4 || x.shape[1] !== c) throw new Error(`expected images as float32 [B, ${c}, H, W], got ${x.dtype}[${x.shape.join(', ')}]`);
+    const f = this.factor;
+    if (x.shape[2]! % f || x.shape[3]! % f) throw new Error(`image size ${x.shape[3]}×${x.shape[2]} is not a multiple of the model's downsampling factor ${f}`);
+  }
+
+  /** Images [B, C, H, W] in [−1, 1] → scaled latents (the posterior's mode, or a seeded sample). */
+  async encode(x: HostTensor, opts: EncodeOptions = {}): Promise<EncodeResult> {
+    this.checkImage(x);
+    const r = await this.run('encode', 'image', x);
+    const mean = r.mean as HostTensor<'float32'>;
+    const logvar = r.logvar as HostTensor<'float32'>;
+    const z = mean.data.slice();
+    if (opts.sample) {
+      const rng = new Rng(opts.seed ?? 0);
+      const lv = logvar.data;
+      for (let i = 0; i < z.length; i++) z[i] = z[i]! + Math.exp(0.5 * lv[i]!) * rng.normal();
+    }
+    const { scale, shift } = this.scaling;
+    for (let i = 0; i < z.length; i++) z[i] = (z[i]! - shift) * scale;
+    return { latents: HostTensor.float32(mean.shape, z), mean, logvar };
+  }
+
+  /** Scaled latents [B, E, h, w] → images [B, out_ch, H, W] in about [−1, 1]. */
+  async decode(latents: HostTensor): Promise<HostTensor<'float32'>> {
+    const e = this.config.embed_dim;
+    if (latents.dtype !== 'float32' || latents.shape.length !== 4) throw new Error(`expected latents as float32 [B, ${e}, h, w], got ${latents.dtype}[${latents.shape.join(', ')}]`);
+    if (latents.shape[1] !== e) throw new Error(`latents have ${latents.shape[1]} channels, but this model's latent space has ${e} (latents [${latents.shape.join(', ')}])`);
+    const { scale, shift } = this.scaling;
+    const z = HostTensor.float32(latents.shape, (latents.data as Float32Array).map((v) => v / scale + shift));
+    return (await this.run('decode', 'latents', z)).image as HostTensor<'float32'>;
+  }
+
+  /** encode then decode; returns the scaled latents too. */
+  async reconstruct(x: HostTensor, opts: EncodeOptions = {}): Promise<{ image: HostTensor<'float32'>; latents: HostTensor<'float32'> }> {
+    const { latents } = await this.encode(x, opts);
+    return { image: await this.decode(latents), latents };
+  }
+
+  async release(): Promise<void> {
+    for (const p of this.programs.values()) await (await p).release();
+    this.programs.clear();
+  }
+}
