@@ -19,7 +19,9 @@ import { HostTensor } from '../tensor.ts';
 import type { DecodeStats } from '../sample/decode.ts';
 import { net2netOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
-import { CliError, LiveBar, action, parseIntOpt, progressBar, removeIfFailedStart } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
+import { aboutDuration, checkImageHeader, parseHxW, parseSideOpt, timedProgress } from './limits.ts';
+import { MODEL_PATH_HELP, resolveModelPath } from '../io/model_path.ts';
 
 const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
 
@@ -30,21 +32,14 @@ function parseNum(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
-/** '128x128', '128' (square) → [h, w] in pixels. */
-function parseSize(v: string): [number, number] {
-  const m = /^(\d+)(?:[x×](\d+))?$/.exec(v.trim());
-  if (!m) throw new CliError(`--size must be HxW in pixels (e.g. 128x128), got '${v}'`);
-  const h = Number(m[1]);
-  return [h, Number(m[2] ?? m[1])];
-}
-
 /**
  * `convert` for transformers: the whole Net2Net (transformer, first stage, cond stage) as
  * taming's state dict — a torch.save .ckpt ({state_dict}) with its YAML beside it, or one
  * .safetensors with the config in the metadata.
  */
-export async function convertNet2Net(o: { model: string; output: string; config?: string }): Promise<void> {
-  const m = Net2Net.load(o.model, { config: o.config });
+export async function convertNet2Net(o: { model: string; output: string; config?: string }, loaded?: Net2Net): Promise<void> {
+  const m = loaded ?? Net2Net.load(o.model, { config: o.config });
+  for (const n of m.notes) console.error(`note: ${n}`);
   const sd = m.tamingStateDict();
   const cfg = toTamingNet2Net({ ...m.config, first_stage_ckpt: undefined, cond_stage: m.config.cond_stage.kind === 'vqgan' ? { ...m.config.cond_stage, ckpt_path: undefined } : m.config.cond_stage });
   if (o.output.endsWith('.safetensors')) {
@@ -66,8 +61,9 @@ export async function convertNet2Net(o: { model: string; output: string; config?
  * decoder.onnx (codes → image), cond_encoder.onnx (condition image → codes) — and
  * transformer.json describing the decoding loop.
  */
-export async function exportNet2Net(o: { model: string; config?: string; output: string; batch: string }): Promise<void> {
-  const m = Net2Net.load(o.model, { config: o.config });
+export async function exportNet2Net(o: { model: string; config?: string; output: string; batch: string }, loaded?: Net2Net): Promise<void> {
+  const m = loaded ?? Net2Net.load(o.model, { config: o.config });
+  for (const n of m.notes) console.error(`note: ${n}`);
   writeOnnxExport(net2netOnnx(m, { batch: parseIntOpt(o.batch, '--batch') }), o.output, '(inputs, outputs and the decoding loop)');
   await m.release();
 }
@@ -87,29 +83,35 @@ export function registerGptCommands(program: Command): void {
   program
     .command('extract-codes')
     .description('encode a dataset once with a VQGAN (codes, labels, split; flips; condition codes) for transformer training')
-    .requiredOption('-m, --model <file>', 'the image VQGAN (first stage): .safetensors / .ckpt / model directory file')
+    .requiredOption('-m, --model <dir|file>', `the image VQGAN (first stage): ${MODEL_PATH_HELP}`)
     .option('-d, --data <emoji|dir>', "'emoji', 'emoji:google', 'emoji:twitter' or a folder of images (subfolders = classes)", 'emoji')
     .requiredOption('-o, --out <file>', 'code set to write (.safetensors)')
     .option('-s, --size <n>', 'image size the VQGAN encodes', '64')
     .option('--no-flip', 'do not encode horizontal flips as a second view')
     .option('--cond <sketch|dir>', "condition images: 'sketch' (each image's sketch) or a folder paired by relative path")
-    .option('--cond-model <file>', 'the VQGAN that encodes the condition images (e.g. models/sketch-f4/model.safetensors)')
+    .option('--cond-model <dir|file>', 'the VQGAN that encodes the condition images (e.g. models/sketch-f4)')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
       action(async (o: { model: string; data: string; out: string; size: string; flip: boolean; cond?: string; condModel?: string; threads?: string }) => {
         if (o.cond && !o.condModel) throw new CliError('--cond needs --cond-model (the VQGAN that encodes the condition images)');
+        const size = parseSideOpt(o.size);
+        if (!/^emoji(:|$)/.test(o.data) && !fs.existsSync(o.data)) throw new CliError(`input not found: ${o.data}`);
+        if (o.cond && o.cond !== 'sketch' && !fs.existsSync(o.cond)) throw new CliError(`input not found: ${o.cond}`);
         const session = { threads: threadsOpt(o.threads) };
+        // the code set records the weights files (train-gpt's ckpt_path), whatever form was given
+        const modelFile = resolveModelPath(o.model).weights;
+        const condFile = o.condModel ? resolveModelPath(o.condModel).weights : undefined;
         const model = VQGAN.load(o.model, { session });
         const condModel = o.condModel ? VQGAN.load(o.condModel, { session }) : undefined;
         const t0 = Date.now();
         let last = '';
         const set = await extractCodes({
           model,
-          modelPath: o.model,
+          modelPath: modelFile,
           data: o.data,
-          size: parseIntOpt(o.size, '--size'),
+          size,
           flip: o.flip,
-          cond: o.cond ? { source: o.cond, model: condModel!, modelPath: o.condModel! } : undefined,
+          cond: o.cond ? { source: o.cond, model: condModel!, modelPath: condFile! } : undefined,
           onProgress: (d, t, what) => {
             if (what !== last || d === t || d % 1024 === 0) console.error(`${what}: ${d}/${t}`);
             last = what;
@@ -194,8 +196,8 @@ export function registerGptCommands(program: Command): void {
   program
     .command('sample')
     .description('sample images from a transformer: unconditional, by class (--class) or from a condition image such as a sketch (--cond)')
-    .requiredOption('-m, --model <path>', 'a model directory (config.yaml + model.safetensors) or a taming Net2NetTransformer .ckpt')
-    .option('-c, --config <file>', 'the Net2NetTransformer YAML (default: beside the checkpoint / in the model directory)')
+    .requiredOption('-m, --model <dir|file>', 'a model directory (model.safetensors + config.yaml) or a checkpoint file: taming Net2NetTransformer .ckpt, .safetensors')
+    .option('-c, --config <file>', "the Net2NetTransformer YAML (default: the directory's config.yaml, the file's metadata, or a config beside the file)")
     .option('--class <name|id>', 'class to sample (class-conditional models)')
     .option('--cond <image>', 'condition image (sketch models: a drawing, any size, black strokes on white or transparent)')
     .option('-n, --n <n>', 'number of samples', '8')
@@ -212,21 +214,29 @@ export function registerGptCommands(program: Command): void {
     .action(
       action(async (o: { model: string; config?: string; class?: string; cond?: string; n: string; temperature: string; topK?: string; topP?: string; greedy?: boolean; cfg?: string; seed: string; size?: string; batch: string; out: string; threads?: string }) => {
         const t0 = performance.now();
-        const m = Net2Net.load(o.model, { config: o.config, session: { threads: threadsOpt(o.threads) } });
-        for (const n of m.notes) console.error(`note: ${n}`);
+        // every option and input is checked before the model loads
         const n = parseIntOpt(o.n, '--n');
         const batch = Math.min(parseIntOpt(o.batch, '--batch'), n);
         const seed = Number(o.seed);
+        const size = o.size ? parseHxW(o.size) : null;
+        if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
+        let condBytes: Uint8Array | null = null;
+        if (o.cond) {
+          if (!fs.existsSync(o.cond) || !fs.statSync(o.cond).isFile()) throw new CliError(`input not found: ${o.cond}`);
+          checkImageHeader(o.cond);
+          condBytes = new Uint8Array(fs.readFileSync(o.cond));
+        }
+        const m = Net2Net.load(o.model, { config: o.config, session: { threads: threadsOpt(o.threads) } });
+        for (const note of m.notes) console.error(`note: ${note}`);
         if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const f = downFactor(m.config.first_stage);
         let grid = m.grid;
-        if (o.size) {
-          const [h, w] = parseSize(o.size);
+        if (size) {
+          const [h, w] = size;
           if (h % f || w % f) throw new CliError(`--size ${h}x${w} is not a multiple of the model's ${f}-pixel code cells (the code grid is ${m.grid[0]}×${m.grid[1]} for ${m.grid[0] * f}x${m.grid[1] * f})`);
           grid = [h / f, w / f];
           if (grid[0] < m.grid[0] || grid[1] < m.grid[1]) throw new CliError(`--size ${h}x${w} is smaller than the training size ${m.grid[0] * f}x${m.grid[1] * f}`);
         }
-        if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
         let cond: ArrayLike<number>;
         let condGrid: [number, number] | undefined;
         let condImage: HostTensor<'float32'> | null = null;
@@ -237,7 +247,7 @@ export function registerGptCommands(program: Command): void {
           label = `class ${c} (${m.classes![c]})`;
         } else if (o.cond) {
           if (!m.condStage) throw new CliError(`this model's condition is ${m.config.cond_stage.kind === 'label' ? 'a class: use --class' : 'none (unconditional)'}, not an image`);
-          ({ cond, condGrid, condImage } = await m.conditionFromImage(new Uint8Array(fs.readFileSync(o.cond)), o.cond, grid));
+          ({ cond, condGrid, condImage } = await m.conditionFromImage(condBytes!, o.cond, grid));
           label = `condition ${o.cond}`;
         } else {
           cond = m.sosCondition();
@@ -254,7 +264,10 @@ export function registerGptCommands(program: Command): void {
         const windowed = grid[0] !== m.grid[0] || grid[1] !== m.grid[1];
         console.error(`sampling ${n} × ${grid[0]}×${grid[1]} codes (${grid[0] * f}x${grid[1] * f} pixels${windowed ? `, sliding ${m.grid[0]}×${m.grid[1]} window` : ''}), ${label}`);
         fs.mkdirSync(o.out, { recursive: true });
-        const bar = progressBar(Math.ceil(n / batch) * steps, 'tokens');
+        const batches = Math.ceil(n / batch);
+        const totalSteps = batches * steps;
+        // time the first steps, say what the whole will take, then show the bar
+        const bar = timedProgress(totalSteps, 'tokens', (ms, s) => `${totalSteps} token steps${batches > 1 ? ` (${batches} batches of ≤ ${batch})` : batch > 1 ? ` (batch of ${batch})` : ''} at ${ms < 10 ? ms.toFixed(1) : ms.toFixed(0)} ms: ${aboutDuration(s)} on this machine`);
         const images: HostTensor<'float32'>[] = [];
         const stats: DecodeStats = { prefillMs: 0, stepMs: [], compileMs: 0 };
         const tSample = performance.now();

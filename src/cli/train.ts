@@ -91,7 +91,7 @@ export function registerTrainCommands(program: Command): void {
   program
     .command('eval')
     .description('PSNR, SSIM, codebook usage and perplexity of a VQGAN on a data split')
-    .requiredOption('-m, --model <file>', 'checkpoint (.safetensors / .ckpt)')
+    .requiredOption('-m, --model <dir|file>', 'a model directory (model.safetensors + config.yaml) or a checkpoint file (.safetensors / .ckpt)')
     .option('-c, --config <file>', 'taming YAML/JSON config')
     .option('-d, --data <emoji|dir>', 'data', 'emoji')
     .option('--split <val|train|all>', 'which split', 'val')

@@ -6,12 +6,15 @@ import { VQGAN } from '../models/vqgan/load.ts';
 import { loadImage, saveImage } from '../io/image.ts';
 import { writeSafetensorsFile } from '../io/safetensors.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
-import { loadStateDict } from '../io/checkpoint.ts';
 import { HostTensor } from '../tensor.ts';
-import { isNet2NetModel } from '../models/cond_transformer/load.ts';
+import { countParams } from '../nn/params.ts';
+import { downFactor } from '../models/vqgan/config.ts';
+import { loadAnyModel, type AnyModel, type LoadedModel } from '../models/load_model.ts';
+import { MODEL_PATH_HELP } from '../io/model_path.ts';
 import { convertNet2Net, exportNet2Net, writeOnnxExport } from './gpt.ts';
 import { vqganOnnx } from '../models/export_onnx.ts';
 import { CliError, action, parseIntOpt, progressBar, resolveInputs } from './util.ts';
+import { checkImageHeader, parseSideOpt } from './limits.ts';
 
 interface ModelOpts {
   model: string;
@@ -21,8 +24,8 @@ interface ModelOpts {
 
 function modelOptions(c: Command): Command {
   return c
-    .requiredOption('-m, --model <file>', 'checkpoint: taming .ckpt, PyTorch state dict, or .safetensors')
-    .option('-c, --config <file>', 'taming YAML (or JSON) config; default: file metadata, a model.yaml beside the checkpoint, or inferred from the keys')
+    .requiredOption('-m, --model <dir|file>', MODEL_PATH_HELP)
+    .option('-c, --config <file>', "taming YAML (or JSON) config; default: the directory's config.yaml, the file's metadata, a config beside the file, or inferred from the keys")
     .option('-t, --threads <n>', 'CPU threads (default: all cores)');
 }
 
@@ -45,11 +48,14 @@ function slice(batch: HostTensor, i: number): HostTensor<'float32'> {
   return HostTensor.float32([c, h, w], (batch.data as Float32Array).slice(i * n, (i + 1) * n));
 }
 
-/** Load inputs in same-size groups of ≤ batch images. */
-async function* imageBatches(inputs: { file: string; rel: string }[], size: number | undefined, batch: number) {
+/** Load inputs in same-size groups of ≤ batch images (each checked against the pixel limit and the factor f). */
+async function* imageBatches(inputs: { file: string; rel: string }[], size: number | undefined, batch: number, f: number) {
   let cur: { items: { file: string; rel: string }[]; images: HostTensor[] } = { items: [], images: [] };
   for (const it of inputs) {
+    checkImageHeader(it.file);
     const img = await loadImage(it.file, { size });
+    const [, h, w] = img.shape as [number, number, number];
+    if (h % f || w % f) throw new CliError(`${it.file} is ${w}×${h}, not a multiple of the model's downsampling factor ${f}; pass --size N (a multiple of ${f}) to resize and center-crop to N×N`);
     const first = cur.images[0];
     if (first && (first.shape[1] !== img.shape[1] || first.shape[2] !== img.shape[2] || cur.items.length >= batch)) {
       yield { items: cur.items, x: stack(cur.images) };
@@ -88,13 +94,15 @@ async function eachBatch(
 ): Promise<{ count: number; many: boolean; timing: string }> {
   const inputs = await resolveInputs(o.input);
   const many = inputs.length > 1 || fs.statSync(o.input).isDirectory();
+  const size = o.size ? parseSideOpt(o.size) : undefined;
+  const batch = parseIntOpt(o.batch, '--batch');
   const m = loadModel(o);
-  const size = o.size ? parseIntOpt(o.size, '--size') : undefined;
+  if (size !== undefined && size % m.factor) throw new CliError(`--size ${size} is not a multiple of the model's downsampling factor ${m.factor} (try ${nearMultiples(size, m.factor)})`);
   const bar = progressBar(inputs.length, label);
   const gray = m.config.ddconfig.in_channels === 1;
   // time from process start (what a user waits for: module loading, checkpoint, session, first batch)
   let first: { ms: number; n: number } | null = null;
-  for await (const { items, x } of imageBatches(inputs, size, parseIntOpt(o.batch, '--batch'))) {
+  for await (const { items, x } of imageBatches(inputs, size, batch, m.factor)) {
     await fn(m, items, gray ? toGray(x) : x, (rel, ext) => outputPath(o.output, rel, ext, many));
     first ??= { ms: performance.now(), n: items.length };
     bar.tick(items.length);
@@ -107,6 +115,12 @@ async function eachBatch(
   return { count: inputs.length, many, timing };
 }
 
+/** 'a or b': the multiples of f on either side of n. */
+function nearMultiples(n: number, f: number): string {
+  const lo = Math.floor(n / f) * f;
+  return lo > 0 ? `${lo} or ${lo + f}` : `${f}`;
+}
+
 function codesJson(indices: HostTensor, i: number, source: string): string {
   const [, h, w] = indices.shape as [number, number, number];
   const all = indices.toArray();
@@ -114,37 +128,14 @@ function codesJson(indices: HostTensor, i: number, source: string): string {
 }
 
 export function registerVqganCommands(program: Command): void {
-  modelOptions(program.command('info').description('show a checkpoint: config, parameter count, key summary'))
+  modelOptions(program.command('info').description('describe a model (VQGAN or transformer): kind, parameters, code grid, classes, the files read, key summary'))
     .option('--json', 'print JSON')
     .action(
       action(async (o: ModelOpts & { json?: boolean }) => {
-        const { stateDict } = loadStateDict(o.model);
-        const m = loadModel(o, true);
-        const groups = new Map<string, { keys: number; params: number }>();
-        for (const [k, v] of stateDict) {
-          const g = k.split('.').slice(0, k.startsWith('loss.') ? 2 : 1).join('.');
-          const e = groups.get(g) ?? { keys: 0, params: 0 };
-          e.keys++;
-          e.params += v.size;
-          groups.set(g, e);
-        }
-        const info = {
-          file: o.model,
-          parameters: m.paramCount,
-          downsampling_factor: m.factor,
-          codebook: { n_embed: m.config.n_embed, embed_dim: m.config.embed_dim, remapped_to: m.used?.length ?? null },
-          config: m.config,
-          notes: m.notes,
-          keys: Object.fromEntries(groups),
-        };
-        if (o.json) return void console.log(JSON.stringify(info, null, 2));
-        console.log(`${o.model}`);
-        console.log(`  VQGAN, ${(m.paramCount / 1e6).toFixed(2)} M parameters, f=${m.factor}, codebook ${m.config.n_embed}×${m.config.embed_dim}${m.used ? ` (remapped to ${m.used.length})` : ''}`);
-        const dd = m.config.ddconfig;
-        console.log(`  ddconfig: ch=${dd.ch} ch_mult=[${dd.ch_mult}] num_res_blocks=${dd.num_res_blocks} attn_resolutions=[${dd.attn_resolutions}] resolution=${dd.resolution} z_channels=${dd.z_channels}`);
-        for (const n of m.notes) console.log(`  note: ${n}`);
-        console.log('  keys:');
-        for (const [g, e] of groups) console.log(`    ${g.padEnd(28)} ${String(e.keys).padStart(5)} tensors ${(e.params / 1e6).toFixed(3).padStart(10)} M${g.startsWith('loss') ? '  (ignored for inference)' : ''}`);
+        const loaded = loadAnyModel(o.model, { config: o.config });
+        const d = describeModel(o.model, loaded);
+        if (o.json) return void console.log(JSON.stringify(d.info, null, 2));
+        for (const l of d.lines) console.log(l);
       }),
     );
 
@@ -204,17 +195,17 @@ export function registerVqganCommands(program: Command): void {
   program
     .command('convert')
     .description('VQGAN: write a checkpoint as safetensors (config in the metadata); transformer: write a taming Net2NetTransformer checkpoint (.ckpt + .yaml, loads with strict=True) or a single .safetensors')
-    .requiredOption('-m, --model <file|dir>', 'checkpoint (or transformer model directory) to convert')
+    .requiredOption('-m, --model <dir|file>', MODEL_PATH_HELP)
     .requiredOption('-o, --output <file>', 'output: .safetensors, or .ckpt (transformers: torch.save format for PyTorch)')
     .option('-c, --config <file>', 'taming YAML/JSON config')
     .option('--inference-only', "drop 'loss.*' keys (discriminator, LPIPS)")
     .action(
       action(async (o: { model: string; output: string; config?: string; inferenceOnly?: boolean }) => {
-        if (isNet2NetModel(o.model)) return convertNet2Net(o);
-        const { stateDict } = loadStateDict(o.model);
-        const m = loadModel({ model: o.model, config: o.config });
-        const keep = new Map([...stateDict].filter(([k]) => !(o.inferenceOnly && k.startsWith('loss.'))));
-        writeSafetensorsFile(o.output, keep, { format: 'latentkit-vqgan', config: JSON.stringify(m.config), source: path.basename(o.model) });
+        const loaded = loadAnyModel(o.model, { config: o.config });
+        if (loaded.kind === 'transformer') return convertNet2Net(o, loaded.model);
+        for (const n of loaded.model.notes) console.error(`note: ${n}`);
+        const keep = new Map([...loaded.stored.stateDict].filter(([k]) => !(o.inferenceOnly && k.startsWith('loss.'))));
+        writeSafetensorsFile(o.output, keep, { format: 'latentkit-vqgan', config: JSON.stringify(loaded.model.config), source: path.basename(loaded.where.directory ? loaded.where.given : loaded.where.weights) });
         console.error(`wrote ${o.output} (${keep.size} tensors${o.inferenceOnly ? ', loss.* dropped' : ''})`);
       }),
     );
@@ -225,11 +216,106 @@ export function registerVqganCommands(program: Command): void {
     .option('-b, --batch <n>', 'batch size', '1')
     .action(
       action(async (o: ModelOpts & { output: string; size?: string; batch: string }) => {
-        if (isNet2NetModel(o.model)) return exportNet2Net(o);
-        const m = loadModel(o);
-        const size = o.size ? parseIntOpt(o.size, '--size') : m.config.ddconfig.resolution;
+        const size0 = o.size ? parseSideOpt(o.size) : undefined;
+        const batch = parseIntOpt(o.batch, '--batch');
+        const loaded = loadAnyModel(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
+        if (loaded.kind === 'transformer') {
+          if (size0 !== undefined) throw new CliError('--size is for VQGAN exports; a transformer exports its training grid (sample larger sizes with `latentkit sample --size`)');
+          return exportNet2Net({ ...o, batch: String(batch) }, loaded.model);
+        }
+        const m = loaded.model;
+        for (const n of m.notes) console.error(`note: ${n}`);
+        const size = size0 ?? m.config.ddconfig.resolution;
         if (size % m.factor) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${m.factor}`);
-        writeOnnxExport(vqganOnnx(m, { size, batch: parseIntOpt(o.batch, '--batch') }), o.output);
+        writeOnnxExport(vqganOnnx(m, { size, batch }), o.output);
       }),
     );
+}
+
+/** Key groups of a state dict: the first name (two for a Net2Net's prefixed keys and loss.*). */
+function keyGroups(stateDict: Map<string, HostTensor>): Map<string, { keys: number; params: number }> {
+  const groups = new Map<string, { keys: number; params: number }>();
+  for (const [k, v] of stateDict) {
+    const two = /^(loss|transformer|first_stage_model|cond_stage_model)\./.test(k);
+    const g = k.split('.').slice(0, two ? 2 : 1).join('.');
+    const e = groups.get(g) ?? { keys: 0, params: 0 };
+    e.keys++;
+    e.params += v.size;
+    groups.set(g, e);
+  }
+  return groups;
+}
+
+const M = (n: number) => `${(n / 1e6).toFixed(2)} M`;
+
+/** `info`: what latentkit loaded — kind, parameters, code grid, classes, the files it read — as lines and as JSON. */
+export function describeModel(given: string, loaded: AnyModel & LoadedModel): { info: Record<string, unknown>; lines: string[] } {
+  const groups = keyGroups(loaded.stored.stateDict);
+  const files = [...new Set(loaded.model.files)];
+  const lines = [given];
+  let info: Record<string, unknown>;
+  if (loaded.kind === 'vqgan') {
+    const m = loaded.model;
+    const dd = m.config.ddconfig;
+    const g = dd.resolution / m.factor;
+    lines.push(`  VQGAN, ${M(m.paramCount)} parameters, f=${m.factor}, codebook ${m.config.n_embed}×${m.config.embed_dim}${m.used ? ` (remapped to ${m.used.length})` : ''}`);
+    lines.push(`  code grid: ${g}×${g} for ${dd.resolution}×${dd.resolution} images (any size that is a multiple of ${m.factor}); ${dd.in_channels} channel${dd.in_channels > 1 ? 's' : ''}`);
+    lines.push(`  ddconfig: ch=${dd.ch} ch_mult=[${dd.ch_mult}] num_res_blocks=${dd.num_res_blocks} attn_resolutions=[${dd.attn_resolutions}] resolution=${dd.resolution} z_channels=${dd.z_channels}`);
+    info = {
+      file: given,
+      kind: 'vqgan',
+      files,
+      parameters: m.paramCount,
+      downsampling_factor: m.factor,
+      codebook: { n_embed: m.config.n_embed, embed_dim: m.config.embed_dim, remapped_to: m.used?.length ?? null },
+      grid: [g, g],
+      image_size: [dd.resolution, dd.resolution],
+      channels: dd.in_channels,
+      config: m.config,
+    };
+  } else {
+    const m = loaded.model;
+    const t = m.config.transformer;
+    const gpt = countParams(Object.fromEntries([...m.weights].map(([k, v]) => [k, v.shape])));
+    const first = m.firstStage;
+    const condVq = m.condStage && m.condStage !== first ? m.condStage : null;
+    const total = gpt + first.paramCount + (condVq?.paramCount ?? 0);
+    const f = downFactor(m.config.first_stage);
+    const [gh, gw] = m.grid;
+    const cs = m.config.cond_stage;
+    const condKind = cs.kind === 'label' ? 'class' : cs.kind === 'sos' ? 'none' : m.config.cond_input === 'sketch' ? 'sketch' : 'image';
+    const cg = m.condGrid;
+    const condText =
+      cs.kind === 'label' ? `class-conditional, ${cs.n_classes} classes${m.config.null_class ? ' (+ a null class: --cfg works)' : ''}`
+        : cs.kind === 'sos' ? 'unconditional'
+          : `conditioned on ${condKind === 'sketch' ? 'a sketch' : 'an image'} (${cg![0]}×${cg![1]} codes${condVq ? `, its own VQGAN: ${M(condVq.paramCount)} parameters, codebook ${condVq.config.n_embed}` : ', the first stage'})`;
+    lines.push(`  Net2Net transformer, ${condText}; ${M(total)} parameters`);
+    lines.push(`  GPT: ${M(gpt)} parameters, ${t.n_layer} layers × ${t.n_embd}, ${t.n_head} heads, vocab ${t.vocab_size}, block ${t.block_size}`);
+    lines.push(`  first stage: VQGAN, ${M(first.paramCount)} parameters, f=${f}, codebook ${first.config.n_embed}×${first.config.embed_dim}`);
+    lines.push(`  code grid: ${gh}×${gw} for ${gh * f}×${gw * f} images (larger sizes by a sliding window)`);
+    const classes = m.classes;
+    if (classes) lines.push(`  classes: ${classes.map((c, i) => `${i} ${c}`).join(', ')}`);
+    info = {
+      file: given,
+      kind: 'transformer',
+      files,
+      condition: condKind,
+      parameters: total,
+      transformer: { parameters: gpt, n_layer: t.n_layer, n_head: t.n_head, n_embd: t.n_embd, vocab_size: t.vocab_size, block_size: t.block_size },
+      first_stage: { parameters: first.paramCount, downsampling_factor: f, codebook: { n_embed: first.config.n_embed, embed_dim: first.config.embed_dim } },
+      ...(condVq ? { cond_stage: { parameters: condVq.paramCount, downsampling_factor: condVq.factor, codebook: { n_embed: condVq.config.n_embed, embed_dim: condVq.config.embed_dim } } } : {}),
+      ...(cg ? { cond_grid: cg } : {}),
+      grid: [gh, gw],
+      image_size: [gh * f, gw * f],
+      classes,
+      ...(cs.kind === 'label' ? { classifier_free_guidance: !!m.config.null_class } : {}),
+    };
+  }
+  lines.push(`  files: ${files.join(', ')}`);
+  for (const n of loaded.model.notes) lines.push(`  note: ${n}`);
+  lines.push('  keys:');
+  for (const [g, e] of groups) lines.push(`    ${g.padEnd(34)} ${String(e.keys).padStart(5)} tensors ${(e.params / 1e6).toFixed(3).padStart(10)} M${g.startsWith('loss') ? '  (ignored for inference)' : ''}`);
+  info.notes = loaded.model.notes;
+  info.keys = Object.fromEntries(groups);
+  return { info, lines };
 }

@@ -116,7 +116,7 @@ perBackend('VQGAN from real checkpoint files', () => {
   });
 
   it('clear errors: missing file, not a VQGAN, config that does not match, bad image size, bad codes', async () => {
-    assert.throws(() => VQGAN.load(path.join(FX, 'nope.ckpt')), /model file not found: .*nope\.ckpt/);
+    assert.throws(() => VQGAN.load(path.join(FX, 'nope.ckpt')), /model not found: .*nope\.ckpt/);
     assert.throws(() => VQGAN.load(path.join(here, '../fixtures/ckpt/tiny_plain.pt')), /not a taming VQGAN checkpoint/);
     assert.throws(
       () => VQGAN.load(path.join(FX, 'tiny.ckpt'), { config: path.join(FX, 'small.yaml') }),

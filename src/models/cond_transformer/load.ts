@@ -6,7 +6,8 @@
 // for code grids larger than the training grid.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict, type LoadedStateDict } from '../../io/checkpoint.ts';
+import { kindFromKeys, resolveModelPath, type ModelPath } from '../../io/model_path.ts';
 import { readConfigFile } from '../vqgan/config.ts';
 import { downFactor } from '../vqgan/config.ts';
 import { VQGAN } from '../vqgan/load.ts';
@@ -51,21 +52,10 @@ export interface SampleRequest extends SamplingOptions {
 
 const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
 
-function findConfig(modelPath: string): string | null {
-  const dir = path.dirname(modelPath);
-  const base = path.basename(modelPath).replace(/\.[^.]+$/, '');
-  const cands = [path.join(dir, `${base}.yaml`), path.join(dir, 'config.yaml'), path.join(dir, 'model.yaml')];
-  const cfgDir = path.join(dir, '..', 'configs'); // taming's logs/<run>/{checkpoints,configs}
-  if (fs.existsSync(cfgDir)) for (const f of fs.readdirSync(cfgDir).sort()) if (f.endsWith('project.yaml')) cands.push(path.join(cfgDir, f));
-  return cands.find((f) => fs.existsSync(f)) ?? null;
-}
-
-/** True when `modelPath` is a Net2Net: a model directory, or a checkpoint with transformer.* keys. */
+/** True when `modelPath` (a model directory or a file) holds a Net2Net transformer: its weights have transformer.* keys. */
 export function isNet2NetModel(modelPath: string): boolean {
-  if (fs.existsSync(modelPath) && fs.statSync(modelPath).isDirectory()) return true;
-  const { stateDict } = loadStateDict(modelPath);
-  for (const k of stateDict.keys()) if (k.startsWith('transformer.')) return true;
-  return false;
+  const where = resolveModelPath(modelPath);
+  return kindFromKeys(loadStateDict(where.weights).stateDict.keys()) === 'transformer';
 }
 
 /** Split a Net2Net state dict by its submodule prefixes; names anything else. */
@@ -92,13 +82,16 @@ export class Net2Net {
   readonly condStage: VQGAN | null;
   readonly notes: string[];
   readonly source: string;
+  /** The files it was read from: weights, config, and the stages' ckpt_path files. */
+  readonly files: string[];
   readonly session: SessionOptions;
   private kv: KVDecoder | null = null;
   private full: RecomputeDecoder | null = null;
 
-  constructor(config: Net2NetConfig, gptWeights: StateDict, firstStage: VQGAN, condStage: VQGAN | null, opts: { notes?: string[]; source?: string; session?: SessionOptions } = {}) {
+  constructor(config: Net2NetConfig, gptWeights: StateDict, firstStage: VQGAN, condStage: VQGAN | null, opts: { notes?: string[]; source?: string; session?: SessionOptions; files?: string[] } = {}) {
     this.config = config;
     this.source = opts.source ?? '<memory>';
+    this.files = opts.files ?? (opts.source ? [opts.source] : []);
     this.notes = opts.notes ?? [];
     this.session = opts.session ?? {};
     const want = gptShapes(config.transformer);
@@ -112,22 +105,27 @@ export class Net2Net {
     if (config.cond_stage.kind === 'first_stage') this.condStage = firstStage;
   }
 
+  /**
+   * Load from a model directory (its model.safetensors + config.yaml) or a checkpoint file
+   * (a Lightning .ckpt + its YAML, or a .safetensors with the config in its metadata); the
+   * config as resolveModelPath describes.
+   */
   static load(modelPath: string, opts: Net2NetLoadOptions = {}): Net2Net {
-    if (!fs.existsSync(modelPath)) throw new Error(`model not found: ${modelPath}`);
+    const where = resolveModelPath(modelPath, opts.config);
+    return Net2Net.fromFiles(where, loadStateDict(where.weights), opts);
+  }
+
+  /** Load from resolved files and their state dict (read once by the caller). */
+  static fromFiles(where: ModelPath, loaded: LoadedStateDict, opts: Net2NetLoadOptions = {}): Net2Net {
     const notes: string[] = [];
-    let weightsFile = modelPath;
-    let cfgFile = opts.config ?? null;
-    if (fs.statSync(modelPath).isDirectory()) {
-      weightsFile = path.join(modelPath, 'model.safetensors');
-      cfgFile ??= path.join(modelPath, 'config.yaml');
-      if (!fs.existsSync(weightsFile)) throw new Error(`${modelPath}: model directory has no model.safetensors`);
-    }
-    const { stateDict, metadata } = loadStateDict(weightsFile);
+    const weightsFile = where.weights;
+    const files = [weightsFile];
+    const { stateDict, metadata } = loaded;
     const parts = splitStateDict(stateDict, weightsFile);
     let cfgObj: unknown;
     let cfgDir: string;
+    let cfgFile: string | null = where.config;
     if (cfgFile) {
-      if (!fs.existsSync(cfgFile)) throw new Error(`config not found: ${cfgFile}`);
       cfgObj = readConfigFile(cfgFile);
       cfgDir = path.dirname(cfgFile);
       notes.push(`config from ${cfgFile}`);
@@ -136,28 +134,43 @@ export class Net2Net {
       cfgDir = path.dirname(weightsFile);
       notes.push('config from the file metadata');
     } else {
-      const f = findConfig(weightsFile);
-      if (!f) throw new Error(`${weightsFile}: no config found beside it; pass --config <Net2NetTransformer YAML>`);
-      cfgObj = readConfigFile(f);
-      cfgDir = path.dirname(f);
-      notes.push(`config from ${f}`);
+      // the first config beside the weights that describes a Net2NetTransformer
+      for (const f of where.beside) {
+        const obj = readConfigFile(f);
+        try {
+          parseNet2NetConfig(obj, f);
+        } catch {
+          notes.push(`ignored ${f}: not a Net2NetTransformer config`);
+          continue;
+        }
+        cfgObj = obj;
+        cfgFile = f;
+        break;
+      }
+      if (!cfgFile) throw new Error(`${weightsFile}: no config found beside it; pass --config <Net2NetTransformer YAML>`);
+      cfgDir = path.dirname(cfgFile);
+      notes.push(`config from ${cfgFile}`);
     }
+    if (cfgFile) files.push(cfgFile);
     const config = parseNet2NetConfig(cfgObj, cfgFile ?? weightsFile);
     const session = opts.session ?? {};
     const stage = (prefix: string, vq: Net2NetConfig['first_stage'], ckpt: string | undefined, what: string): VQGAN => {
       const sd = parts[prefix]!;
-      if (sd.size) return new VQGAN(vq, sd, { source: `${weightsFile} (${prefix.slice(0, -1)})`, session });
+      if (sd.size) return new VQGAN(vq, sd, { source: `${weightsFile} (${prefix.slice(0, -1)})`, session, files: [weightsFile] });
       if (!ckpt) throw new Error(`${weightsFile}: no ${prefix}* keys, and the config names no ${what}.params.ckpt_path`);
-      const file = path.isAbsolute(ckpt) ? ckpt : path.resolve(cfgDir, ckpt);
+      const file = path.isAbsolute(ckpt) ? ckpt : path.join(cfgDir, ckpt);
       if (!fs.existsSync(file)) throw new Error(`${what}: ckpt_path ${ckpt} not found (looked for ${file})`);
-      notes.push(`${what} weights from ${file}`);
-      const m = loadStateDict(file);
-      return new VQGAN(vq, m.stateDict, { source: file, session });
+      // a ckpt_path may name a model directory too (same rule as every command)
+      const stageFile = resolveModelPath(file).weights;
+      notes.push(`${what} weights from ${stageFile}`);
+      files.push(stageFile);
+      const m = loadStateDict(stageFile);
+      return new VQGAN(vq, m.stateDict, { source: stageFile, session, files: [stageFile] });
     };
     const first = stage('first_stage_model.', config.first_stage, config.first_stage_ckpt, 'first_stage_config');
     const cs = config.cond_stage;
     const cond = cs.kind === 'vqgan' ? stage('cond_stage_model.', cs.vq, cs.ckpt_path, 'cond_stage_config') : null;
-    return new Net2Net(config, parts['transformer.']!, first, cond, { notes, source: weightsFile, session });
+    return new Net2Net(config, parts['transformer.']!, first, cond, { notes, source: weightsFile, session, files });
   }
 
   /** The image code grid the GPT was trained on: latentkit.grid, else resolution / f of the first stage. */

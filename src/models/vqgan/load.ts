@@ -1,8 +1,7 @@
 // Loading VQGANs from real checkpoints (taming .ckpt, plain state dicts, safetensors with
 // our config metadata) and running them for inference with cached per-size sessions.
-import fs from 'node:fs';
-import path from 'node:path';
-import { loadStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict, type LoadedStateDict } from '../../io/checkpoint.ts';
+import { kindFromKeys, resolveModelPath, type ModelPath } from '../../io/model_path.ts';
 import { readNpyFile } from '../../io/npy.ts';
 import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn/params.ts';
 import { Program, type CompiledProgram } from '../../runtime/program.ts';
@@ -31,46 +30,61 @@ export class VQGAN {
   /** How the config was obtained (inferred, from metadata, from file). */
   readonly notes: string[];
   readonly source: string;
+  /** The files it was read from (weights, config, remap table). */
+  readonly files: string[];
   session: SessionOptions;
   /** Bake weights into the ONNX model as initializers (lets ORT pre-pack them) vs feed them per run. */
   bakeWeights = process.env.LATENTKIT_BAKE !== '0';
   private programs = new Map<string, Promise<CompiledProgram>>();
 
-  constructor(config: VQConfig, weights: StateDict, opts: { used?: BigInt64Array; notes?: string[]; source?: string; session?: SessionOptions } = {}) {
+  constructor(config: VQConfig, weights: StateDict, opts: { used?: BigInt64Array; notes?: string[]; source?: string; session?: SessionOptions; files?: string[] } = {}) {
     this.config = config;
     this.used = opts.used;
     this.notes = opts.notes ?? [];
     this.source = opts.source ?? '<memory>';
+    this.files = opts.files ?? (opts.source ? [opts.source] : []);
     this.session = opts.session ?? {};
     const expected = vqShapes(config);
     checkStateDict(weights, expected, { source: this.source, ignore: IGNORED_KEYS });
     this.weights = new Map(Object.keys(expected).map((k) => [k, weights.get(k)!]));
   }
 
+  /**
+   * Load a VQGAN from a model directory (its model.safetensors + config.yaml) or a checkpoint
+   * file (taming .ckpt, state dict, .safetensors); the config as resolveModelPath describes.
+   */
   static load(modelPath: string, opts: LoadOptions = {}): VQGAN {
-    if (!fs.existsSync(modelPath)) throw new Error(`model file not found: ${modelPath}`);
-    const { stateDict, metadata } = loadStateDict(modelPath);
+    const where = resolveModelPath(modelPath, typeof opts.config === 'string' ? opts.config : undefined);
+    return VQGAN.fromFiles(where, loadStateDict(where.weights), opts);
+  }
+
+  /** Load from resolved files and their state dict (read once by the caller). */
+  static fromFiles(where: ModelPath, loaded: LoadedStateDict, opts: LoadOptions = {}): VQGAN {
+    const { stateDict, metadata } = loaded;
+    if (kindFromKeys(stateDict.keys()) === 'transformer') {
+      throw new Error(`${where.given} is a Net2Net transformer (transformer.* keys), not a VQGAN: sample from it with \`latentkit sample\``);
+    }
     const notes: string[] = [];
+    const files = [where.weights];
     let config: VQConfig;
-    if (typeof opts.config === 'string') {
-      config = loadVQConfig(opts.config);
-      notes.push(`config from ${opts.config}`);
-    } else if (opts.config) {
+    if (opts.config && typeof opts.config !== 'string') {
       config = parseVQConfig(opts.config);
+    } else if (where.config) {
+      config = loadVQConfig(where.config);
+      files.push(where.config);
+      notes.push(`config from ${where.config}`);
     } else if (metadata.config) {
-      config = parseVQConfig(JSON.parse(metadata.config), `${modelPath} (metadata)`);
+      config = parseVQConfig(JSON.parse(metadata.config), `${where.weights} (metadata)`);
       notes.push('config from the file metadata');
     } else {
       // a config beside the checkpoint (taming releases: ../configs/model.yaml), if it fits the weights
-      const dir = path.dirname(modelPath);
-      const base = path.basename(modelPath).replace(/\.[^.]+$/, '');
-      const candidates = [path.join(dir, `${base}.yaml`), path.join(dir, 'model.yaml'), path.join(dir, 'config.yaml'), path.join(dir, '..', 'configs', 'model.yaml')];
       let found: VQConfig | null = null;
-      for (const f of candidates.filter((c) => fs.existsSync(c))) {
+      for (const f of where.beside) {
         try {
           const c = loadVQConfig(f);
           checkStateDict(stateDict, vqShapes(c), { ignore: IGNORED_KEYS });
           found = c;
+          files.push(f);
           notes.push(`config from ${f}`);
           break;
         } catch {
@@ -91,9 +105,10 @@ export class VQGAN {
       notes.push(`remap: ${used.length} used codes (from quantize.used)`);
     } else if (config.remap) {
       used = readNpyFile(String(config.remap)).data as BigInt64Array;
+      files.push(String(config.remap));
       notes.push(`remap: ${used.length} used codes (from ${config.remap})`);
     }
-    return new VQGAN(config, stateDict, { used, notes, source: modelPath, session: opts.session });
+    return new VQGAN(config, stateDict, { used, notes, source: where.weights, session: opts.session, files });
   }
 
   /** Swap in new weights of the same shapes (sessions are kept when weights are fed, not baked). */
