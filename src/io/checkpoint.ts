@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import type { HostTensor } from '../tensor.ts';
 import { readSafetensors, readSafetensorsFile } from './safetensors.ts';
-import { isLegacyTorchFormat, readTorchCheckpoint, type ReadTorchOptions } from './torch_ckpt.ts';
+import { isLegacyTorchFormat, readTorchCheckpoint, type ReadTorchOptions, type TorchCheckpoint } from './torch_ckpt.ts';
 import { looksLikeZip } from './zip.ts';
 
 export type CheckpointFormat = 'safetensors' | 'torch';
@@ -43,53 +43,53 @@ export function loadStateDictBytes(bytes: Uint8Array, fileName: string, opts: Om
     const { tensors, metadata } = readSafetensors(bytes, fileName);
     return { stateDict: tensors, metadata, format };
   }
-  if (format === 'torch') {
-    const { stateDict, raw } = readTorchCheckpoint(bytes, { ...opts, fileName });
-    const metadata: Record<string, string> = {};
-    if (raw instanceof Map) {
-      for (const [k, v] of raw) {
-        if (typeof k === 'string' && ['string', 'number', 'boolean', 'bigint'].includes(typeof v)) metadata[k] = String(v);
-      }
-    }
-    return { stateDict, metadata, format };
-  }
+  if (format === 'torch') return fromTorch(readTorchCheckpoint(bytes, { ...opts, fileName }));
+  return unrecognized(fileName, bytes, bytes.length);
+}
+
+function unrecognized(fileName: string, bytes: Uint8Array, length: number): never {
   const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
   throw new Error(
     `${fileName}: unrecognized checkpoint format (expected safetensors or a torch.save zip archive; ` +
-      `${bytes.length} bytes, starting ${head || '(empty)'})`,
+      `${length} bytes, starting ${head || '(empty)'})`,
   );
 }
 
+function fromTorch({ stateDict, raw }: TorchCheckpoint): LoadedStateDict {
+  const metadata: Record<string, string> = {};
+  if (raw instanceof Map) {
+    for (const [k, v] of raw) {
+      if (typeof k === 'string' && ['string', 'number', 'boolean', 'bigint'].includes(typeof v)) metadata[k] = String(v);
+    }
+  }
+  return { stateDict, metadata, format: 'torch' };
+}
+
 /**
- * Reads `file` and dispatches on its content. safetensors files are read lazily (header now,
- * each tensor on first use; see readSafetensorsFile); torch archives are read whole.
+ * Reads `file` and dispatches on its content. Both formats are read lazily: safetensors'
+ * header, or a torch archive's central directory and data.pkl, now; each tensor's bytes on
+ * first use (see readSafetensorsFile, readTorchCheckpoint). Tensors whose bytes sit verbatim
+ * in the file carry it as their origin (ONNX Runtime reads them as external data).
  */
 export function loadStateDict(file: string, opts: Omit<ReadTorchOptions, 'fileName'> = {}): LoadedStateDict {
-  const cannot = (e: unknown): never => {
-    throw new Error(`${file}: cannot read checkpoint: ${(e as Error).message}`, { cause: e });
-  };
+  let head: Uint8Array;
+  let size: number;
   try {
     const fd = fs.openSync(file, 'r');
     try {
-      const size = fs.fstatSync(fd).size;
-      const head = new Uint8Array(Math.min(size, 16));
+      size = fs.fstatSync(fd).size;
+      head = new Uint8Array(Math.min(size, 16));
       fs.readSync(fd, head, 0, head.length, 0);
-      if (detectCheckpointFormat(head) !== 'torch' && looksLikeSafetensors(head, size)) {
-        const { tensors, metadata } = readSafetensorsFile(file);
-        return { stateDict: tensors, metadata, format: 'safetensors' };
-      }
     } finally {
       fs.closeSync(fd);
     }
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code) cannot(e);
-    throw e;
+    throw new Error(`${file}: cannot read checkpoint: ${(e as Error).message}`, { cause: e });
   }
-  let bytes: Uint8Array = new Uint8Array(0);
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    cannot(e);
+  if (detectCheckpointFormat(head) === 'torch') return fromTorch(readTorchCheckpoint(file, opts));
+  if (looksLikeSafetensors(head, size)) {
+    const { tensors, metadata } = readSafetensorsFile(file);
+    return { stateDict: tensors, metadata, format: 'safetensors' };
   }
-  return loadStateDictBytes(bytes, file, opts);
+  return unrecognized(file, head, size);
 }

@@ -1,15 +1,19 @@
 // torch.save (zip format, torch >= 1.6) reader: zip archive `<prefix>/data.pkl` + one entry
 // per storage `<prefix>/data/<key>`. data.pkl runs through the safe unpickler with torch's
 // tensor rebuilders whitelisted; everything else non-data stays an inert placeholder.
-// Tensors are lazy (TorchTensor); the state dict is materialized into HostTensors honouring
-// storage offset, size and stride. Storage dtypes: float32/float16/bfloat16/float64 →
-// float32, int64 → int64, int32/int16/int8/uint8 → int32, bool → bool.
+// Only data.pkl is read up front: every tensor is lazy (TorchTensor → a lazy HostTensor) and
+// reads its storage entry on first use, so keys that are never used (optimizer states, other
+// sub-models) are never read. Read from a path, a tensor whose bytes sit verbatim in the file
+// (a STORED little-endian entry, float32/int64/int32, contiguous view) carries its file region
+// as HostTensor.origin, so ONNX Runtime can read it from the checkpoint itself as external
+// data (runtime/external.ts). Materialising honours storage offset, size and stride.
+// Storage dtypes: float32/float16/bfloat16/float64 → float32, int64 → int64,
+// int32/int16/int8/uint8 → int32, bool → bool.
 
-import * as fs from 'node:fs';
-import { HostTensor, allocData, sizeOf, type TypedData } from '../tensor.ts';
+import { HostTensor, allocData, sizeOf, type FileOrigin, type TypedData } from '../tensor.ts';
 import { ELEM_DTYPE, ELEM_SIZE, decodeElements, type ElemType } from './safetensors.ts';
 import { describe, PickleGlobal, PickleObject, unpickle, type PickleBuilder } from './pickle.ts';
-import { looksLikeZip, ZipReader } from './zip.ts';
+import { FileSource, looksLikeZip, ZipReader } from './zip.ts';
 
 /** torch storage class name → stored element type. */
 const STORAGE_ELEM: Record<string, ElemType> = {
@@ -18,7 +22,10 @@ const STORAGE_ELEM: Record<string, ElemType> = {
   BoolStorage: 'BOOL',
 };
 
-/** One storage entry of the archive (raw bytes, not yet decoded). */
+/** Element types the host holds exactly as stored (ONNX Runtime can read them in place). */
+const VERBATIM: Partial<Record<ElemType, true>> = { F32: true, I64: true, I32: true };
+
+/** One storage entry of the archive; its bytes are read on demand, never kept. */
 export class TorchStorage {
   constructor(
     /** e.g. 'FloatStorage' */
@@ -27,13 +34,51 @@ export class TorchStorage {
     readonly location: string,
     /** element count from the persistent id */
     readonly numel: number,
-    /** little-endian bytes; a view into the archive when the entry is STORED */
-    readonly bytes: Uint8Array,
+    readonly zip: ZipReader,
     readonly entryName: string,
+    readonly bigEndian: boolean,
   ) {}
+
+  /** Stored element type, or undefined for storage types this reader cannot decode. */
+  get elemType(): ElemType | undefined {
+    return STORAGE_ELEM[this.storageType];
+  }
+
+  /** Entry size in bytes (from the central directory; nothing is read). */
+  get byteLength(): number {
+    return this.zip.entry(this.entryName)!.size;
+  }
+
+  /**
+   * The whole entry, CRC-checked, little-endian (byte-swapped when the archive is big-endian).
+   * `fresh`: a new array the caller may keep, not a view of archive bytes held in memory.
+   */
+  read(): { bytes: Uint8Array; fresh: boolean } {
+    const data = this.zip.read(this.entryName);
+    const k = this.elemType ? ELEM_SIZE[this.elemType] : 1;
+    if (this.bigEndian && k > 1) return { bytes: swapBytes(data, k), fresh: true };
+    return { bytes: data, fresh: this.zip.source instanceof FileSource || this.zip.entry(this.entryName)!.method !== 0 };
+  }
+
+  /**
+   * Where elements [first, first + count) lie verbatim in the checkpoint file, when they do:
+   * read from a file, little-endian, STORED, a type the host keeps as is, and aligned to the
+   * element size (torch aligns entries to 64 bytes; re-zipped archives may not be).
+   */
+  fileRegion(first: number, count: number): FileOrigin | undefined {
+    const src = this.zip.source;
+    const et = this.elemType;
+    if (!(src instanceof FileSource) || this.bigEndian || !et || !VERBATIM[et] || count === 0) return undefined;
+    const e = this.zip.entry(this.entryName)!;
+    if (e.method !== 0 || e.compressedSize !== e.size) return undefined;
+    const k = ELEM_SIZE[et];
+    const offset = this.zip.dataOffset(this.entryName) + first * k;
+    if (offset % k !== 0) return undefined;
+    return { file: src.file, offset, length: count * k, ino: src.ino, size: src.length, mtimeMs: src.mtimeMs };
+  }
 }
 
-/** A tensor as saved: a strided view of a storage. `toHostTensor()` materializes it. */
+/** A tensor as saved: a strided view of a storage. `toHostTensor()` gives it as a (lazy) HostTensor. */
 export class TorchTensor {
   private cached?: HostTensor;
   constructor(
@@ -51,9 +96,13 @@ export class TorchTensor {
     return `TorchTensor(${s.storageType} '${s.key}', size [${this.shape.join(', ')}], stride [${this.stride.join(', ')}], offset ${this.storageOffset})`;
   }
 
-  /** Dense row-major copy in the host dtype (see file header for the dtype mapping). */
+  /**
+   * Dense row-major tensor in the host dtype (see file header for the dtype mapping). The
+   * storage type, size and the view's bounds are checked now; the data is read on first use
+   * of `.data`. `origin` is set when the view is the verbatim file region it reads.
+   */
   toHostTensor(): HostTensor {
-    return (this.cached ??= materialize(this, this.fileName));
+    return (this.cached ??= lazyTensor(this, this.fileName));
   }
 }
 
@@ -91,15 +140,26 @@ export function isLegacyTorchFormat(bytes: Uint8Array): boolean {
  */
 export function readTorchCheckpoint(src: Uint8Array | string, opts: ReadTorchOptions = {}): TorchCheckpoint {
   const fileName = opts.fileName ?? (typeof src === 'string' ? src : '<torch checkpoint>');
-  const bytes = typeof src === 'string' ? fs.readFileSync(src) : src;
+  if (typeof src !== 'string') return readArchive(src, fileName, opts);
+  const file = new FileSource(src);
+  try {
+    return readArchive(file, fileName, opts);
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+function readArchive(src: Uint8Array | FileSource, fileName: string, opts: ReadTorchOptions): TorchCheckpoint {
   const fail = (msg: string): never => {
     throw new Error(`${fileName}: ${msg}`);
   };
-  if (isLegacyTorchFormat(bytes)) fail('legacy torch.save format; re-save with torch>=1.6 (torch.save with the default zip serialization)');
-  if (bytes.length > 0 && bytes[0] === 0x80 && !looksLikeZip(bytes)) fail('a bare pickle, not a torch.save zip archive; not supported');
-  if (!looksLikeZip(bytes)) fail('not a torch.save zip archive (missing PK\\x03\\x04 magic)');
+  const head = src instanceof FileSource ? src.read(0, Math.min(src.length, LEGACY_MAGIC.length)) : src;
+  if (isLegacyTorchFormat(head)) fail('legacy torch.save format; re-save with torch>=1.6 (torch.save with the default zip serialization)');
+  if (head.length > 0 && head[0] === 0x80 && !looksLikeZip(head)) fail('a bare pickle, not a torch.save zip archive; not supported');
+  if (!looksLikeZip(head)) fail('not a torch.save zip archive (missing PK\\x03\\x04 magic)');
 
-  const zip = new ZipReader(bytes, fileName);
+  const zip = new ZipReader(src, fileName);
   const pkls = zip.names().filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   let prefix: string;
   if (pkls.length === 1) prefix = pkls[0].slice(0, -'/data.pkl'.length);
@@ -133,10 +193,7 @@ export function readTorchCheckpoint(src: Uint8Array | string, opts: ReadTorchOpt
     if (have) return have;
     const entry = `${prefix}/data/${key}`;
     if (!zip.has(entry)) throw new Error(`storage '${key}' refers to missing archive entry '${entry}'`);
-    let data = zip.read(entry);
-    const k = STORAGE_ELEM[typeName] ? ELEM_SIZE[STORAGE_ELEM[typeName]] : 1;
-    if (bigEndian && k > 1) data = swapBytes(data, k);
-    const s = new TorchStorage(typeName, key, String(location), numel, data, entry);
+    const s = new TorchStorage(typeName, key, String(location), numel, zip, entry, bigEndian);
     storages.set(key, s);
     return s;
   };
@@ -224,17 +281,21 @@ function extractStateDict(raw: unknown, fileName: string, key?: string): Map<str
   return out;
 }
 
-/** Decodes the storage range a view touches, then gathers it in row-major order. */
-function materialize(t: TorchTensor, fileName: string): HostTensor {
+/**
+ * Checks the view against its storage (type, entry size, bounds) and returns a lazy tensor
+ * that reads the storage entry on first use. Contiguous views of verbatim types read from a
+ * file get their file region as origin.
+ */
+function lazyTensor(t: TorchTensor, fileName: string): HostTensor {
   const s = t.storage;
-  const et = STORAGE_ELEM[s.storageType];
+  const et = s.elemType;
   if (!et) throw new Error(`${fileName}: storage '${s.key}' has unsupported type torch.${s.storageType}`);
   const dtype = ELEM_DTYPE[et];
   const k = ELEM_SIZE[et];
   const shape = t.shape;
   const n = sizeOf(shape);
-  if (s.bytes.length < s.numel * k) {
-    throw new Error(`${fileName}: storage '${s.key}' (${s.entryName}) has ${s.bytes.length} bytes, needs ${s.numel} × ${k}`);
+  if (s.byteLength < s.numel * k) {
+    throw new Error(`${fileName}: storage '${s.key}' (${s.entryName}) has ${s.byteLength} bytes, needs ${s.numel} × ${k}`);
   }
   if (n === 0) return new HostTensor(dtype, shape);
   let last = t.storageOffset;
@@ -246,9 +307,16 @@ function materialize(t: TorchTensor, fileName: string): HostTensor {
     );
   }
   const span = last - t.storageOffset + 1;
-  const src = decodeElements(et, s.bytes.subarray(t.storageOffset * k, (last + 1) * k), span);
-  if (span === n && isContiguous(shape, t.stride)) return new HostTensor(dtype, shape, src);
-  return new HostTensor(dtype, shape, gather(src, dtype, shape, t.stride, n));
+  const dense = span === n && isContiguous(shape, t.stride);
+  const load = (): TypedData => {
+    const { bytes, fresh } = s.read();
+    const first = t.storageOffset * k;
+    // A fresh array holding exactly this view's elements is used as is (no second copy).
+    const whole = first === 0 && (last + 1) * k === bytes.length;
+    const src = decodeElements(et, bytes.subarray(first, (last + 1) * k), span, { inPlace: fresh && whole });
+    return dense ? src : gather(src, dtype, shape, t.stride, n);
+  };
+  return HostTensor.lazy(dtype, shape, load as never, dense ? s.fileRegion(t.storageOffset, n) : undefined);
 }
 
 function isContiguous(shape: readonly number[], stride: readonly number[]): boolean {

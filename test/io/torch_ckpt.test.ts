@@ -1,14 +1,21 @@
 // torch.save reader: parity against values PyTorch wrote (expected.safetensors), Lightning
-// extras reachable in `raw`, views/shared storages, malicious pickles kept inert, and clean
-// errors for legacy files, wrappers, truncation and random corruption.
+// extras reachable in `raw`, views/shared storages, malicious pickles kept inert, clean
+// errors for legacy files, wrappers, truncation and random corruption; read from a path,
+// tensors are lazy, carry their file region when it holds them verbatim, and unused keys
+// are never read.
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import type { HostTensor } from '../../src/tensor.ts';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HostTensor } from '../../src/tensor.ts';
+import { loadStateDict } from '../../src/io/checkpoint.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { PickleObject } from '../../src/io/pickle.ts';
 import { readTorchCheckpoint, TorchTensor } from '../../src/io/torch_ckpt.ts';
+import { writeTorchCheckpoint, type TorchValue } from '../../src/io/torch_write.ts';
+import { readZip } from '../../src/io/zip.ts';
 import { assertCleanFailure, fixture, makeZip, P, rng, tensorPickle } from './helpers.ts';
 
 const expected = readSafetensorsFile(fixture('expected.safetensors')).tensors;
@@ -199,7 +206,9 @@ test('fuzz: 200 random byte flips of a real checkpoint fail cleanly or load', ()
   for (let it = 0; it < 200; it++) {
     const b = new Uint8Array(good);
     for (let k = 0; k < 1 + Math.floor(rand() * 3); k++) b[Math.floor(rand() * b.length)] ^= 1 << Math.floor(rand() * 8);
-    seen[assertCleanFailure(() => readTorchCheckpoint(b, { fileName: 'fuzz.pt' }), 'fuzz.pt', `iteration ${it}`)]++;
+    // tensors are read lazily: touch every one so corrupt storages are found (CRC-32)
+    const load = () => [...readTorchCheckpoint(b, { fileName: 'fuzz.pt' }).stateDict.values()].forEach((t) => t.data);
+    seen[assertCleanFailure(load, 'fuzz.pt', `iteration ${it}`)]++;
   }
   // Also flip bytes inside data.pkl with the CRC check bypassed by recomputing: parse the
   // pickle itself through corrupt archives built from a mutated pickle.
@@ -210,4 +219,116 @@ test('fuzz: 200 random byte flips of a real checkpoint fail cleanly or load', ()
     seen[assertCleanFailure(() => readTorchCheckpoint(archive(m), { fileName: 'fuzz2.pt' }), 'fuzz2.pt', `pickle iteration ${it}`)]++;
   }
   assert.ok(seen.error > 100, JSON.stringify(seen));
+});
+
+/** The file's bytes at a tensor's origin, as the host dtype. */
+function originValues(t: HostTensor): ArrayLike<number | bigint> {
+  const o = t.origin!;
+  const b = new Uint8Array(o.length);
+  const fd = fs.openSync(o.file, 'r');
+  try {
+    fs.readSync(fd, b, 0, o.length, o.offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return t.dtype === 'int64' ? new BigInt64Array(b.buffer) : t.dtype === 'int32' ? new Int32Array(b.buffer) : new Float32Array(b.buffer);
+}
+
+test('read from a path: tensors are lazy; contiguous float32/int64/int32 views carry the file region holding them', () => {
+  const file = fixture('tiny_lightning.ckpt');
+  const { stateDict } = readTorchCheckpoint(file);
+  const zip = readZip(fs.readFileSync(file), file);
+  const withOrigin: string[] = [];
+  for (const [k, t] of stateDict) {
+    assert.equal(t.loaded, t.size === 0, `${k} was read at load`);
+    const o = t.origin;
+    if (!o) continue;
+    withOrigin.push(k);
+    assert.equal(o.file, path.resolve(file));
+    assert.equal(o.length, t.size * (t.dtype === 'int64' ? 8 : 4), `${k}: length`);
+    assert.deepEqual(Array.from(originValues(t)), Array.from(t.data as ArrayLike<number | bigint>), `${k}: the file region holds the tensor`);
+  }
+  // float16/bfloat16/float64/int8/bool are decoded, transposed/strided/expanded views gathered: no origin
+  assert.deepEqual(withOrigin.sort(), [
+    'bn.num_batches_tracked', 'codes.int32', 'codes.int64', 'encoder.conv_in.bias', 'encoder.conv_in.weight', 'encoder.norm.weight', 'scalar.temp', 'shared.a', 'shared.b',
+  ]);
+  // a view at storage offset 2 of a shared storage points 2 elements into the storage's entry
+  const sd = (readTorchCheckpoint(file).raw as Map<string, unknown>).get('state_dict') as Map<string, TorchTensor>;
+  const entry = sd.get('shared.a')!.storage.entryName;
+  assert.equal(stateDict.get('shared.a')!.origin!.offset, zip.dataOffset(entry) + 2 * 4);
+  assert.equal(zip.dataOffset(entry) % 64, 0, 'torch aligns storages to 64 bytes');
+});
+
+test('origins only where the bytes are verbatim: none from memory, none for big-endian, unaligned entries of a re-zipped archive materialised', () => {
+  assert.ok([...readTorchCheckpoint(fs.readFileSync(fixture('tiny_plain.pt'))).stateDict.values()].every((t) => !t.origin));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ckpt-'));
+  try {
+    const pkl = [...P.proto(2), P.EMPTY_DICT, ...P.str('t'), ...tensorPickle('0', 'FloatStorage', 2, 0, [2], [1]), P.SETITEM, P.STOP];
+    const be = new Uint8Array(8);
+    new DataView(be.buffer).setFloat32(0, 1.5, false);
+    new DataView(be.buffer).setFloat32(4, -2, false);
+    fs.writeFileSync(path.join(dir, 'be.pt'), makeZip([{ name: 'x/data.pkl', data: new Uint8Array(pkl) }, { name: 'x/byteorder', data: 'big' }, { name: 'x/data/0', data: be }]));
+    const t = readTorchCheckpoint(path.join(dir, 'be.pt')).stateDict.get('t')!;
+    assert.equal(t.origin, undefined);
+    assert.deepEqual(t.toArray(), [1.5, -2]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const file = fixture('tiny_plain_repacked.pt');
+  const sd = readTorchCheckpoint(file).stateDict;
+  let aligned = 0;
+  for (const [k, t] of sd) {
+    if (!t.origin) continue;
+    aligned++;
+    assert.equal(t.origin.offset % 4, 0, `${k}: offset ${t.origin.offset} is not element-aligned`);
+    assert.deepEqual(Array.from(originValues(t)), Array.from(t.data as ArrayLike<number | bigint>), k);
+  }
+  const unaligned = [...sd].filter(([, t]) => !t.origin && t.dtype === 'float32' && t.size > 0).length;
+  assert.ok(unaligned > 0 && aligned + unaligned > 0, `expected some unaligned storages in the re-zipped archive (${aligned} aligned, ${unaligned} not)`);
+  checkParity('tiny_plain_repacked.pt', 'tiny_plain');
+});
+
+test('an SD-style checkpoint: only the keys used are read (others may even be corrupt), optimizer states never', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ckpt-'));
+  const file = path.join(dir, 'sd.ckpt');
+  try {
+    const t = (n: number, v: number) => HostTensor.float32([n], Array.from({ length: n }, (_, i) => v + i));
+    const sd = new Map<string, TorchValue>([
+      ['model.diffusion_model.w', t(64, 100)],
+      ['first_stage_model.encoder.w', t(16, 1)],
+      ['first_stage_model.decoder.b', t(4, 2)],
+      ['cond_stage_model.w', t(32, 300)],
+    ]);
+    const opt = new Map<string, TorchValue>([['exp_avg', t(64, 0)], ['exp_avg_sq', t(64, 0)]]);
+    writeTorchCheckpoint(file, new Map<string, TorchValue>([['state_dict', sd], ['optimizer_states', opt], ['global_step', 7]]));
+    // corrupt every storage the first stage does not use: reading any of them fails its CRC-32
+    const bytes = fs.readFileSync(file);
+    const zip = readZip(bytes, file);
+    const used = new Set(['archive/data/1', 'archive/data/2']); // pickling order: the state dict's 2nd and 3rd tensors
+    for (const e of zip.entries()) if (e.name.startsWith('archive/data/') && !used.has(e.name)) bytes[zip.dataOffset(e.name)] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+
+    const { stateDict, metadata } = loadStateDict(file);
+    assert.equal(metadata.global_step, '7');
+    assert.deepEqual(stateDict.get('first_stage_model.encoder.w')!.toArray().slice(0, 3), [1, 2, 3]);
+    assert.deepEqual(stateDict.get('first_stage_model.decoder.b')!.toArray(), [2, 3, 4, 5]);
+    assert.equal(stateDict.get('model.diffusion_model.w')!.loaded, false);
+    assert.throws(() => stateDict.get('model.diffusion_model.w')!.data, /sd\.ckpt: zip: entry 'archive\/data\/0': CRC-32 mismatch/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lazily read checkpoint keeps reading the file it opened when the path is replaced', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ckpt-'));
+  const file = path.join(dir, 'm.ckpt');
+  try {
+    const top = (v: number) => new Map<string, TorchValue>([['state_dict', new Map<string, TorchValue>([['w', HostTensor.float32([3], [v, v, v])]])]]);
+    writeTorchCheckpoint(file, top(1));
+    const { stateDict } = loadStateDict(file);
+    writeTorchCheckpoint(file, top(2)); // atomic rename: a new file at the same path
+    assert.deepEqual(stateDict.get('w')!.toArray(), [1, 1, 1]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

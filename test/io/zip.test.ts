@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { looksLikeZip, readZip } from '../../src/io/zip.ts';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { looksLikeZip, readZip, ZipReader } from '../../src/io/zip.ts';
 import { assertCleanFailure, fixture, makeZip, rng } from './helpers.ts';
 
 const Z = 'archive.zip';
@@ -17,6 +19,34 @@ test('reads a torch.save archive (64-byte aligned STORED entries)', () => {
   for (const e of z.entries()) {
     assert.equal(e.method, 0);
     if (e.name.includes('/data/')) assert.equal(z.read(e.name).byteOffset % 64, 0, 'torch aligns storages to 64 bytes');
+  }
+});
+
+test('a file read on demand gives what the bytes in memory give; dataOffset locates STORED data', () => {
+  for (const name of ['tiny_plain.pt', 'tiny_plain_repacked.pt']) {
+    const buf = fs.readFileSync(fixture(name));
+    const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    const mem = readZip(bytes, name);
+    const file = ZipReader.open(fixture(name));
+    assert.deepEqual(file.entries(), mem.entries());
+    for (const e of mem.entries()) {
+      assert.deepEqual(file.read(e.name), mem.read(e.name), e.name);
+      assert.equal(file.dataOffset(e.name), mem.dataOffset(e.name));
+      if (e.method === 0) assert.deepEqual(bytes.subarray(file.dataOffset(e.name), file.dataOffset(e.name) + e.size), file.read(e.name));
+    }
+  }
+  // a file longer than the EOCD search window (64 KiB comment + records) with a zip64 directory
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-zip-'));
+  try {
+    const big = new Uint8Array(200_000).map((_, i) => i * 7);
+    fs.writeFileSync(path.join(dir, 'z.zip'), makeZip([{ name: 'a/big', data: big }, { name: 'a/s', data: 'tail' }], { zip64: true }));
+    const z = ZipReader.open(path.join(dir, 'z.zip'));
+    assert.deepEqual(z.read('a/big'), big);
+    assert.equal(text(z.read('a/s')), 'tail');
+    fs.writeFileSync(path.join(dir, 'cut.zip'), fs.readFileSync(path.join(dir, 'z.zip')).subarray(0, 150_000));
+    assert.throws(() => ZipReader.open(path.join(dir, 'cut.zip'), 'cut.zip'), /^Error: cut\.zip: zip: no end-of-central-directory record found; the archive is truncated/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -1,13 +1,16 @@
-// Weights held once: a VQGAN loaded from safetensors runs with its weights as ONNX external
-// data read from the checkpoint (no JS copy, no copy in the model bytes) and gives the same
-// results as the same weights embedded; the fallbacks (file changed on disk) stay correct.
+// Weights held once: a VQGAN loaded from safetensors or from a taming Lightning .ckpt runs
+// with its weights as ONNX external data read from the checkpoint itself (no JS copy, no copy
+// in the model bytes) and gives the same results as the same weights embedded; the fallbacks
+// (file changed on disk) stay correct.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadStateDict } from '../../src/io/checkpoint.ts';
 import { writeSafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { writeTorchCheckpoint, type TorchValue } from '../../src/io/torch_write.ts';
 import { loadVQConfig } from '../../src/models/vqgan/config.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { vqShapes } from '../../src/models/vqgan/vqmodel.ts';
@@ -20,9 +23,13 @@ import { add } from '../../src/ops/core.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const cfg = loadVQConfig(path.join(here, '../fixtures/vqgan/small.yaml'));
+// tiny.ckpt: written by PyTorch (scripts/make_vqgan_fixtures.py), Lightning-style with loss.*
+// keys and Adam states; its model keys hold the hash weights of tiny.yaml.
+const TINY_CKPT = path.join(here, '../fixtures/vqgan/tiny.ckpt');
+const tinyCfg = loadVQConfig(path.join(here, '../fixtures/vqgan/tiny.yaml'));
 
-function image(): HostTensor<'float32'> {
-  const x = HostTensor.float32([1, 3, 16, 16]);
+function image(size = 16): HostTensor<'float32'> {
+  const x = HostTensor.float32([1, 3, size, size]);
   for (let i = 0; i < x.size; i++) x.data[i] = Math.sin(i * 0.37);
   return x;
 }
@@ -92,6 +99,61 @@ test('a checkpoint replaced on disk after loading is not read as external data (
     const want = await ref.reconstruct(x);
     assert.deepEqual(got.indices.data, want.indices.data);
     assert.ok([...m.weights.values()].every((t) => t.loaded), 'weights came from the open file instead');
+  } finally {
+    await m.release();
+    await ref.release();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a VQGAN from a taming Lightning .ckpt runs on external data pointing into the .ckpt: same output as from safetensors, nothing read into JS', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ext-'));
+  const st = path.join(dir, 'tiny.safetensors');
+  writeSafetensorsFile(st, hashStateDict(vqShapes(tinyCfg)));
+  const before = ourTempDirs();
+  const fromCkpt = VQGAN.load(TINY_CKPT, { config: tinyCfg });
+  const fromSt = VQGAN.load(st, { config: tinyCfg });
+  const all = loadStateDict(TINY_CKPT).stateDict;
+  try {
+    for (const [k, t] of fromCkpt.weights) {
+      assert.ok(t.origin, `${k}: no file origin`);
+      assert.equal(t.origin.file, TINY_CKPT);
+    }
+    const x = image(8);
+    const want = await fromSt.reconstruct(x);
+    const got = await fromCkpt.reconstruct(x);
+    assert.deepEqual(got.indices.data, want.indices.data);
+    assert.deepEqual(got.image.data, want.image.data, 'bit-identical to the safetensors path');
+    const loaded = [...fromCkpt.weights].filter(([, t]) => t.loaded).map(([k]) => k);
+    assert.deepEqual(loaded, [], 'weights were read into JS (embedded, not external)');
+    assert.deepEqual(ourTempDirs(), before, 'the temporary model directory is removed');
+    // the checkpoint's other keys (loss.*) exist but are lazy too
+    assert.ok([...all.keys()].some((k) => k.startsWith('loss.')));
+    assert.ok([...all.values()].every((t) => !t.loaded));
+  } finally {
+    await fromCkpt.release();
+    await fromSt.release();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a .ckpt replaced on disk after loading is not read as external data (the opened file is used)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ext-'));
+  const sd = hashStateDict(vqShapes(tinyCfg));
+  const file = path.join(dir, 'm.ckpt');
+  const top = (w: Map<string, HostTensor>) => new Map<string, TorchValue>([['state_dict', new Map<string, TorchValue>(w)], ['epoch', 1]]);
+  writeTorchCheckpoint(file, top(sd));
+  const m = VQGAN.load(file, { config: tinyCfg });
+  const ref = new VQGAN(tinyCfg, sd);
+  try {
+    assert.ok([...m.weights.values()].every((t) => t.origin), 'weights carry their file region');
+    const other = new Map([...sd].map(([k, v]) => [k, HostTensor.float32(v.shape, (v.data as Float32Array).map((a) => a * -0.5))]));
+    writeTorchCheckpoint(file, top(other)); // atomic rename: same size and layout, other values
+    const x = image(8);
+    const got = await m.reconstruct(x);
+    const want = await ref.reconstruct(x);
+    assert.deepEqual(got.image.data, want.image.data);
+    assert.ok([...m.weights.values()].every((t) => t.loaded), 'weights came from the replaced file instead');
   } finally {
     await m.release();
     await ref.release();
