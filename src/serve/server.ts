@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
 import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts';
 import { registerTrainRoutes } from './train.ts';
+import { MAX_IMAGE_PIXELS } from '../io/limits.ts';
 import { HttpError, num } from './http.ts';
 
 export { HttpError };
@@ -60,7 +61,7 @@ function wantsJson(req: FastifyRequest): boolean {
 }
 
 export async function createServer(opts: ServerOptions): Promise<{ app: FastifyInstance; queue: JobQueue }> {
-  const maxPixels = opts.maxPixels ?? 4096 * 4096;
+  const maxPixels = opts.maxPixels ?? MAX_IMAGE_PIXELS;
   const maxSamples = opts.maxSamples ?? 16;
   const queue = new JobQueue({ concurrency: opts.concurrency ?? 1, depth: opts.queueDepth ?? 16 });
   const byName = new Map(opts.models.map((m) => [m.name, m]));
