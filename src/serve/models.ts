@@ -2,9 +2,9 @@
 // loaded once at start-up; their sessions are created on first use and shared by requests.
 import fs from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
-import { VQGAN } from '../models/vqgan/load.ts';
-import { Net2Net } from '../models/cond_transformer/load.ts';
+import type { VQGAN } from '../models/vqgan/load.ts';
+import type { Net2Net } from '../models/cond_transformer/load.ts';
+import { loadAnyModel } from '../models/load_model.ts';
 import { downFactor } from '../models/vqgan/config.ts';
 import type { SessionOptions } from '../runtime/backend.ts';
 
@@ -12,32 +12,17 @@ export type ServedModel =
   | { name: string; kind: 'vqgan'; source: string; vqgan: VQGAN }
   | { name: string; kind: 'transformer'; source: string; net: Net2Net };
 
-function isTransformerDir(dir: string): boolean {
-  const cfg = path.join(dir, 'config.yaml');
-  if (!fs.existsSync(cfg)) return false;
-  const target = String((YAML.parse(fs.readFileSync(cfg, 'utf8')) as { model?: { target?: string } })?.model?.target ?? '');
-  return target.includes('cond_transformer') || target.includes('Net2Net');
-}
-
 /** A model directory (config.yaml + model.safetensors) or a checkpoint file. */
 export function loadServedModel(spec: string, session: SessionOptions = {}): ServedModel {
   const eq = spec.indexOf('=');
   // "name=path" names a model explicitly
   const [givenName, p] = eq > 0 && !fs.existsSync(spec) ? [spec.slice(0, eq), spec.slice(eq + 1)] : [null, spec];
   if (!fs.existsSync(p)) throw new Error(`model not found: ${p}`);
-  const isDir = fs.statSync(p).isDirectory();
   const name = givenName ?? path.basename(p).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`model name '${name}' must be letters, digits, '.', '_' or '-' (use name=path)`);
-  if (isDir && isTransformerDir(p)) return { name, kind: 'transformer', source: p, net: Net2Net.load(p, { session }) };
-  const file = isDir ? path.join(p, 'model.safetensors') : p;
-  if (!fs.existsSync(file)) throw new Error(`${p}: model directory has no model.safetensors`);
-  try {
-    return { name, kind: 'vqgan', source: p, vqgan: VQGAN.load(file, { session }) };
-  } catch (e) {
-    // a transformer checkpoint file (taming Net2NetTransformer .ckpt) fails as a VQGAN
-    if (/transformer\./.test((e as Error).message)) return { name, kind: 'transformer', source: p, net: Net2Net.load(p, { session }) };
-    throw e;
-  }
+  // the kind and the files by the one rule every command uses (io/model_path.ts)
+  const m = loadAnyModel(p, { session });
+  return m.kind === 'vqgan' ? { name, kind: 'vqgan', source: p, vqgan: m.model } : { name, kind: 'transformer', source: p, net: m.model };
 }
 
 /** What GET /api/models/:name answers. */
