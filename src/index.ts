@@ -40,3 +40,9 @@ export { extractCodes } from './train/extract_codes.ts';
 export { trainGPT } from './train/gpt_run.ts';
 export { loadGPTTrainConfig, parseGPTTrainConfig } from './train/gpt_config.ts';
 export { writeTorchCheckpoint } from './io/torch_write.ts';
+// Stable Diffusion's KL autoencoders (latent-diffusion AutoencoderKL; SD 1.x/2.x, SDXL, SD3, FLUX)
+export { AutoencoderKL, type KLLoadOptions, type EncodeOptions as KLEncodeOptions, type EncodeResult as KLEncodeResult } from './models/autoencoder_kl/load.ts';
+export { FAMILY_SCALING, parseKLConfig, parseDiffusersVaeConfig, toDiffusersVaeConfig, inferKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './models/autoencoder_kl/config.ts';
+export { encodePosterior, decodeLatents, samplePosterior, klDivergence, initAutoencoderKL, klShapes, type Posterior } from './models/autoencoder_kl/autoencoder.ts';
+export { readKLWeights, type KLWeights } from './models/autoencoder_kl/weights.ts';
+export { ldmToDiffusers, diffusersToLdm, ldmToDiffusersKey, diffusersToLdmKey, KL_KEY_TABLE } from './io/formats/kl_keymap.ts';

@@ -197,12 +197,12 @@ export function inferKLConfig(sd: StateDict, source = 'checkpoint'): { config: K
 export function guessFamily(cfg: KLConfig, otherKeys: readonly string[] = []): { family: KLFamily; why: string } {
   const has = (re: RegExp) => otherKeys.some((k) => re.test(k));
   if (cfg.embed_dim === 16) {
-    if (has(/^model\.diffusion_model\.joint_blocks\./)) return { family: 'sd3', why: 'SD3 checkpoint (MMDiT joint_blocks)' };
-    if (has(/^(model\.diffusion_model\.)?double_blocks\./)) return { family: 'flux', why: 'FLUX checkpoint (double_blocks)' };
-    return { family: 'flux', why: '16 latent channels: assumed FLUX (SD3 has the same layout; pass scale/shift or family to override)' };
+    if (has(/^model\.diffusion_model\.joint_blocks\./)) return { family: 'sd3', why: 'SD3, from the checkpoint (MMDiT joint_blocks beside the VAE)' };
+    if (has(/^(model\.diffusion_model\.)?double_blocks\./)) return { family: 'flux', why: 'FLUX, from the checkpoint (double_blocks beside the VAE)' };
+    return { family: 'flux', why: "FLUX assumed: 16 latent channels and no scale in the config; SD3's VAE has the same layout (family sd3)" };
   }
-  if (has(/^conditioner\.embedders\.1\./) || has(/^model\.diffusion_model\.label_emb\./)) return { family: 'sdxl', why: 'SDXL checkpoint (conditioner.embedders.1)' };
-  return { family: 'sd', why: `${cfg.embed_dim} latent channels: assumed SD 1.x/2.x (SDXL's VAE has the same layout and uses 0.13025; pass family or scale to override)` };
+  if (has(/^conditioner\.embedders\.1\./)) return { family: 'sdxl', why: 'SDXL, from the checkpoint (conditioner.embedders.1 beside the VAE)' };
+  return { family: 'sd', why: `SD 1.x/2.x assumed: ${cfg.embed_dim} latent channels and no scale in the config; SDXL's VAE has the same layout (family sdxl)` };
 }
 
 /** Downsampling factor f = 2^(levels−1). */

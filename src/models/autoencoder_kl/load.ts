@@ -51,7 +51,7 @@ function pickScaling(cfg: KLConfig, otherKeys: readonly string[], opts: KLLoadOp
   } else {
     const g = guessFamily(cfg, otherKeys);
     const f = FAMILY_SCALING[g.family];
-    base = { scale: f.scale, shift: f.shift, source: `${f.name}: ${g.why}` };
+    base = { scale: f.scale, shift: f.shift, source: g.why };
   }
   if (opts.scale !== undefined || opts.shift !== undefined) {
     for (const [k, v] of [['scale', opts.scale], ['shift', opts.shift]] as const) {
