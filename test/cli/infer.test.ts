@@ -111,7 +111,7 @@ describe('CLI inference', () => {
 
   it('bad input: one-line errors, exit code 1', async () => {
     const cases: [string[], RegExp][] = [
-      [['reconstruct', '-m', path.join(dir, 'missing.ckpt'), '-i', imgs, '-o', dir], /model file not found: .*missing\.ckpt/],
+      [['reconstruct', '-m', path.join(dir, 'missing.ckpt'), '-i', imgs, '-o', dir], /model not found: .*missing\.ckpt/],
       [['reconstruct', '-m', CKPT, '-c', YAML, '-i', path.join(dir, 'nope.png'), '-o', dir], /input not found: .*nope\.png/],
       [['info', '-m', path.join(root, 'test/fixtures/ckpt/tiny_plain.pt')], /not a taming VQGAN checkpoint/],
       [['info', '-m', CKPT, '-c', path.join(FX, 'small.yaml')], /state dict does not match the model/],
