@@ -11,6 +11,7 @@ import { countParams } from '../nn/params.ts';
 import { downFactor } from '../models/vqgan/config.ts';
 import { loadAnyModel, type AnyModel, type LoadedModel } from '../models/load_model.ts';
 import { MODEL_PATH_HELP } from '../io/model_path.ts';
+import { MAX_IMAGE_SIDE } from '../io/limits.ts';
 import { convertNet2Net, exportNet2Net, writeOnnxExport } from './gpt.ts';
 import { vqganOnnx } from '../models/export_onnx.ts';
 import { CliError, action, parseIntOpt, progressBar, resolveInputs } from './util.ts';
@@ -186,6 +187,8 @@ export function registerVqganCommands(program: Command): void {
           throw new CliError(`${o.input}: expected {"shape":[h,w],"indices":[h·w integers]}`);
         }
         const m = loadModel(o);
+        const [h, w] = [shape[0] * m.factor, shape[1] * m.factor];
+        if (h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE) throw new CliError(`${o.input}: a ${shape[0]}×${shape[1]} code grid decodes to ${w}×${h} pixels, over the limit of ${MAX_IMAGE_SIDE} pixels a side (the server's limit too)`);
         const img = await m.decode(HostTensor.int64([1, shape[0], shape[1]], idx as number[]));
         await saveImage(o.output, img);
         console.error(`wrote ${o.output}`);

@@ -195,6 +195,13 @@ describe('model paths: one rule', () => {
     await oneLine(['info', '-m', images], /a model directory holds model\.safetensors/);
     await oneLine(['reconstruct', '-m', CLASS, '-i', a, '-o', o], /is a Net2Net transformer \(transformer\.\* keys\), not a VQGAN/);
     await oneLine(['export-onnx', '-m', CLASS, '--size', '64', '-o', o], /--size is for VQGAN exports/);
+    const wide = path.join(tmp, 'wide.json');
+    fs.writeFileSync(wide, JSON.stringify({ shape: [1, 1100], indices: new Array(1100).fill(0) }));
+    // (the factor comes from the model, so its notes come first)
+    const d = await cli('decode', '-m', path.join(F4, 'model.safetensors'), '-i', wide, '-o', path.join(o, 'x.png'));
+    assert.equal(d.code, 1);
+    assert.deepEqual(d.err.split('\n').filter((l) => !l.startsWith('note:')).length, 1, d.err);
+    assert.match(d.err, /wide\.json: a 1×1100 code grid decodes to 4400×4 pixels, over the limit of 4096 pixels a side/);
     // an image over the pixel limit is refused from its header, as the server does (413)
     const big = path.join(tmp, 'big.png');
     await sharp({ create: { width: 4100, height: 4100, channels: 3, background: '#fff' } }).png().toFile(big);
