@@ -46,3 +46,7 @@ export { FAMILY_SCALING, parseKLConfig, parseDiffusersVaeConfig, toDiffusersVaeC
 export { encodePosterior, decodeLatents, samplePosterior, klDivergence, initAutoencoderKL, klShapes, type Posterior } from './models/autoencoder_kl/autoencoder.ts';
 export { readKLWeights, type KLWeights } from './models/autoencoder_kl/weights.ts';
 export { ldmToDiffusers, diffusersToLdm, ldmToDiffusersKey, diffusersToLdmKey, KL_KEY_TABLE } from './io/formats/kl_keymap.ts';
+// TAESD preview autoencoders (taesd, taesdxl, taesd3, taef1; diffusers AutoencoderTiny)
+export { TAESD, type TAESDLoadOptions } from './models/taesd/load.ts';
+export { taesdShapes, type TAESDPart } from './models/taesd/taesd.ts';
+export { TiledDecoder, mergeStats, tileMoments, type TileOptions, type GroupStats } from './models/autoencoder_kl/tiled.ts';

@@ -19,7 +19,8 @@ import { Program } from '../../src/runtime/program.ts';
 import { readConfigFile } from '../../src/models/vqgan/config.ts';
 import { Rng } from '../../src/io/rng.ts';
 import { HostTensor } from '../../src/tensor.ts';
-import { relErr } from '../helpers.ts';
+import { randn, relErr } from '../helpers.ts';
+import { mergeStats, tileMoments } from '../../src/models/autoencoder_kl/tiled.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FX = path.join(here, '../fixtures/kl');
@@ -225,6 +226,43 @@ describe('AutoencoderKL vs latent-diffusion (PyTorch)', () => {
     await assert.rejects(m.decode(HostTensor.float32([1, 16, 4, 4])), /latents have 16 channels, but this model's latent space has 4 \(latents \[1, 16, 4, 4\]\)/);
     await assert.rejects(m.encode(HostTensor.float32([1, 3, 5, 4])), /image size 4×5 is not a multiple of the model's downsampling factor 2/);
     await m.release();
+  });
+});
+
+describe('AutoencoderKL tiled decoding (whole-image GroupNorm statistics)', () => {
+  it("Chan's pooling of per-tile moments gives the whole image's mean and variance (between-tile term included)", () => {
+    // two tiles with different means: averaging their variances would miss the spread between them
+    const y = HostTensor.float32([1, 2, 2, 4], [0, 1, 2, 3, 10, 11, 12, 13, 5, 5, 6, 6, -4, -2, 0, 2]);
+    const left = HostTensor.float32([1, 2, 2, 2], [0, 1, 10, 11, 5, 5, -4, -2]);
+    const right = HostTensor.float32([1, 2, 2, 2], [2, 3, 12, 13, 6, 6, 0, 2]);
+    const whole = tileMoments(y, 1, 2, 4);
+    const pooled = mergeStats(tileMoments(left, 1, 2, 2), tileMoments(right, 1, 2, 2));
+    assert.equal(pooled.n, whole.n);
+    assert.ok(Math.abs(pooled.mean[0]! - whole.mean[0]!) < 1e-12 && Math.abs(pooled.m2[0]! - whole.m2[0]!) < 1e-9);
+    const naive = (tileMoments(left, 1, 2, 2).m2[0]! + tileMoments(right, 1, 2, 2).m2[0]!) / whole.n;
+    assert.ok(naive < whole.m2[0]! / whole.n - 0.1, 'the within-tile variance alone underestimates');
+  });
+
+  it('tiled decode equals the untiled decoder (and PyTorch) with a 1-pixel halo; without a halo it does not', async () => {
+    for (const [p, cfg, name, scale, shift] of [['diffusers_tiny', undefined, 'tiny', 0.18215, 0], ['flux16.safetensors', 'flux16.yaml', 'flux16', 0.3611, 0.1159]] as const) {
+      const m = AutoencoderKL.load(path.join(FX, p), { config: cfg && path.join(FX, cfg) });
+      // the fixture's latents (8×6: tiles of 3 leave edge tiles) against PyTorch's untiled decode
+      const lat = HostTensor.float32(ref(`${name}.mean`).shape, ref(`${name}.mean`).data.map((v) => (v - shift) * scale));
+      const t = await m.decode(lat, { tile: 3 });
+      pixelsWithin(t, ref(`${name}.rec`), `${name}: tiled vs PyTorch`);
+      close(t, ref(`${name}.rec`), `${name}: tiled vs PyTorch`);
+      // larger random latents, several tilings and a query-chunked mid-block attention
+      const z = randn([1, m.latentChannels, 11, 9], 3);
+      const whole = await m.decode(z);
+      for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 7 }, { tile: 5, halo: 2 }]) {
+        const tiled = await m.decode(z, o);
+        close(tiled, whole, `${name} ${JSON.stringify(o)}`, 1e-5);
+        assert.ok(m.tiled({ tile: o.tile, halo: o.halo, queryChunk: o.queryChunk }).lastRun.tiles > 10);
+      }
+      const noHalo = await m.decode(z, { tile: 4, halo: 0 });
+      assert.ok(relErr(noHalo.data, whole.data) > 0.1, 'a tile needs one pixel of context per 3×3 conv');
+      await m.release();
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { readConfigFile } from '../vqgan/config.ts';
 import { FAMILY_SCALING, guessFamily, inferKLConfig, klFactor, parseKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './config.ts';
 import { decodeLatents, encodePosterior, klShapes } from './autoencoder.ts';
 import { KL_IGNORED_KEYS, readKLWeights } from './weights.ts';
+import { TiledDecoder, type TileOptions } from './tiled.ts';
 
 export interface KLLoadOptions {
   /** latent-diffusion YAML/JSON config (path or object); default: the diffusers config.json, else inferred from the keys */
@@ -174,13 +175,18 @@ export class AutoencoderKL {
     return { latents: HostTensor.float32(mean.shape, z), mean, logvar };
   }
 
-  /** Scaled latents [B, E, h, w] → images [B, out_ch, H, W] in about [−1, 1]. */
-  async decode(latents: HostTensor): Promise<HostTensor<'float32'>> {
+  /**
+   * Scaled latents [B, E, h, w] → images [B, out_ch, H, W] in about [−1, 1]. With `tile`, the
+   * decoder runs over tiles of that many latent pixels with whole-image GroupNorm statistics
+   * (tiled.ts): the same output up to float error.
+   */
+  async decode(latents: HostTensor, opts: Partial<TileOptions> = {}): Promise<HostTensor<'float32'>> {
     const e = this.config.embed_dim;
     if (latents.dtype !== 'float32' || latents.shape.length !== 4) throw new Error(`expected latents as float32 [B, ${e}, h, w], got ${latents.dtype}[${latents.shape.join(', ')}]`);
     if (latents.shape[1] !== e) throw new Error(`latents have ${latents.shape[1]} channels, but this model's latent space has ${e} (latents [${latents.shape.join(', ')}])`);
     const { scale, shift } = this.scaling;
     const z = HostTensor.float32(latents.shape, (latents.data as Float32Array).map((v) => v / scale + shift));
+    if (opts.tile) return this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk }).decode(z);
     return (await this.run('decode', 'latents', z)).image as HostTensor<'float32'>;
   }
 
@@ -190,8 +196,20 @@ export class AutoencoderKL {
     return { image: await this.decode(latents), latents };
   }
 
+  private tiledDecoders = new Map<string, TiledDecoder>();
+
+  /** The tiled decoder for these options (its compiled stage programs are kept). */
+  tiled(opts: TileOptions): TiledDecoder {
+    const key = `${opts.tile}:${opts.halo ?? 1}:${opts.queryChunk ?? 0}`;
+    let d = this.tiledDecoders.get(key);
+    if (!d) this.tiledDecoders.set(key, (d = new TiledDecoder(this.config, this.weights, this.session, opts)));
+    return d;
+  }
+
   async release(): Promise<void> {
     for (const p of this.programs.values()) await (await p).release();
     this.programs.clear();
+    for (const d of this.tiledDecoders.values()) await d.release();
+    this.tiledDecoders.clear();
   }
 }

@@ -23,12 +23,23 @@ export function resnetBlock(p: ParamView, x: Tensor, groups = 32): Tensor {
   return o.add(s, h);
 }
 
-/** AttnBlock: single-head self-attention over the H·W positions, 1×1 conv projections. */
-export function attnBlock(p: ParamView, x: Tensor, groups = 32): Tensor {
+/**
+ * AttnBlock: single-head self-attention over the H·W positions, 1×1 conv projections.
+ * `queryChunk` computes the [HW, HW] scores in blocks of that many query rows, so the whole
+ * matrix never exists at once (each row's softmax is independent: same result).
+ */
+export function attnBlock(p: ParamView, x: Tensor, groups = 32, queryChunk = 0): Tensor {
   const h = norm(p.sub('norm'), x, groups);
   const [b, c, hh, ww] = x.shape as [number, number, number, number];
   const flat = (t: Tensor) => o.transpose(o.reshape(t, [b, c, hh * ww]), [0, 2, 1]); // [B, HW, C]
-  const a = nn.attention(flat(conv(p.sub('q'), h)), flat(conv(p.sub('k'), h)), flat(conv(p.sub('v'), h)), { scale: c ** -0.5 });
+  const q = flat(conv(p.sub('q'), h));
+  const k = flat(conv(p.sub('k'), h));
+  const v = flat(conv(p.sub('v'), h));
+  const n = hh * ww;
+  const step = queryChunk > 0 && queryChunk < n ? queryChunk : n;
+  const parts: Tensor[] = [];
+  for (let s = 0; s < n; s += step) parts.push(nn.attention(step === n ? q : o.narrow(q, 1, s, Math.min(n, s + step)), k, v, { scale: c ** -0.5 }));
+  const a = parts.length === 1 ? parts[0]! : o.concat(parts, 1); // [B, HW, C]
   const back = o.reshape(o.transpose(a, [0, 2, 1]), [b, c, hh, ww]);
   return o.add(x, conv(p.sub('proj_out'), back));
 }
@@ -38,9 +49,10 @@ export const downsample = (p: ParamView, x: Tensor): Tensor => conv(p.sub('conv'
 /** taming Upsample: nearest 2× then 3×3 conv. */
 export const upsample = (p: ParamView, x: Tensor): Tensor => conv(p.sub('conv'), nn.upsampleNearest2x(x), { padding: 1 });
 
-function midBlock(p: ParamView, h: Tensor, g: number): Tensor {
+/** Middle block: resnet, attention (optionally query-chunked), resnet. */
+export function midBlock(p: ParamView, h: Tensor, g: number, queryChunk = 0): Tensor {
   h = resnetBlock(p.sub('block_1'), h, g);
-  h = attnBlock(p.sub('attn_1'), h, g);
+  h = attnBlock(p.sub('attn_1'), h, g, queryChunk);
   return resnetBlock(p.sub('block_2'), h, g);
 }
 
