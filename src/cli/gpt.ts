@@ -217,18 +217,19 @@ export function registerGptCommands(program: Command): void {
         // every option and input is checked before the model loads
         const n = parseIntOpt(o.n, '--n');
         const batch = Math.min(parseIntOpt(o.batch, '--batch'), n);
+        if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const seed = Number(o.seed);
         const size = o.size ? parseHxW(o.size) : null;
         if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
         let condBytes: Uint8Array | null = null;
         if (o.cond) {
-          if (!fs.existsSync(o.cond) || !fs.statSync(o.cond).isFile()) throw new CliError(`input not found: ${o.cond}`);
+          if (!fs.existsSync(o.cond)) throw new CliError(`input not found: ${o.cond}`);
+          if (!fs.statSync(o.cond).isFile()) throw new CliError(`--cond ${o.cond} is a directory; give one image (a drawing for sketch models)`);
           checkImageHeader(o.cond);
           condBytes = new Uint8Array(fs.readFileSync(o.cond));
         }
         const m = Net2Net.load(o.model, { config: o.config, session: { threads: threadsOpt(o.threads) } });
         for (const note of m.notes) console.error(`note: ${note}`);
-        if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const f = downFactor(m.config.first_stage);
         let grid = m.grid;
         if (size) {

@@ -190,6 +190,7 @@ describe('model paths: one rule', () => {
     await oneLine(['export-onnx', '-m', F4, '--size', '8192', '-o', o], lim);
     await oneLine(['extract-codes', '-m', F4, '--size', '5000', '-o', path.join(o, 'c.safetensors')], lim);
     await oneLine(['sample', '-m', path.join(root, 'models/emoji-sketch'), '--cond', path.join(tmp, 'missing.png'), '-o', o], /input not found: .*missing\.png$/);
+    await oneLine(['sample', '-m', path.join(root, 'models/emoji-sketch'), '--cond', images, '-o', o], /--cond .*images is a directory; give one image/);
     await oneLine(['extract-codes', '-m', F4, '-d', path.join(tmp, 'nodata'), '-o', path.join(o, 'c.safetensors')], /input not found: .*nodata$/);
     await oneLine(['reconstruct', '-m', path.join(tmp, 'nope'), '-i', a, '-o', o], /model not found: .*nope$/);
     await oneLine(['info', '-m', images], /a model directory holds model\.safetensors/);
