@@ -217,8 +217,8 @@ export function registerGptCommands(program: Command): void {
         // every option and input is checked before the model loads
         const n = parseIntOpt(o.n, '--n');
         const batch = Math.min(parseIntOpt(o.batch, '--batch'), n);
-        if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const seed = Number(o.seed);
+        if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const size = o.size ? parseHxW(o.size) : null;
         if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
         let condBytes: Uint8Array | null = null;
