@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// latentkit CLI entry. Runs the compiled CLI in dist/ (built by `npm run build`; `npm ci`
-// runs it through `prepare`, and the npm package ships it) — no TypeScript compiler at run
+// latentkit CLI entry. Runs the compiled CLI in dist/ (built by `npm run build`, which
+// `npm start` and `npm test` run; the npm package ships it) — no TypeScript compiler at run
 // time. In a checkout where a file under src/ is newer than the build, it runs the sources
 // through tsx instead, so an edit never runs stale code.
 import fs from 'node:fs';
