@@ -43,10 +43,10 @@ export { writeTorchCheckpoint } from './io/torch_write.ts';
 // Stable Diffusion's KL autoencoders (latent-diffusion AutoencoderKL; SD 1.x/2.x, SDXL, SD3, FLUX)
 export { AutoencoderKL, type KLLoadOptions, type EncodeOptions as KLEncodeOptions, type EncodeResult as KLEncodeResult } from './models/autoencoder_kl/load.ts';
 export { FAMILY_SCALING, parseKLConfig, parseDiffusersVaeConfig, toDiffusersVaeConfig, inferKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './models/autoencoder_kl/config.ts';
-export { encodePosterior, decodeLatents, samplePosterior, klDivergence, initAutoencoderKL, klShapes, type Posterior } from './models/autoencoder_kl/autoencoder.ts';
+export { encodePosterior, posteriorFromMoments, decodeLatents, samplePosterior, klDivergence, initAutoencoderKL, klShapes, type Posterior } from './models/autoencoder_kl/autoencoder.ts';
 export { readKLWeights, type KLWeights } from './models/autoencoder_kl/weights.ts';
 export { ldmToDiffusers, diffusersToLdm, ldmToDiffusersKey, diffusersToLdmKey, KL_KEY_TABLE } from './io/formats/kl_keymap.ts';
 // TAESD preview autoencoders (taesd, taesdxl, taesd3, taef1; diffusers AutoencoderTiny)
 export { TAESD, type TAESDLoadOptions } from './models/taesd/load.ts';
 export { taesdShapes, type TAESDPart } from './models/taesd/taesd.ts';
-export { TiledDecoder, mergeStats, tileMoments, type TileOptions, type GroupStats } from './models/autoencoder_kl/tiled.ts';
+export { TiledAutoencoder, mergeStats, tileMoments, type TileOptions, type GroupStats } from './models/autoencoder_kl/tiled.ts';

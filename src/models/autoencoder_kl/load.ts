@@ -10,7 +10,7 @@ import { readConfigFile } from '../vqgan/config.ts';
 import { FAMILY_SCALING, guessFamily, inferKLConfig, klFactor, parseKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './config.ts';
 import { decodeLatents, encodePosterior, klShapes } from './autoencoder.ts';
 import { KL_IGNORED_KEYS, readKLWeights } from './weights.ts';
-import { TiledDecoder, type TileOptions } from './tiled.ts';
+import { TiledAutoencoder, type TileOptions } from './tiled.ts';
 
 export interface KLLoadOptions {
   /** latent-diffusion YAML/JSON config (path or object); default: the diffusers config.json, else inferred from the keys */
@@ -25,7 +25,7 @@ export interface KLLoadOptions {
   session?: SessionOptions;
 }
 
-export interface EncodeOptions {
+export interface EncodeOptions extends Partial<TileOptions> {
   /** draw from the posterior (mean + std·ε) instead of taking its mode (the mean) */
   sample?: boolean;
   /** seed of ε when sampling (default 0) */
@@ -161,7 +161,9 @@ export class AutoencoderKL {
   /** Images [B, C, H, W] in [−1, 1] → scaled latents (the posterior's mode, or a seeded sample). */
   async encode(x: HostTensor, opts: EncodeOptions = {}): Promise<EncodeResult> {
     this.checkImage(x);
-    const r = await this.run('encode', 'image', x);
+    const r = opts.tile
+      ? await this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk }).encode(x as HostTensor<'float32'>)
+      : await this.run('encode', 'image', x);
     const mean = r.mean as HostTensor<'float32'>;
     const logvar = r.logvar as HostTensor<'float32'>;
     const z = mean.data.slice();
@@ -190,26 +192,26 @@ export class AutoencoderKL {
     return (await this.run('decode', 'latents', z)).image as HostTensor<'float32'>;
   }
 
-  /** encode then decode; returns the scaled latents too. */
+  /** encode then decode (tiled both ways with `tile`); returns the scaled latents too. */
   async reconstruct(x: HostTensor, opts: EncodeOptions = {}): Promise<{ image: HostTensor<'float32'>; latents: HostTensor<'float32'> }> {
     const { latents } = await this.encode(x, opts);
-    return { image: await this.decode(latents), latents };
+    return { image: await this.decode(latents, opts), latents };
   }
 
-  private tiledDecoders = new Map<string, TiledDecoder>();
+  private tiledRunners = new Map<string, TiledAutoencoder>();
 
-  /** The tiled decoder for these options (its compiled stage programs are kept). */
-  tiled(opts: TileOptions): TiledDecoder {
+  /** The tiled encoder/decoder for these options (its compiled stage programs are kept). */
+  tiled(opts: TileOptions): TiledAutoencoder {
     const key = `${opts.tile}:${opts.halo ?? 1}:${opts.queryChunk ?? 0}`;
-    let d = this.tiledDecoders.get(key);
-    if (!d) this.tiledDecoders.set(key, (d = new TiledDecoder(this.config, this.weights, this.session, opts)));
+    let d = this.tiledRunners.get(key);
+    if (!d) this.tiledRunners.set(key, (d = new TiledAutoencoder(this.config, this.weights, this.session, opts)));
     return d;
   }
 
   async release(): Promise<void> {
     for (const p of this.programs.values()) await (await p).release();
     this.programs.clear();
-    for (const d of this.tiledDecoders.values()) await d.release();
-    this.tiledDecoders.clear();
+    for (const d of this.tiledRunners.values()) await d.release();
+    this.tiledRunners.clear();
   }
 }

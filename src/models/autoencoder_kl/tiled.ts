@@ -1,13 +1,14 @@
-// Tiled decoding whose output equals the untiled decoder's up to float error. The decoder
-// runs stage by stage over all tiles (a stage = one GroupNorm → SiLU → 3×3 conv, or the
-// upsampling conv), and every GroupNorm uses the WHOLE image's statistics: after each stage
+// Tiled encoding and decoding whose output equals the untiled model's up to float error. The
+// network runs stage by stage over all tiles (a stage = one GroupNorm → SiLU → 3×3 conv, or a
+// resampling conv), and every GroupNorm uses the WHOLE image's statistics: after each stage
 // the host takes each tile's per-group count, mean and M2 = Σ(x − mean)² and pools them over
 // the tiles with Chan's parallel formula (between-tile variance included), then feeds the
 // pooled mean and 1/σ to the next stage. Between stages the activation is re-cut from the
-// assembled image, so a tile needs a halo of one pixel (one 3×3 conv per stage). All tiles
-// of a stage have one shape (zero-padded past the image, with a mask standing in for the
-// conv's zero padding), so a stage compiles one program. The mid block runs whole at latent
-// resolution, its attention optionally in query chunks.
+// assembled image, so a tile needs a halo of one pixel (one 3×3 conv per stage; the
+// encoder's stride-2 downsampling needs one row/column after the tile). All tiles of a stage
+// have one shape (zero-padded past the image, with a mask standing in for the conv's zero
+// padding), so a stage compiles one program. The mid block and everything at latent
+// resolution run whole, the attention optionally in query chunks.
 import type { Tensor } from '../../graph/ir.ts';
 import * as o from '../../ops/core.ts';
 import * as nn from '../../ops/nn.ts';
@@ -17,6 +18,7 @@ import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
 import { conv, midBlock, normGroups } from '../vqgan/modules.ts';
 import type { KLConfig } from './config.ts';
+import { posteriorFromMoments } from './autoencoder.ts';
 
 export interface TileOptions {
   /** tile size in latent pixels (each stage tiles the same regions at its own resolution) */
@@ -48,15 +50,15 @@ export function mergeStats(a: GroupStats | null, b: GroupStats): GroupStats {
   return { n, mean, m2 };
 }
 
-type StageKind = 'resA' | 'resB' | 'up' | 'out';
+type StageKind = 'convIn' | 'resA' | 'resB' | 'up' | 'down' | 'out';
 interface Stage {
   kind: StageKind;
-  /** parameter prefix: decoder.up.3.block.0, decoder.up.3.upsample, decoder */
+  /** parameter prefix: decoder.up.3.block.0, decoder.up.3.upsample, encoder.down.0.downsample, encoder.conv_in, decoder */
   key: string;
   cin: number;
   cout: number;
   /** this stage's output resolution = input resolution × scale */
-  scale: 1 | 2;
+  scale: 0.5 | 1 | 2;
 }
 
 /** The decoder after its mid block, in execution order. */
@@ -75,6 +77,24 @@ function decoderStages(cfg: KLConfig): Stage[] {
     if (i !== 0) stages.push({ kind: 'up', key: `decoder.up.${i}.upsample`, cin: c, cout: c, scale: 2 });
   }
   stages.push({ kind: 'out', key: 'decoder', cin: c, cout: dd.out_ch, scale: 1 });
+  return stages;
+}
+
+/** The encoder up to its mid block, in execution order. */
+function encoderStages(cfg: KLConfig): Stage[] {
+  const dd = cfg.ddconfig;
+  if (dd.attn_resolutions.length) throw new Error('tiled encoding supports encoders without attention outside the mid block (as in SD\'s VAEs)');
+  const stages: Stage[] = [{ kind: 'convIn', key: 'encoder.conv_in', cin: dd.in_channels, cout: dd.ch, scale: 1 }];
+  let c = dd.ch;
+  dd.ch_mult.forEach((m, i) => {
+    const cout = dd.ch * m;
+    for (let j = 0; j < dd.num_res_blocks; j++) {
+      stages.push({ kind: 'resA', key: `encoder.down.${i}.block.${j}`, cin: c, cout, scale: 1 });
+      stages.push({ kind: 'resB', key: `encoder.down.${i}.block.${j}`, cin: cout, cout, scale: 1 });
+      c = cout;
+    }
+    if (i !== dd.ch_mult.length - 1) stages.push({ kind: 'down', key: `encoder.down.${i}.downsample`, cin: c, cout: c, scale: 0.5 });
+  });
   return stages;
 }
 
@@ -145,11 +165,12 @@ function paste(full: HostTensor<'float32'>, tile: HostTensor<'float32'>, r0: num
   }
 }
 
-export class TiledDecoder {
+export class TiledAutoencoder {
   private programs = new Map<string, Promise<CompiledProgram>>();
   private readonly stages: Stage[];
+  private readonly encStages: Stage[];
   private readonly groups: number;
-  /** tiles run and programs compiled by the last decode (for tests and benchmarks) */
+  /** tiles run and programs compiled by the last encode or decode (for tests and benchmarks) */
   lastRun = { tiles: 0, programs: 0 };
 
   constructor(
@@ -160,9 +181,10 @@ export class TiledDecoder {
   ) {
     if (!Number.isInteger(opts.tile) || opts.tile < 1) throw new Error(`tile must be a positive integer (latent pixels), got ${opts.tile}`);
     this.stages = decoderStages(cfg);
+    this.encStages = encoderStages(cfg);
     this.groups = normGroups(cfg.ddconfig);
-    for (const s of this.stages) {
-      if (s.kind === 'resB' && this.weights.has(`${s.key}.conv_shortcut.weight`)) throw new Error(`${s.key}: 3×3 conv_shortcut is not supported by tiled decoding`);
+    for (const s of [...this.encStages, ...this.stages]) {
+      if (s.kind === 'resB' && this.weights.has(`${s.key}.conv_shortcut.weight`)) throw new Error(`${s.key}: 3×3 conv_shortcut is not supported by tiling`);
     }
   }
 
@@ -218,19 +240,23 @@ export class TiledDecoder {
     const halo = this.opts.halo ?? 1;
     const f = st.scale;
     const [th, tw] = [Math.min(tile, H), Math.min(tile, W)]; // interior, at the stage's input resolution
+    // context: `halo` on every side for 3×3 convs; the stride-2 conv (ldm pads right/bottom by 1) needs one row/column after
+    const [lo, hi] = st.kind === 'down' ? [0, 1] : [halo, halo];
+    if (st.kind === 'down' && (th % 2 || tw % 2)) throw new Error(`tiled encoding: tile ${th}×${tw} at ${st.key} is not even`);
+    const [wh, ww] = [th + lo + hi, tw + lo + hi];
     const y = HostTensor.float32([b, st.cout, H * f, W * f]);
     const norm = stats ? this.normInputs(stats, b, st.cin) : null;
     const final = st.kind === 'out';
-    const inputs: Record<string, readonly number[]> = { x: [b, st.cin, th + 2 * halo, tw + 2 * halo] };
-    if (norm) Object.assign(inputs, { mean: norm.mean.shape, rstd: norm.rstd.shape, mask: [1, 1, th + 2 * halo, tw + 2 * halo] });
+    const inputs: Record<string, readonly number[]> = { x: [b, st.cin, wh, ww] };
+    if (norm) Object.assign(inputs, { mean: norm.mean.shape, rstd: norm.rstd.shape, mask: [1, 1, wh, ww] });
     if (skip) inputs.skip = [b, skip.shape[1]!, th, tw];
     const prefixes = st.kind === 'out' ? ['decoder.norm_out', 'decoder.conv_out'] : [st.key];
-    const prog = await this.compile(`${st.kind}:${st.key}:${inputs.x!.join('x')}:${halo}`, prefixes, (ins) => this.stageGraph(st, ins, halo * f, th * f, tw * f), inputs);
+    const prog = await this.compile(`${st.kind}:${st.key}:${inputs.x!.join('x')}:${halo}`, prefixes, (ins) => this.stageGraph(st, ins, lo * f, th * f, tw * f), inputs);
     let pooled: GroupStats | null = null;
     for (let r0 = 0; r0 < H; r0 += th) {
       for (let c0 = 0; c0 < W; c0 += tw) {
-        const feeds: Record<string, HostTensor> = { x: cut(x, r0 - halo, c0 - halo, th + 2 * halo, tw + 2 * halo) };
-        if (norm) Object.assign(feeds, norm, { mask: windowMask(H, W, r0 - halo, c0 - halo, th + 2 * halo, tw + 2 * halo) });
+        const feeds: Record<string, HostTensor> = { x: cut(x, r0 - lo, c0 - lo, wh, ww) };
+        if (norm) Object.assign(feeds, norm, { mask: windowMask(H, W, r0 - lo, c0 - lo, wh, ww) });
         if (skip) feeds.skip = cut(skip, r0, c0, th, tw);
         const out = (await prog.run(feeds)).y as HostTensor<'float32'>;
         const [vh, vw] = [(Math.min(H, r0 + th) - r0) * f, (Math.min(W, c0 + tw) - c0) * f];
@@ -250,7 +276,9 @@ export class TiledDecoder {
     // GroupNorm → SiLU, then zeros outside the image: what the untiled conv's zero padding sees
     const act = (n: string) => o.mul(nn.silu(normWith(p.sub(n), x, ins.mean!, ins.rstd!)), ins.mask!);
     let y: Tensor;
-    if (st.kind === 'resA') y = inner(conv(p.sub('conv1'), act('norm1'), { padding: 1 }));
+    if (st.kind === 'convIn') y = inner(conv(p, x, { padding: 1 }));
+    else if (st.kind === 'down') y = conv(p.sub('conv'), x, { stride: 2 }); // window [r0, r0+th+1): exactly th/2 rows
+    else if (st.kind === 'resA') y = inner(conv(p.sub('conv1'), act('norm1'), { padding: 1 }));
     else if (st.kind === 'resB') {
       const s = p.has('nin_shortcut.weight') ? conv(p.sub('nin_shortcut'), ins.skip!) : ins.skip!;
       y = o.add(s, inner(conv(p.sub('conv2'), act('norm2'), { padding: 1 })));
@@ -275,6 +303,37 @@ export class TiledDecoder {
     }
     this.lastRun.programs = this.programs.size - before;
     return h;
+  }
+
+  /** Images [B, C, H, W] → posterior mean and clamped log-variance (unscaled), tiled up to the mid block. */
+  async encode(x: HostTensor<'float32'>): Promise<{ mean: HostTensor<'float32'>; logvar: HostTensor<'float32'> }> {
+    const before = this.programs.size;
+    this.lastRun = { tiles: 0, programs: 0 };
+    const f = 2 ** (this.cfg.ddconfig.ch_mult.length - 1);
+    let h = x;
+    let stats: GroupStats | null = null;
+    let blockIn = h;
+    let tile = this.opts.tile * f;
+    for (const st of this.encStages) {
+      if (st.kind === 'resA') blockIn = h;
+      const r = await this.stage(st, h, st.kind === 'resA' || st.kind === 'resB' ? stats : null, st.kind === 'resB' ? blockIn : null, tile);
+      h = r.y;
+      stats = r.stats;
+      if (st.kind === 'down') tile /= 2;
+    }
+    // mid block, norm_out, conv_out and quant_conv at latent resolution, whole
+    const cfg = this.cfg;
+    const prefixes = ['encoder.mid', 'encoder.norm_out', 'encoder.conv_out', 'quant_conv'];
+    const prog = await this.compile(`encTail:${h.shape.join('x')}`, prefixes, (ins) => {
+      const p = new ParamView(ins);
+      let t = midBlock(p.sub('encoder.mid'), ins.h!, this.groups, this.opts.queryChunk ?? 0);
+      t = conv(p.sub('encoder.conv_out'), nn.silu(nn.groupNorm(t, this.groups, p.get('encoder.norm_out.weight'), p.get('encoder.norm_out.bias'), 1e-6)), { padding: 1 });
+      const q = posteriorFromMoments(cfg, cfg.use_quant_conv ? conv(p.sub('quant_conv'), t) : t);
+      return { mean: q.mean, logvar: q.logvar };
+    }, { h: h.shape });
+    const r = await prog.run({ h });
+    this.lastRun.programs = this.programs.size - before;
+    return { mean: r.mean as HostTensor<'float32'>, logvar: r.logvar as HostTensor<'float32'> };
   }
 
   async release(): Promise<void> {
