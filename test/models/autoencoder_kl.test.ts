@@ -82,6 +82,24 @@ describe('AutoencoderKL vs latent-diffusion (PyTorch)', () => {
     assert.equal(diffusersToLdmKey('decoder.up_blocks.0.resnets.0.time_emb_proj.weight', 4), null);
   });
 
+  it("the released diffusers configs (SD 1.5, SDXL, SD3, FLUX) parse to kl-f8 layouts with their scaling", () => {
+    const base = { _class_name: 'AutoencoderKL', act_fn: 'silu', block_out_channels: [128, 256, 512, 512], down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'), in_channels: 3, out_channels: 3, layers_per_block: 2, norm_num_groups: 32 };
+    const cases = [
+      [{ ...base, _diffusers_version: '0.6.0', latent_channels: 4, sample_size: 512 }, 248, undefined, undefined],
+      [{ ...base, latent_channels: 4, sample_size: 1024, scaling_factor: 0.13025, force_upcast: true }, 248, 0.13025, undefined],
+      [{ ...base, latent_channels: 16, sample_size: 1024, scaling_factor: 1.5305, shift_factor: 0.0609, use_quant_conv: false, use_post_quant_conv: false }, 244, 1.5305, 0.0609],
+      [{ ...base, latent_channels: 16, sample_size: 1024, scaling_factor: 0.3611, shift_factor: 0.1159, use_quant_conv: false, use_post_quant_conv: false, mid_block_add_attention: true }, 244, 0.3611, 0.1159],
+    ] as const;
+    for (const [json, keys, scale, shift] of cases) {
+      const c = parseDiffusersVaeConfig(json);
+      assert.equal(Object.keys(klShapes(c)).length, keys);
+      assert.deepEqual([c.ddconfig.ch, c.ddconfig.ch_mult, c.ddconfig.num_res_blocks, c.embed_dim], [128, [1, 2, 4, 4], 2, json.latent_channels]);
+      assert.deepEqual([c.scaling_factor, c.shift_factor], [scale, shift]);
+    }
+    assert.throws(() => parseDiffusersVaeConfig({ ...base, up_block_types: ['UpDecoderBlock2D'] }, 'vae/config.json'), /vae\/config\.json: 'up_block_types' must be 4 × 'UpDecoderBlock2D'/);
+    assert.throws(() => parseDiffusersVaeConfig({ ...base, _class_name: 'AutoencoderTiny' }), /TAESD/);
+  });
+
   it('an SD checkpoint (.ckpt, first_stage_model.* among UNet and text-encoder keys) with its YAML', async () => {
     const m = AutoencoderKL.load(path.join(FX, 'sd_tiny.ckpt'), { config: path.join(FX, 'sd_tiny.yaml') });
     assert.match(m.notes.join('\n'), /Stable Diffusion torch checkpoint: the VAE from first_stage_model\.\* \(\d+ tensors; 6 other tensors left unread\)/);
