@@ -3,6 +3,10 @@
 random images one at a time under torch.no_grad(), and prints one JSON line.
 
     /usr/bin/python3 bench/reconstruct_torch.py --threads 1 --size 256 --images 3 [--arch imagenet]
+        [--weights FILE.safetensors | --ckpt FILE.ckpt]
+
+  --ckpt loads a Lightning .ckpt as taming's VQModel.init_from_ckpt does:
+  torch.load(path, map_location="cpu")["state_dict"], then load_state_dict(strict=False).
 
   setup_s      model construction + hash-weight copy-in, *excluding* hash generation
   hash_s       time spent generating hash weights (numpy), reported separately
@@ -52,13 +56,20 @@ def main():
     ap.add_argument("--arch", default="imagenet", choices=sorted(ARCHS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", help="load this safetensors state dict instead of generating hash weights")
+    ap.add_argument("--ckpt", help="load this Lightning .ckpt (its state_dict) as taming's init_from_ckpt does")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
     t0 = time.perf_counter()
     model = taming_ref.VQModel.from_config(ARCHS[a.arch]).eval()
     hash_s = 0.0
-    if a.weights:
+    if a.ckpt:
+        sd = torch.load(a.ckpt, map_location="cpu")["state_dict"]
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if missing:
+            raise SystemExit(f"{a.ckpt}: missing keys {missing[:5]}")
+        del sd
+    elif a.weights:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
         import st  # noqa: E402
         tensors, _ = st.load(a.weights)

@@ -1,7 +1,10 @@
-// Weights held once: baked values whose bytes sit verbatim in a file (safetensors F32/I64/I32
-// tensors, see HostTensor.origin) become ONNX external data, so ONNX Runtime reads them from
-// the checkpoint itself instead of from a serialised copy in the model bytes, and the JS side
-// never loads them. Measured on taming's f16/16384 VQGAN (bench/README.md, "Weights once").
+// Weights held once: baked values whose bytes sit verbatim in a file (F32/I64/I32 tensors of a
+// safetensors file, or contiguous ones in a torch .ckpt's STORED entries; see HostTensor.origin)
+// become ONNX external data, so ONNX Runtime reads them from the checkpoint itself instead of
+// from a serialised copy in the model bytes, and the JS side never loads them. ORT (1.30, CPU)
+// needs no particular offset alignment (probed at offsets 1–4097); the readers only hand out
+// element-aligned regions. Measured on taming's f16/16384 VQGAN (bench/README.md, "Weights
+// once", "A taming .ckpt held once").
 //
 // ORT reads external data only from inside the model file's directory, checked after
 // resolving symlinks, and its graph optimizer needs a model path (a model given as bytes
