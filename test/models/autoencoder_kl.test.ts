@@ -16,6 +16,7 @@ import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
 import { parseKLConfig, parseDiffusersVaeConfig, toDiffusersVaeConfig, inferKLConfig } from '../../src/models/autoencoder_kl/config.ts';
 import { klDivergence, klShapes, samplePosterior } from '../../src/models/autoencoder_kl/autoencoder.ts';
 import { Program } from '../../src/runtime/program.ts';
+import { readKLWeights } from '../../src/models/autoencoder_kl/weights.ts';
 import { readConfigFile } from '../../src/models/vqgan/config.ts';
 import { Rng } from '../../src/io/rng.ts';
 import { HostTensor } from '../../src/tensor.ts';
@@ -107,6 +108,14 @@ describe('AutoencoderKL vs latent-diffusion (PyTorch)', () => {
     assert.equal(m.scaling.scale, 0.18215);
     await checkModel(m, 'tiny', 0.18215);
     await m.release();
+    // the UNet / text-encoder tensors beside the VAE are never read from the file
+    const w = readKLWeights(path.join(FX, 'sd_tiny.ckpt'));
+    assert.equal(w.others.size, 6);
+    const vae = new AutoencoderKL(parseKLConfig(readConfigFile(path.join(FX, 'sd_tiny.yaml'))), w.stateDict);
+    await vae.encode(x);
+    await vae.release();
+    assert.ok([...w.others.values()].every((t) => !t.loaded), 'other tensors left unread');
+    assert.ok([...w.stateDict.values()].some((t) => t.loaded || t.origin), 'the VAE tensors were used');
   });
 
   it('a diffusers vae/ folder, given as the folder, its weights file or the pipeline folder', async () => {

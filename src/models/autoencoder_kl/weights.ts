@@ -20,8 +20,10 @@ export interface KLWeights {
   config?: KLConfig;
   /** 'SD checkpoint', 'ldm VAE', 'diffusers vae/ folder' … for the note */
   kind: string;
-  /** keys of a full checkpoint outside first_stage_model.* (never read; used to tell the family) */
+  /** keys of a full checkpoint outside first_stage_model.* (used to tell the family) */
   otherKeys: string[];
+  /** their tensors, left unread (lazy: a full SD checkpoint's UNet is never loaded) */
+  others: StateDict;
   /** the weights file actually read */
   file: string;
   notes: string[];
@@ -61,7 +63,7 @@ function fromDiffusers(weightsFile: string, configFile: string, kind: string): K
   if (unknown.length) {
     throw new Error(`${weightsFile}: ${unknown.length} keys are not diffusers AutoencoderKL keys (${unknown.slice(0, 4).join(', ')}${unknown.length > 4 ? ', …' : ''}); it looks like ${describeWeights(unknown)}`);
   }
-  return { stateDict: sd, config, kind, otherKeys: [], file: weightsFile, notes: [`config from ${configFile}`] };
+  return { stateDict: sd, config, kind, otherKeys: [], others: new Map(), file: weightsFile, notes: [`config from ${configFile}`] };
 }
 
 /** Read the AutoencoderKL weights at `p` (file or folder), whatever the format. */
@@ -82,13 +84,14 @@ export function readKLWeights(p: string): KLWeights {
   const PREFIX = 'first_stage_model.';
   if (keys.some((k) => k.startsWith(PREFIX))) {
     const sd: StateDict = new Map();
-    const otherKeys: string[] = [];
+    const others: StateDict = new Map();
     for (const [k, t] of stateDict) {
       if (k.startsWith(PREFIX)) sd.set(k.slice(PREFIX.length), t);
-      else otherKeys.push(k);
+      else others.set(k, t);
     }
+    const otherKeys = [...others.keys()];
     const note = `Stable Diffusion ${fmt}: the VAE from first_stage_model.* (${sd.size} tensors; ${otherKeys.length} other tensors left unread)`;
-    return { stateDict: sd, kind: 'SD checkpoint', otherKeys, file: p, notes: [note] };
+    return { stateDict: sd, kind: 'SD checkpoint', otherKeys, others, file: p, notes: [note] };
   }
   if (keys.some(isDiffusersVaeKey)) {
     const cfg = path.join(path.dirname(p), 'config.json');
@@ -96,7 +99,7 @@ export function readKLWeights(p: string): KLWeights {
     return fromDiffusers(p, cfg, `diffusers VAE folder ${path.dirname(p)}`);
   }
   if (keys.some((k) => /^encoder\.down\.\d+\.block\./.test(k)) && keys.some((k) => /^decoder\.up\.\d+\.block\./.test(k))) {
-    return { stateDict, kind: 'ldm VAE', otherKeys: [], file: p, notes: [`latent-diffusion VAE ${fmt} (ldm key names)`] };
+    return { stateDict, kind: 'ldm VAE', otherKeys: [], others: new Map(), file: p, notes: [`latent-diffusion VAE ${fmt} (ldm key names)`] };
   }
   throw new Error(`${p}: not a KL autoencoder (VAE): it looks like ${describeWeights(keys)} (${keys.length} tensors, e.g. ${keys.slice(0, 3).join(', ')})`);
 }
