@@ -181,8 +181,7 @@ export function registerGptCommands(program: Command): void {
             },
             onSample: (file) => bar.log(`samples: ${file}`),
           },
-        }));
-        bar.stop();
+        })).finally(() => bar.stop());
         process.off('SIGINT', onSig);
         process.off('SIGTERM', onSig);
         const abs = path.resolve(r.out);

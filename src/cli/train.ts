@@ -47,6 +47,8 @@ export function registerTrainCommands(program: Command): void {
         process.on('SIGTERM', onSig);
         const t0 = Date.now();
         let first = 0;
+        // the bar is stopped (its line ended, the cursor shown) however the run ends, so an
+        // error message starts on a line of its own
         const r = await removeIfFailedStart(o.out, () => trainVQGAN({
           config: cfg,
           out: o.out,
@@ -63,7 +65,7 @@ export function registerTrainCommands(program: Command): void {
                   `${i.trainImages} train / ${i.valImages} val images, steps ${i.startStep}→${i.maxSteps}, discriminator from step ${cfg.loss.disc_start}`,
               );
               console.error(`run directory: ${path.resolve(o.out)}`);
-              bar.start('step {value}/{total} [{bar}] {eta_formatted} | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
+              bar.start('step {value}/{total} [{bar}] {eta_formatted} left | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
             },
             onStep: (step, m) => {
               bar.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
@@ -77,10 +79,11 @@ export function registerTrainCommands(program: Command): void {
             },
             onSample: (f) => bar.log(`samples: ${f}`),
           },
-        }));
-        bar.stop();
-        process.off('SIGINT', onSig);
-        process.off('SIGTERM', onSig);
+        })).finally(() => {
+          bar.stop();
+          process.off('SIGINT', onSig);
+          process.off('SIGTERM', onSig);
+        });
         const abs = path.resolve(r.out);
         console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}; model: ${path.join(abs, 'model.safetensors')}`);
         console.error(`look at: ${path.join(abs, 'samples', 'latest.png')} (inputs | reconstructions), ${path.join(abs, 'loss.png')}, ${path.join(abs, 'metrics.jsonl')}`);
