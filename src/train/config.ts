@@ -135,18 +135,26 @@ export const SKETCH_PRESET = {
   },
 };
 
-/** A tiny config for smoke runs and tests (seconds per hundred steps). */
+/**
+ * A tiny config for smoke runs, tests and the page's in-browser training (seconds per hundred
+ * steps). Like the emoji preset: a light, late discriminator (from 75% of the steps,
+ * disc_weight 0.1) and a cosine learning rate, so a short run ends near its best. With
+ * disc_weight 0.8 from two thirds of the steps and a constant rate, `--max-steps 100`'s
+ * validation PSNR (16 held-out emoji) fell from its 13.7 dB peak to 10.8 dB once the
+ * discriminator started; now it ends at 14.0 dB, 0.07 dB under its peak (the 60-step
+ * default: 13.9, 0.17 under).
+ */
 export const TINY_PRESET = {
   model: {
     params: {
       embed_dim: 16,
       n_embed: 64,
       ddconfig: { double_z: false, z_channels: 16, resolution: 32, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [], dropout: 0.0 },
-      lossconfig: { params: { disc_start: 40, disc_weight: 0.8, codebook_weight: 1.0, disc_num_layers: 1, disc_ndf: 16, disc_loss: 'hinge' } },
+      lossconfig: { params: { disc_start: 45, disc_weight: 0.1, codebook_weight: 1.0, disc_num_layers: 1, disc_ndf: 16, disc_loss: 'hinge' } },
     },
   },
   data: { params: { batch_size: 8 } },
-  latentkit: { data: 'emoji', size: 32, max_steps: 60, lr: 1e-3, log_every: 10, image_every: 30, ckpt_every: 30 },
+  latentkit: { data: 'emoji', size: 32, max_steps: 60, lr: 1e-3, lr_schedule: 'cosine', log_every: 10, image_every: 30, ckpt_every: 30 },
 };
 
 /**
@@ -274,7 +282,8 @@ export function learningRateSchedule(c: TrainConfig): Schedule {
 /**
  * Run `n` steps instead of the config's max_steps, keeping the schedule's shape: warm-up and
  * the discriminator start scale with it (a start after the run stays off). Returns a note
- * saying what changed, or null when n is the config's own.
+ * saying what changed — the schedule shortened or stretched to n — or null when n is the
+ * config's own.
  */
 export function withMaxSteps(cfg: TrainConfig, n: number): string | null {
   if (n === cfg.run.max_steps) return null;
@@ -283,5 +292,5 @@ export function withMaxSteps(cfg: TrainConfig, n: number): string | null {
   cfg.run.warmup_steps = Math.round(was.warm * k);
   if (was.disc < was.max) cfg.loss.disc_start = Math.round(was.disc * k);
   cfg.run.max_steps = n;
-  return `--max-steps ${n} rescales the config's ${was.max}-step schedule: warm-up ${cfg.run.warmup_steps} steps, ${cfg.run.lr_schedule} learning rate over ${n}, discriminator from step ${cfg.loss.disc_start}${was.disc < was.max ? ` (was ${was.disc})` : ' (after the run: off)'}`;
+  return `--max-steps ${n} ${n < was.max ? 'shortens' : 'stretches'} the config's ${was.max}-step schedule to ${n} steps: warm-up ${cfg.run.warmup_steps} steps, ${cfg.run.lr_schedule} learning rate, discriminator from step ${cfg.loss.disc_start}${was.disc < was.max ? ` (was ${was.disc})` : ' (after the run: off)'}`;
 }

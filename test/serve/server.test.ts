@@ -129,7 +129,7 @@ test('training for the page: the tiny preset as ONNX (rescaled to ?steps) and em
   assert.equal(m.format, 'latentkit-vqgan-train-onnx');
   assert.equal(m.preset, 'tiny');
   assert.equal(m.max_steps, 100);
-  assert.equal(m.disc_start, 67); // the preset's 40 of 60 steps, rescaled as --max-steps does
+  assert.equal(m.disc_start, 75); // the preset's 45 of 60 steps, stretched as --max-steps does
   assert.deepEqual(Object.keys(m.programs), ['warmup', 'gan']);
   const f = await app.inject({ url: '/api/train/onnx/warmup.onnx?steps=100' });
   assert.equal(f.statusCode, 200);

@@ -2,7 +2,7 @@
 // a trained model that loads for inference, and the run directory's files.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -118,25 +118,6 @@ describe('train-ae', () => {
     assert.ok(lines.filter((l) => l.rec !== undefined).every((l) => Number.isFinite(l.rec)));
   });
 
-  it('on a terminal (a pseudo-terminal via script(1)), validation lines and the final summary stay on screen', () => {
-    const cfgFile = path.join(tmp, 'tty.yaml');
-    const c = structuredClone(CONFIG) as any;
-    Object.assign(c.latentkit, { max_steps: 6, val_every: 3, image_every: 3, ckpt_every: 6 });
-    fs.writeFileSync(cfgFile, YAML.stringify(c));
-    const out = path.join(tmp, 'tty');
-    const cmd = [process.execPath, path.join(root, 'bin/latentkit.js'), 'train-ae', '-c', cfgFile, '-o', out, '-t', '1'].map((a) => `'${a}'`).join(' ');
-    const r = spawnSync('script', ['-qfec', `${cmd} 2>&1`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '160' } });
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /\[\u2588*\u2591*\]|\u2591/, 'a progress bar was drawn');
-    const screen = renderTerminal(r.stdout);
-    assert.ok(screen.some((l) => /^step 3: val PSNR [\d.]+ dB/.test(l)), screen.join('\n'));
-    assert.ok(screen.some((l) => /^final validation on \d+ images: PSNR [\d.]+ dB, SSIM [\d.]+, codebook usage/.test(l)), screen.join('\n'));
-    assert.ok(screen.some((l) => /^samples: .*step-0000003/.test(l)), screen.join('\n'));
-    const fin = screen.findIndex((l) => /^finished at step 6; model: /.test(l));
-    assert.ok(fin > 0 && /^look at: /.test(screen[fin + 1] ?? ''), screen.join('\n'));
-    if (process.env.LATENTKIT_SHOW_SCREEN) console.log(screen.join('\n'));
-  });
-
   it('small folders train: 1 image or 3 images, a batch larger than the data; a broken image is named and leaves no run directory', async () => {
     const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
     const pngs = fs.readdirSync(path.join(pkg, 'img/google/64')).filter((f) => f.endsWith('.png')).slice(100, 103);
@@ -241,34 +222,16 @@ describe('presets', () => {
     assert.throws(() => cfg({ lr_schedule: 'linear' }), /lr_schedule must be 'constant' or 'cosine', got "linear"/);
     assert.throws(() => cfg({ min_lr_ratio: 2 }), /'min_lr_ratio' must be in \[0, 1\], got 2/);
   });
-});
 
-/** What a terminal shows after this output: \r returns to column 0, ESC[K clears to the end of the line, other escapes are dropped. */
-function renderTerminal(raw: string): string[] {
-  const lines: string[] = [];
-  let cur: string[] = [];
-  let col = 0;
-  // eslint-disable-next-line no-control-regex
-  const text = raw.replace(/\x1b\[\?\d+[lh]|\x1b[78]/g, '');
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (ch === '\x1b') {
-      // eslint-disable-next-line no-control-regex
-      const m = /^\x1b\[(\d*)([A-Za-z])/.exec(text.slice(i));
-      if (m) {
-        if (m[2] === 'K') cur = cur.slice(0, col);
-        else if (m[2] === 'G') col = Math.max(0, Number(m[1] || 1) - 1);
-        i += m[0].length - 1;
-      }
-    } else if (ch === '\r') col = 0;
-    else if (ch === '\n') {
-      lines.push(cur.join('').trimEnd());
-      cur = [];
-      col = 0;
-    } else {
-      cur[col++] = ch;
-    }
-  }
-  lines.push(cur.join('').trimEnd());
-  return lines;
-}
+  it('--max-steps shortens or stretches the schedule, and says which', async () => {
+    const { loadTrainConfig, withMaxSteps } = await import('../../src/train/config.ts');
+    const t = loadTrainConfig('tiny');
+    assert.equal(withMaxSteps(t, 60), null);
+    assert.equal(withMaxSteps(t, 100), "--max-steps 100 stretches the config's 60-step schedule to 100 steps: warm-up 0 steps, cosine learning rate, discriminator from step 75 (was 45)");
+    assert.deepEqual([t.run.max_steps, t.loss.disc_start], [100, 75]);
+    const e = loadTrainConfig('emoji');
+    assert.equal(withMaxSteps(e, 200), "--max-steps 200 shortens the config's 3800-step schedule to 200 steps: warm-up 5 steps, cosine learning rate, discriminator from step 150 (was 2850)");
+    const s = loadTrainConfig('sketch');
+    assert.match(withMaxSteps(s, 4000)!, /stretches .* discriminator from step 1000000 \(after the run: off\)$/);
+  });
+});
