@@ -1,6 +1,10 @@
 // The codebook view: every entry of a model's codebook decoded as a tile (server-rendered
 // atlas), beside a heat map of how often each entry codes the emoji dataset; hovering either
-// names the entry and its use.
+// names the entry and its use. Without the emoji images (an optional package) the atlas still
+// shows, and the view says what the usage map needs.
+import { apiFetch, errorOf } from './api.ts';
+import { note, type Status } from './status.ts';
+
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
 interface AtlasInfo { count: number; cols: number; tile: number; pad: number }
@@ -20,13 +24,13 @@ function heat(c: number, lo: number, hi: number): string {
   return `rgb(${a.map((v, k) => Math.round(v + f * (b[k]! - v))).join(',')})`;
 }
 
-export function initCodebook(names: string[], setStatus: (m: string) => void): void {
+export function initCodebook(names: string[], status: Status, emoji: { installed: boolean }): void {
   const sel = $<HTMLSelectElement>('cb-model');
   sel.replaceChildren(...names.map((n) => Object.assign(document.createElement('option'), { value: n, textContent: n })));
   const atlas = $<HTMLImageElement>('cb-atlas');
   const map = $<HTMLCanvasElement>('cb-heat');
   const info = $('cb-info');
-  let state: { a: AtlasInfo; u: Usage } | null = null;
+  let state: { a: AtlasInfo; u: Usage | null } | null = null;
   let loading = '';
 
   async function load() {
@@ -34,31 +38,42 @@ export function initCodebook(names: string[], setStatus: (m: string) => void): v
     if (!name || loading === name) return;
     loading = name;
     state = null;
-    info.textContent = 'decoding every codebook entry and counting code use over the dataset…';
+    info.textContent = '';
+    const done = status.busy(`decoding every entry of ${name}'s codebook${emoji.installed ? ' and counting code use over the emoji images' : ''}…`);
     try {
-      const [ra, ru] = await Promise.all([fetch(`./api/models/${name}/codebook`), fetch(`./api/models/${name}/usage`)]);
-      if (!ra.ok || !ru.ok) throw new Error(((await (ra.ok ? ru : ra).json()) as { error: string }).error);
+      // the atlas needs only the model; the usage map needs the emoji images (or --usage-data)
+      const [ra, ru] = await Promise.all([apiFetch(`./api/models/${name}/codebook`), apiFetch(`./api/models/${name}/usage`)]);
+      if (!ra.ok) throw new Error(await errorOf(ra));
       const a = JSON.parse(ra.headers.get('x-atlas')!) as AtlasInfo;
-      const u = (await ru.json()) as Usage;
       atlas.src = URL.createObjectURL(await ra.blob());
-      const rows = Math.ceil(a.count / a.cols);
-      const cell = 8;
-      map.width = a.cols * cell;
-      map.height = rows * cell;
-      const ctx = map.getContext('2d')!;
-      const used = u.counts.filter((c) => c > 0);
-      const [lo, hi] = [Math.min(...used), Math.max(...used)];
-      u.counts.forEach((c, k) => {
-        ctx.fillStyle = heat(c, lo, hi);
-        ctx.fillRect((k % a.cols) * cell, Math.floor(k / a.cols) * cell, cell, cell);
-      });
+      let u: Usage | null = null;
+      if (ru.ok) u = (await ru.json()) as Usage;
+      else note('codebook', `Not shown: ${await errorOf(ru)}`, 'need');
+      map.parentElement!.hidden = !u;
       state = { a, u };
-      $('cb-stats').textContent = `${u.used} of ${a.count} entries used over ${u.images} images of ${u.dataset}; perplexity ${u.perplexity.toFixed(0)}`;
-      info.textContent = `hover an entry (use from ${lo} to ${hi} times per entry, log colour scale)`;
+      if (u) {
+        const rows = Math.ceil(a.count / a.cols);
+        const cell = 8;
+        map.width = a.cols * cell;
+        map.height = rows * cell;
+        const ctx = map.getContext('2d')!;
+        const used = u.counts.filter((c) => c > 0);
+        const [lo, hi] = [Math.min(...used), Math.max(...used)];
+        u.counts.forEach((c, k) => {
+          ctx.fillStyle = heat(c, lo, hi);
+          ctx.fillRect((k % a.cols) * cell, Math.floor(k / a.cols) * cell, cell, cell);
+        });
+        $('cb-stats').textContent = `${u.used} of ${a.count} entries used over ${u.images} images of ${u.dataset}; perplexity ${u.perplexity.toFixed(0)}`;
+        info.textContent = `hover an entry (use from ${lo} to ${hi} times per entry, log colour scale)`;
+      } else {
+        $('cb-stats').textContent = `${a.count} entries`;
+        info.textContent = 'hover an entry';
+      }
       document.body.dataset.codebook = name;
+      done(`${name}: ${a.count} codebook entries`);
     } catch (e) {
-      info.textContent = '';
-      setStatus(`codebook: ${(e as Error).message}`);
+      done(`codebook of ${name}: failed`);
+      note('codebook', (e as Error).message, 'error');
     } finally {
       loading = '';
     }
@@ -71,8 +86,8 @@ export function initCodebook(names: string[], setStatus: (m: string) => void): v
     const rows = Math.ceil(a.count / a.cols);
     const k = Math.floor(((e.clientY - r.top) / r.height) * rows) * a.cols + Math.floor(((e.clientX - r.left) / r.width) * a.cols);
     if (k < 0 || k >= a.count) return;
-    const total = u.counts.reduce((s, c) => s + c, 0);
-    info.textContent = `entry ${k}: used ${u.counts[k]} times (${((100 * u.counts[k]!) / total).toFixed(2)} % of code cells)`;
+    const total = u ? u.counts.reduce((s, c) => s + c, 0) : 0;
+    info.textContent = u ? `entry ${k}: used ${u.counts[k]} times (${((100 * u.counts[k]!) / total).toFixed(2)} % of code cells)` : `entry ${k}`;
     const box = $('cb-box');
     box.style.display = 'block';
     for (const [target, id] of [[atlas, 'cb-box'], [map, 'cb-box2']] as const) {

@@ -1,7 +1,11 @@
 // The emoji demo page: draw → sketch transformer, category → class transformer, image →
 // VQGAN reconstruction with its code grid, the codebook, training runs. Each model call runs
 // on the server (`latentkit serve`, same origin) or in the page (onnxruntime-web: WASM or
-// WebGPU), as the backend toggle says; the status line shows which ran and how long it took.
+// WebGPU), as the backend toggle says; the status line shows which ran and how long it took,
+// with a spinner while an answer is computed. Each view keeps its own status; what a view
+// needs and does not have here (a model, the emoji images) it says in the view itself.
+import { apiCall, apiFetch } from './api.ts';
+import { initStatus, note, statusFor, type View } from './status.ts';
 import { hasWebGPU, localReconstruct, localSample, wasmThreads, type Backend } from './local.ts';
 import { canvasToRgb, imageToPlanar, toDataUrl } from './pixels.ts';
 import { initCodebook } from './codebook.ts';
@@ -10,12 +14,9 @@ import { initTrain } from './train.ts';
 interface ModelInfo { name: string; kind: 'vqgan' | 'transformer'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const statusEl = $('status');
 let models: ModelInfo[] = [];
-
-function setStatus(msg: string) {
-  statusEl.textContent = msg;
-}
+initStatus();
+const setStatus = (msg: string) => statusFor('current').say(msg);
 
 // ---- backend toggle
 const backendSel = $<HTMLSelectElement>('backend');
@@ -25,31 +26,32 @@ if (!hasWebGPU()) gpuOpt.textContent += ' (not in this browser)';
 const backend = (): Backend => backendSel.value as Backend;
 backendSel.onchange = () => setStatus(backend() === 'server' ? 'models run on the server' : `models run in this page (${backend()}); each is downloaded once`);
 
-/** Run `fn` and report where and how long; the page's tests read body[data-ran]. */
-async function timed<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Run `fn` for `view` with a spinner and `what` in the status (progress messages replace it),
+ * then report where it ran and how long it took; an error goes into the view. The page's
+ * tests read body[data-ran].
+ */
+async function timed<T>(view: View, what: string, fn: (progress: (m: string) => void) => Promise<T>): Promise<T> {
   const b = backend();
-  const t0 = performance.now();
-  const r = await fn();
+  const s = statusFor(view);
   const where = b === 'server' ? 'server' : b === 'wasm' ? `in browser · WASM (${wasmThreads()} thread${wasmThreads() > 1 ? 's' : ''})` : 'in browser · WebGPU';
-  setStatus(`${where}: ${(performance.now() - t0).toFixed(0)} ms`);
-  document.body.dataset.ran = b;
-  return r;
+  const t0 = performance.now();
+  const done = s.busy(`${what} (${b === 'server' ? 'on the server' : 'in this browser'})…`);
+  try {
+    const r = await fn((m) => s.busyText(m));
+    done(`${where}: ${(performance.now() - t0).toFixed(0)} ms`);
+    note(view, null);
+    document.body.dataset.ran = b;
+    return r;
+  } catch (e) {
+    done(`${what}: failed`);
+    note(view, (e as Error).message, 'error');
+    throw e;
+  }
 }
 
 const localBackend = () => backend() as Exclude<Backend, 'server'>;
-
-function fail(e: unknown) {
-  setStatus(`error: ${(e as Error).message}`);
-}
-
-async function call(url: string, init: RequestInit): Promise<Response> {
-  const r = await fetch(url, init);
-  if (!r.ok) {
-    const err = (await r.json().catch(() => ({ error: r.statusText }))) as { error: string };
-    throw new Error(`${r.status}: ${err.error}`);
-  }
-  return r;
-}
+const call = apiCall;
 
 // ---- views
 for (const b of document.querySelectorAll<HTMLButtonElement>('nav button')) {
@@ -107,24 +109,25 @@ $('clear').onclick = () => {
 
 async function drawToEmoji(): Promise<void> {
   const sketchModel = models.find((m) => m.condition === 'sketch');
-  if (!sketchModel || inflight || !dirty) return;
+  if (!sketchModel) return needs('draw');
+  if (inflight || !dirty) return;
   inflight = true;
   dirty = false;
   try {
     const seed = Number(($('draw-seed') as HTMLInputElement).value) || 0;
-    const images = await timed(async () => {
+    const images = await timed('draw', 'turning your drawing into 4 emoji', async (progress) => {
       if (backend() === 'server') {
         const blob = await new Promise<Blob>((res) => pad.toBlob((b) => res(b!), 'image/png'));
         const r = await call(`./api/models/${sketchModel.name}/sample?n=4&seed=${seed}&top_k=100&format=json`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
         return ((await r.json()) as { images: string[] }).images;
       }
       const sketch = { rgb: canvasToRgb(pad), h: pad.height, w: pad.width };
-      const { images, size: [h, w] } = await localSample(sketchModel.name, localBackend(), { n: 4, seed, topK: 100, sketch }, setStatus);
+      const { images, size: [h, w] } = await localSample(sketchModel.name, localBackend(), { n: 4, seed, topK: 100, sketch }, progress);
       return images.map((img) => toDataUrl([img], 3, h, w));
     });
     $('draw-out').replaceChildren(...images.map((src) => Object.assign(document.createElement('img'), { src, alt: 'emoji from your drawing' })));
-  } catch (e) {
-    fail(e);
+  } catch {
+    // said in the view (timed)
   } finally {
     inflight = false;
   }
@@ -134,44 +137,48 @@ async function drawToEmoji(): Promise<void> {
 // ---- sample by category
 const temp = $<HTMLInputElement>('temperature');
 temp.oninput = () => ($('t-out').textContent = Number(temp.value).toFixed(2));
-$('go').onclick = async () => {
+const goBtn = $<HTMLButtonElement>('go');
+goBtn.onclick = async () => {
   const cls = models.find((m) => m.condition === 'class');
-  if (!cls) return setStatus('no class-conditional model is served');
+  if (!cls) return needs('sample');
   const o = { cls: ($('class') as HTMLSelectElement).value, temperature: Number(temp.value), topK: Number(($('top-k') as HTMLInputElement).value), seed: Number(($('seed') as HTMLInputElement).value) };
+  goBtn.disabled = true;
   try {
-    ($('sample-out') as HTMLImageElement).src = await timed(async () => {
+    ($('sample-out') as HTMLImageElement).src = await timed('sample', `sampling 8 × ${o.cls}`, async (progress) => {
       if (backend() === 'server') {
         const q = new URLSearchParams({ class: o.cls, n: '8', temperature: String(o.temperature), top_k: String(o.topK), seed: String(o.seed) });
         const r = await call(`./api/models/${cls.name}/sample?${q}`, { method: 'POST' });
         return URL.createObjectURL(await r.blob());
       }
-      const { images, size: [h, w] } = await localSample(cls.name, localBackend(), { n: 8, cls: o.cls, seed: o.seed, temperature: o.temperature, topK: o.topK }, setStatus);
+      const { images, size: [h, w] } = await localSample(cls.name, localBackend(), { n: 8, cls: o.cls, seed: o.seed, temperature: o.temperature, topK: o.topK }, progress);
       return toDataUrl(images, 3, h, w, 8);
     });
-  } catch (e) {
-    fail(e);
+  } catch {
+    // said in the view (timed)
+  } finally {
+    goBtn.disabled = false;
   }
 };
 
 // ---- reconstruct
 async function reconstruct(file: Blob) {
   const vq = models.find((m) => m.kind === 'vqgan');
-  if (!vq) return setStatus('no VQGAN is served');
+  if (!vq) return needs('reconstruct');
   ($('rec-in') as HTMLImageElement).src = URL.createObjectURL(file);
   const size = vq.resolution ?? 64;
   let r: { image: string; indices: number[]; shape: [number, number] };
   try {
-    r = await timed(async () => {
+    r = await timed('reconstruct', 'encoding and decoding your image', async (progress) => {
       if (backend() === 'server') {
         const type = ['image/png', 'image/jpeg', 'image/webp'].includes(file.type) ? file.type : 'image/png';
         const res = await call(`./api/models/${vq.name}/reconstruct?size=${size}&format=json`, { method: 'POST', headers: { 'content-type': type }, body: file });
         return (await res.json()) as typeof r;
       }
-      const o = await localReconstruct(vq.name, localBackend(), await imageToPlanar(file, size), setStatus);
+      const o = await localReconstruct(vq.name, localBackend(), await imageToPlanar(file, size), progress);
       return { image: toDataUrl([o.image], o.channels, o.size[0], o.size[1]), indices: Array.from(o.indices), shape: o.shape };
     });
-  } catch (e) {
-    return fail(e);
+  } catch {
+    return; // said in the view (timed)
   }
   const { image, indices, shape } = r;
   ($('rec-out') as HTMLImageElement).src = image;
@@ -214,13 +221,47 @@ window.addEventListener('paste', (e) => {
 });
 
 // ---- start
+// What a view needs when this server does not serve it, and how to get it.
+const SERVE_BUNDLED = 'restart the server without `--model` to serve the bundled emoji models';
+const NEEDS: Partial<Record<View, string>> = {
+  draw: `Drawing needs a sketch → image transformer, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-sketch among them), or add \`--model <dir>\` of a sketch-conditioned model.`,
+  sample: `Sampling by category needs a class-conditional transformer, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-class among them), or add \`--model <dir>\` of a class-conditional model.`,
+  reconstruct: `Reconstruction needs a VQGAN, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-f4 among them), or add \`--model <file or dir>\` of a VQGAN.`,
+  codebook: `The codebook view needs a VQGAN or a transformer, and this server serves none: ${SERVE_BUNDLED}.`,
+};
+function needs(view: View): void {
+  note(view, NEEDS[view]!, 'need');
+}
+
 (async () => {
-  models = ((await (await fetch('./api/models')).json()) as { models: ModelInfo[] }).models;
+  try {
+    const r = await apiCall('./api/models');
+    models = ((await r.json()) as { models: ModelInfo[] }).models;
+  } catch (e) {
+    for (const v of ['draw', 'sample', 'reconstruct', 'codebook', 'runs', 'train'] as View[]) note(v, `cannot list the models: ${(e as Error).message}`, 'error');
+    document.body.dataset.ready = '1';
+    return;
+  }
   const cls = models.find((m) => m.condition === 'class');
   ($('class') as HTMLSelectElement).replaceChildren(...(cls?.classes ?? []).map((c) => Object.assign(document.createElement('option'), { value: c, textContent: c })));
-  setStatus(`models: ${models.map((m) => m.name).join(', ')}`);
-  initCodebook(models.filter((m) => m.kind === 'vqgan' || m.kind === 'transformer').map((m) => m.name), setStatus);
-  initRuns(setStatus);
-  initTrain();
+  if (!cls) {
+    needs('sample');
+    goBtn.disabled = true;
+    ($('class') as HTMLSelectElement).disabled = true;
+  }
+  if (!models.some((m) => m.condition === 'sketch')) needs('draw');
+  if (!models.some((m) => m.kind === 'vqgan')) {
+    needs('reconstruct');
+    ($('file') as HTMLInputElement).disabled = true;
+  }
+  const cbModels = models.filter((m) => m.kind === 'vqgan' || m.kind === 'transformer').map((m) => m.name);
+  if (!cbModels.length) needs('codebook');
+  statusFor('draw').say(`models: ${models.map((m) => m.name).join(', ') || '(none)'}`);
+  // what the server's optional packages allow (the emoji images: the usage map, training on emoji)
+  const health = (await apiFetch('./api/health').then((x) => x.json()).catch(() => null)) as { optional?: { emoji_images?: { installed: boolean; install: string } } } | null;
+  const emoji = health?.optional?.emoji_images ?? { installed: true, install: '' };
+  initCodebook(cbModels, statusFor('codebook'), emoji);
+  initRuns(statusFor('runs'));
+  initTrain(emoji);
   document.body.dataset.ready = '1';
 })();

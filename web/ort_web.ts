@@ -2,6 +2,7 @@
 // /ort/ (threads when the page is cross-origin isolated), loaded on first use; plus a
 // fetch that reports bytes as they arrive (model downloads show progress).
 import type * as OrtWeb from 'onnxruntime-web';
+import { apiFetch } from './api.ts';
 
 let base = '';
 let ortP: Promise<typeof OrtWeb> | null = null;
@@ -25,7 +26,7 @@ export function ort(): Promise<typeof OrtWeb> {
 }
 
 export async function fetchBytes(url: string, onBytes: (n: number) => void = () => {}): Promise<Uint8Array> {
-  const r = await fetch(url);
+  const r = await apiFetch(url);
   if (!r.ok || !r.body) {
     const why = await r.json().then((j: { error?: string }) => j.error ?? r.statusText).catch(() => r.statusText);
     throw new Error(`${url.replace(base, './')}: ${r.status} ${why}`);

@@ -4,10 +4,16 @@ import * as Comlink from 'comlink';
 import { lossCurveSvg, type Series } from '../src/browser.ts';
 import { imageToU8, toDataUrl } from './pixels.ts';
 import type { ReconReport, StepReport, TrainApi, TrainInfo } from './train.worker.ts';
+import { apiFetch, errorOf } from './api.ts';
+import { note, statusFor } from './status.ts';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
-export function initTrain(): void {
+export function initTrain(emoji: { installed: boolean; install: string }): void {
+  if (!emoji.installed) {
+    note('train', `Training on emoji needs the emoji images, which are not installed on this server: run \`${emoji.install}\` where you run latentkit, then restart it. Or train on your own images: pick them with “or your images”.`, 'need');
+    $<HTMLInputElement>('tr-n').disabled = true;
+  }
   let worker: Comlink.Remote<TrainApi> | null = null;
   let running = false;
   let info: TrainInfo | null = null;
@@ -57,8 +63,8 @@ export function initTrain(): void {
     }
     const n = Math.max(8, Math.min(2048, Number($<HTMLInputElement>('tr-n').value) || 256));
     const get = async (q: string) => {
-      const r = await fetch(`./api/train/data?${q}&size=${size}`);
-      if (!r.ok) throw new Error(`emoji: ${((await r.json()) as { error: string }).error}`);
+      const r = await apiFetch(`./api/train/data?${q}&size=${size}`);
+      if (!r.ok) throw new Error(await errorOf(r));
       return new Uint8Array(await r.arrayBuffer());
     };
     const [train, heldOut] = await Promise.all([get(`n=${n}`), get('split=val&n=8')]);
@@ -72,6 +78,7 @@ export function initTrain(): void {
     save.disabled = true;
     log = [];
     drawn = 0;
+    const done = statusFor('train').busy('training in this browser…');
     try {
       const steps = Math.max(10, Math.min(5000, Number($<HTMLInputElement>('tr-steps').value) || 300));
       say('loading the training graphs…');
@@ -93,8 +100,10 @@ export function initTrain(): void {
       plot(true);
       say(`${last >= info.steps ? 'finished' : 'stopped'} at step ${last} in ${((performance.now() - t0) / 1000).toFixed(0)} s — download the model, then e.g. npx latentkit reconstruct --model model.safetensors --input pic.png --output out.png --size 32`);
       document.body.dataset.trDone = String(last);
+      done(`trained ${last} steps in this browser`);
     } catch (e) {
       say(`error: ${(e as Error).message}`);
+      done('training: failed');
     } finally {
       running = false;
       start.disabled = false;

@@ -1,5 +1,6 @@
 // What every route module of the server shares: an error with an HTTP status (answered as
-// JSON { error }) and checked numeric query parameters.
+// JSON { error }), checked numeric query parameters, and the optional packages' check.
+import { createRequire } from 'node:module';
 
 /** An error with an HTTP status, answered as { error }. */
 export class HttpError extends Error {
@@ -21,4 +22,22 @@ export function num(q: Record<string, unknown>, key: string, opts: { int?: boole
   if (opts.min !== undefined && x < opts.min) throw new HttpError(400, `'${key}' must be ≥ ${opts.min}, got ${x}`);
   if (opts.max !== undefined && x > opts.max) throw new HttpError(400, `'${key}' must be ≤ ${opts.max}, got ${x}`);
   return x;
+}
+
+/** Whether an optional package (a peer dependency) can be loaded from here. */
+export function installed(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(`${pkg}/package.json`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The emoji images (an optional peer dependency): what needs them answers 503 without them. */
+export const EMOJI_PACKAGE = 'emoji-datasource-google';
+export const EMOJI_INSTALL = `npm install ${EMOJI_PACKAGE}@16`;
+
+export function emojiMissing(what: string, instead?: string): HttpError {
+  return new HttpError(503, `${what} needs the emoji images, which are not installed here: run \`${EMOJI_INSTALL}\` where you run latentkit, then restart the server${instead ? ` (${instead})` : ''}`);
 }

@@ -18,7 +18,7 @@ import { describeRun, findRuns, readMetrics, runImagePath } from './runs.ts';
 import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts';
 import { registerTrainRoutes } from './train.ts';
 import { MAX_IMAGE_PIXELS } from '../io/limits.ts';
-import { HttpError, num } from './http.ts';
+import { EMOJI_INSTALL, EMOJI_PACKAGE, HttpError, emojiMissing, installed, num } from './http.ts';
 
 export { HttpError };
 
@@ -49,10 +49,19 @@ export interface ServerOptions {
   runs?: string[];
   /** Dataset for the codebook usage map: 'emoji' (default) or a folder of images. */
   usageData?: string;
+  /**
+   * Whether the emoji images (the optional emoji-datasource-google) are there for the codebook
+   * usage map and the page's training data (default: whether the package is installed).
+   * Without them those routes answer 503 naming the install command.
+   */
+  emojiImages?: boolean;
   logger?: boolean;
 }
 
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
+
+/** The page's icon: a 4×4 grid of codebook-coloured cells (answered at /favicon.ico too). */
+const FAVICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">${Array.from({ length: 16 }, (_, i) => `<rect x="${(i % 4) * 4}" y="${Math.floor(i / 4) * 4}" width="4" height="4" fill="hsl(${(i * 137.5) % 360} 60% ${45 + (i % 5) * 8}%)"/>`).join('')}</svg>`;
 
 function wantsJson(req: FastifyRequest): boolean {
   const q = req.query as Record<string, string | undefined>;
@@ -78,6 +87,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     serverFactory: (handler) => http.createServer({ requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(30_000, requestTimeout / 10)) }, handler),
   });
   const started = Date.now();
+  const emoji = opts.emojiImages ?? installed(EMOJI_PACKAGE);
 
   app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
@@ -213,6 +223,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   app.get('/api/models/:name/usage', async (req) => {
     const { name, vq } = vqOf(req);
     const data = opts.usageData ?? 'emoji';
+    if (data === 'emoji' && !emoji) throw emojiMissing('the code usage map', 'or start it with `--usage-data <folder of images>`');
     try {
       return { model: name, ...(await once<Usage>(`usage:${name}`, () => codeUsage(vq, data))) };
     } catch (e) {
@@ -251,9 +262,11 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return reply.type(file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript').header('cache-control', 'max-age=86400').send(fs.createReadStream(full));
   });
 
-  registerTrainRoutes(app, once);
+  registerTrainRoutes(app, once, { emoji });
 
-  app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576) }));
+  app.get('/favicon.ico', async (_req, reply) => reply.type('image/svg+xml').header('cache-control', 'max-age=86400').send(FAVICON));
+
+  app.get('/api/health', async () => ({ status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), models: [...byName.keys()], queue: queue.stats(), rss_mb: Math.round(process.memoryUsage().rss / 1048576), optional: { emoji_images: { installed: emoji, install: EMOJI_INSTALL, for: ['the codebook usage map', 'training on emoji in the page'] } } }));
   app.get('/api/models', async () => ({ models: opts.models.map(describe) }));
   app.get('/api/models/:name', async (req) => describe(lookup(req)));
 

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import { PRESETS, parseTrainConfig, withMaxSteps } from '../train/config.ts';
 import { trainOnnx, type TrainOnnxManifest } from '../train/export_train.ts';
 import { cacheDataset, emojiDataset, splitDataset, Rng } from '../io/datasets.ts';
-import { HttpError, num } from './http.ts';
+import { HttpError, emojiMissing, num } from './http.ts';
+import { QueueFullError } from './queue.ts';
 
 /** The preset the page trains (small enough for WebAssembly: ~1 M parameters at 32×32). */
 export const BROWSER_PRESET = 'tiny';
@@ -17,7 +18,7 @@ const MAX_IMAGES = 2048;
 type Once = <T>(key: string, fn: () => Promise<T>) => Promise<T>;
 type Query = Record<string, unknown>;
 
-export function registerTrainRoutes(app: FastifyInstance, once: Once): void {
+export function registerTrainRoutes(app: FastifyInstance, once: Once, o: { emoji: boolean }): void {
   const exportFor = (steps: number) =>
     once<{ files: Map<string, Uint8Array>; manifest: TrainOnnxManifest }>(`train-onnx:${steps}`, async () => {
       const cfg = parseTrainConfig(structuredClone(PRESETS[BROWSER_PRESET]), `preset '${BROWSER_PRESET}'`);
@@ -46,11 +47,16 @@ export function registerTrainRoutes(app: FastifyInstance, once: Once): void {
     const n = num(q, 'n', { int: true, min: 1, max: MAX_IMAGES }) ?? 256;
     const size = num(q, 'size', { int: true, min: 8, max: 64 }) ?? 32;
     const seed = num(q, 'seed', { int: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
+    if (!o.emoji) throw emojiMissing('training on emoji', 'or train on your own images: pick them in the Train view');
     const bytes = await once(`train-data:${split}:${n}:${size}:${seed}`, async () => {
       const ds = await emojiDataset({ set: 'google' });
       const s = splitDataset(ds.items, { valFraction: 0.05 });
       const pool = new Rng(seed).shuffle(split === 'train' ? [...s.trainIndices] : [...s.valIndices]);
       return (await cacheDataset(pool.slice(0, n).map((i) => ds.items[i]!), size)).data; // uint8 [n, 3, size, size]
+    }).catch((e: unknown) => {
+      // the images are there but unreadable (an incomplete package): say so, not "internal error"
+      if (e instanceof QueueFullError || e instanceof HttpError) throw e;
+      throw new HttpError(503, `cannot read the emoji images: ${(e as Error).message}`);
     });
     const count = bytes.length / (3 * size * size);
     return reply.type('application/octet-stream').header('x-shape', `${count}x3x${size}x${size}`).send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));

@@ -5,14 +5,18 @@
 // optional onnxruntime-node could not install (its installer fetches CUDA files from
 // api.nuget.org, unreachable on registry-only machines), the app runs on onnxruntime-web's
 // WebAssembly build; where it did install, the test also removes it and checks that fallback.
+// Then `latentkit serve` from the installed package, its page driven in headless Chromium
+// through every view: each works, or says in the view what it needs and the command (the
+// consumer has no emoji images), and no route answers 500.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-pkg-'));
@@ -47,12 +51,17 @@ describe('the npm package', { timeout: 900_000 }, () => {
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true }));
   });
 
-  it('ships only the build, the CLI, the web page, the demo model, README and LICENSE', () => {
+  it('ships only the build, the CLI, the web page, the bundled models (float16 weights), README and LICENSE', () => {
     const r = sh('npm', ['pack', '--ignore-scripts', '--dry-run', '--json'], root);
     const files = (JSON.parse(r.out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
-    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|web\/dist\/(index\.html|assets\/[\w.-]+\.(js|css))|models\/emoji-f4\/(model\.safetensors|config\.yaml|README\.md)|README\.md|LICENSE|package\.json)$/.test(f));
+    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|web\/dist\/(index\.html|assets\/[\w.-]+\.(js|css))|models\/(emoji-f4|emoji-class|emoji-sketch|sketch-f4)\/(model\.safetensors|config\.yaml|README\.md|metrics\.jsonl|loss\.png|val_psnr\.png)|models\/emoji-sketch\/drawings\/\w+\.png|README\.md|LICENSE|package\.json)$/.test(f));
     assert.deepEqual(bad, []);
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'web/dist/index.html', 'models/emoji-f4/model.safetensors', 'LICENSE']) assert.ok(files.includes(f), f);
+    // the bundled models, each with what it loads (the transformers' first and condition stages)
+    const models = ['emoji-f4', 'emoji-class', 'emoji-sketch', 'sketch-f4'];
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'web/dist/index.html', 'LICENSE', ...models.flatMap((m) => [`models/${m}/model.safetensors`, `models/${m}/config.yaml`])]) assert.ok(files.includes(f), f);
+    // weights stored as float16: the package stays small
+    const pack = (JSON.parse(r.out) as { size: number; unpackedSize: number }[])[0]!;
+    assert.ok(pack.size < 32e6 && pack.unpackedSize < 36e6, `${pack.size} bytes packed, ${pack.unpackedSize} unpacked`);
   });
 
   it('a plain npm install works, app.mjs reconstructs an emoji, a TypeScript consumer builds', () => {
@@ -117,5 +126,83 @@ describe('the npm package', { timeout: 900_000 }, () => {
     r = sh(process.execPath, ['node_modules/.bin/latentkit', '--help'], app);
     assert.equal(r.code, 0, r.err);
     assert.ok(!fs.existsSync(path.join(app, 'node_modules/tsx')), 'tsx is not installed for consumers');
+  });
+
+  it('its server and page: every view works or says what it needs and the command; no route answers 500 (Chromium)', { timeout: 600_000 }, async () => {
+    assert.ok(fs.existsSync(path.join(app, 'node_modules/latentkit/package.json')), 'installed by the test before');
+    assert.ok(!fs.existsSync(path.join(app, 'node_modules/emoji-datasource-google')), 'a consumer has no emoji images');
+    const srv = spawn(process.execPath, ['node_modules/.bin/latentkit', 'serve', '--port', '0'], { cwd: app, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no 'listening on' in 60 s: ${log}`)), 60_000);
+      srv.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(log);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+      srv.on('exit', (code) => reject(new Error(`latentkit serve exited ${code}: ${log}`)));
+    });
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      const answers: { url: string; status: number; error?: string }[] = [];
+      page.on('response', (r) => {
+        const a: (typeof answers)[number] = { url: new URL(r.url()).pathname, status: r.status() };
+        answers.push(a);
+        if (r.status() >= 400) void r.json().then((j: { error?: string }) => (a.error = j.error), () => (a.error = '(not JSON)'));
+      });
+      await page.goto(url);
+      await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
+      const view = (v: string) => page.click(`nav button[data-view="${v}"]`);
+      // Draw: the shipped sketch model answers a drawing with 4 emoji
+      const box = (await page.locator('#pad').boundingBox())!;
+      await page.mouse.move(box.x + 0.2 * box.width, box.y + 0.5 * box.height);
+      await page.mouse.down();
+      for (let i = 1; i <= 24; i++) await page.mouse.move(box.x + (0.5 + 0.3 * Math.cos(Math.PI + (i / 24) * 2 * Math.PI)) * box.width, box.y + (0.5 + 0.3 * Math.sin(Math.PI + (i / 24) * 2 * Math.PI)) * box.height);
+      await page.mouse.up();
+      await page.waitForFunction(() => document.querySelectorAll('#draw-out img').length === 4 || !document.getElementById('msg-draw')!.hidden, null, { timeout: 300_000 });
+      assert.equal(await page.isHidden('#msg-draw'), true, await page.textContent('#msg-draw') ?? '');
+      // Sample: the shipped class model, its categories listed
+      await view('sample');
+      assert.ok((await page.$$('#class option')).length === 10);
+      await page.fill('#seed', '1');
+      await page.click('#go');
+      await page.waitForFunction(() => (document.getElementById('sample-out') as HTMLImageElement).naturalWidth > 0 || !document.getElementById('msg-sample')!.hidden, null, { timeout: 300_000 });
+      assert.equal(await page.isHidden('#msg-sample'), true, await page.textContent('#msg-sample') ?? '');
+      // Reconstruct
+      await view('reconstruct');
+      await page.setInputFiles('#file', path.join(app, 'grinning.png'));
+      await page.waitForFunction(() => document.querySelectorAll('#codes span').length === 256, null, { timeout: 60_000 });
+      // Codebook: the entries; the usage map says it needs the emoji images and the command
+      await view('codebook');
+      await page.waitForFunction(() => (document.getElementById('cb-atlas') as HTMLImageElement).naturalWidth > 0 && !document.getElementById('msg-codebook')!.hidden, null, { timeout: 180_000 });
+      assert.match((await page.textContent('#msg-codebook'))!, /needs the emoji images, which are not installed here: run npm install emoji-datasource-google@16/);
+      // Runs: the shipped models' training curves
+      await view('runs');
+      await page.waitForFunction(() => document.querySelector('#run-plot svg path'), null, { timeout: 30_000 });
+      assert.deepEqual(await page.$$eval('#run option', (o) => o.map((e) => (e as HTMLOptionElement).value)), ['emoji-f4', 'emoji-class', 'emoji-sketch']);
+      // Train: says what training on emoji needs before and after trying
+      await view('train');
+      assert.match((await page.textContent('#msg-train'))!, /npm install emoji-datasource-google@16/);
+      await page.fill('#tr-steps', '10');
+      await page.click('#tr-start');
+      await page.waitForFunction(() => /^error: /.test(document.getElementById('tr-status')!.textContent!), null, { timeout: 120_000 });
+      assert.match((await page.textContent('#tr-status'))!, /npm install emoji-datasource-google@16/);
+      assert.deepEqual(errors, []);
+      assert.deepEqual(answers.filter((a) => a.status === 500 || a.status === 404), []);
+      assert.ok(answers.filter((a) => a.status >= 400).every((a) => a.status === 503 && /npm install emoji-datasource-google@16/.test(a.error ?? '')), JSON.stringify(answers.filter((a) => a.status >= 400)));
+    } finally {
+      await browser.close();
+      if (srv.exitCode === null) {
+        const exited = new Promise((r) => srv.once('exit', r));
+        srv.kill('SIGTERM');
+        await exited;
+      }
+    }
   });
 });

@@ -153,6 +153,33 @@ test('training for the page: the tiny preset as ONNX (rescaled to ?steps) and em
   }
 });
 
+test('without the optional emoji images: the usage map and the training data answer 503 naming the install command; the rest works; /favicon.ico is an icon', async () => {
+  const vq = models[0]!;
+  const { app: bare } = await createServer({ models: [vq], emojiImages: false });
+  try {
+    const h = (await bare.inject({ url: '/api/health' })).json();
+    assert.deepEqual(h.optional.emoji_images.installed, false);
+    assert.equal(h.optional.emoji_images.install, 'npm install emoji-datasource-google@16');
+    for (const url of ['/api/models/emoji-f4/usage', '/api/train/data?n=8']) {
+      const r = await bare.inject({ url });
+      assert.equal(r.statusCode, 503, url);
+      assert.match(r.json().error, /needs the emoji images, which are not installed here: run `npm install emoji-datasource-google@16`/, url);
+    }
+    // what needs no emoji images still works: the training graphs, a reconstruction
+    assert.equal((await bare.inject({ url: '/api/train/onnx?steps=20' })).statusCode, 200);
+    const r = await bare.inject({ method: 'POST', url: '/api/models/emoji-f4/encode', headers: { 'content-type': 'image/png' }, payload: await png() });
+    assert.equal(r.statusCode, 200);
+    const icon = await bare.inject({ url: '/favicon.ico' });
+    assert.equal(icon.statusCode, 200);
+    assert.equal(icon.headers['content-type'], 'image/svg+xml');
+    assert.match(icon.body, /^<svg [^>]*>(<rect [^>]*\/>){16}<\/svg>$/);
+  } finally {
+    await bare.close();
+  }
+  // with them (this checkout has them): 200s
+  assert.equal((await app.inject({ url: '/api/health' })).json().optional.emoji_images.installed, true);
+});
+
 test('a stalled upload gets 408 after the request time limit; the server keeps serving', async () => {
   const { app: slow } = await createServer({ models: [], requestTimeoutMs: 400 });
   const url = new URL(await slow.listen({ host: '127.0.0.1', port: 0 }));

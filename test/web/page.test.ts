@@ -3,7 +3,10 @@
 // and a 16×16 code grid equal to the API's, a category gives a sample grid; on a phone-sized
 // screen too. In-browser (onnxruntime-web WASM): the same code indices as the server, still
 // working with the server cut off; drawing and sampling in the page. The codebook view and
-// the run viewer. UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
+// the run viewer. The page's manners: a spinner while an answer is computed, each view its
+// own one-line status, no broken-image icons, a favicon, a stopped server said as such, and
+// on a server without the transformers or the emoji images every view saying what it needs
+// (and no 500 anywhere). UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -21,6 +24,8 @@ import { HostTensor } from '../../src/tensor.ts';
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const webRoot = path.join(root, 'web', 'dist');
 const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs', 'screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
+/** Screenshots to look at, not in the README: always in a temporary folder. */
+const extraShots = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
 let app: FastifyInstance;
 let models: ServedModel[];
 let browser: Browser;
@@ -180,6 +185,13 @@ test("run viewer: a run directory's metrics as curves and its sample grids", { t
   const runs = await page.$$eval('#run option', (o) => o.map((e) => (e as HTMLOptionElement).value));
   assert.deepEqual(runs, ['emoji-f4', 'emoji-class', 'emoji-sketch']);
   assert.match((await page.textContent('#run-plot'))!, /emoji-f4: \d+ records/);
+  // the y axis names what is plotted: losses by default, PSNR alone as PSNR (dB)
+  const axis = () => page.$$eval('#run-plot svg text', (t) => t.map((e) => e.textContent));
+  assert.ok((await axis()).includes('loss (log)'));
+  for (const box of await page.$$('#run-keys input')) if ((await box.isChecked()) !== ((await box.evaluate((b) => b.parentElement!.textContent!.trim())) === 'psnr')) await box.click();
+  await page.uncheck('#run-log');
+  assert.ok((await axis()).includes('PSNR (dB)'), (await axis()).join('|'));
+  assert.ok(!(await axis()).some((t) => /loss/.test(t!)));
   await page.selectOption('#run', 'emoji-class');
   await page.waitForFunction(() => document.body.dataset.run === 'emoji-class' && document.querySelector('#run-plot')!.textContent!.includes('loss'), null, { timeout: 30_000 });
   await page.screenshot({ path: path.join(shots, 'runs.png'), fullPage: true });
@@ -227,4 +239,131 @@ test('train in the browser: a tiny VQGAN trains in a Web Worker (WASM), losses a
   const before = psnr((await untrained.reconstruct(x)).image.data as Float32Array, x.data);
   await untrained.release();
   assert.ok(after > before + 3, `held-out PSNR ${after.toFixed(1)} dB after 40 steps vs ${before.toFixed(1)} dB untrained`);
+});
+
+/** Every answer the page gets: method, path and status (and the body of errors). */
+function recordResponses(page: Page): { url: string; status: number; error?: string }[] {
+  const seen: { url: string; status: number; error?: string }[] = [];
+  page.on('response', (r) => {
+    const e = { url: new URL(r.url()).pathname, status: r.status() } as { url: string; status: number; error?: string };
+    seen.push(e);
+    if (r.status() >= 400) void r.json().then((j: { error?: string }) => (e.error = j.error), () => (e.error = '(not JSON)'));
+  });
+  return seen;
+}
+
+/** Images with no source take no space (no broken-image icon, no alt text). */
+async function noEmptyImages(page: Page): Promise<void> {
+  const shown = await page.$$eval('img', (imgs) => imgs.filter((i) => !i.getAttribute('src') && i.getBoundingClientRect().width > 0).map((i) => i.id || i.alt));
+  assert.deepEqual(shown, [], 'empty <img> elements that are shown');
+}
+
+test('a spinner while an answer is computed; each view its own one-line status; no empty images; a favicon; a stopped server is said as such', { timeout: 180_000 }, async () => {
+  const page = await open();
+  const responses = recordResponses(page);
+  await page.reload();
+  await page.waitForSelector('body[data-ready="1"]');
+  await noEmptyImages(page);
+  // the status line over time, as the page shows it
+  await page.evaluate(() => {
+    const w = window as unknown as { statusLog: string[] };
+    w.statusLog = [];
+    const bar = document.getElementById('status-bar')!;
+    new MutationObserver(() => w.statusLog.push(`${bar.classList.contains('busy') ? 'busy' : 'idle'}|${(document.getElementById('go') as HTMLButtonElement).disabled ? 'disabled' : 'enabled'}|${bar.textContent}`)).observe(bar, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  await page.click('nav button[data-view="sample"]');
+  await noEmptyImages(page);
+  await page.click('#go');
+  await page.waitForFunction(() => (document.getElementById('sample-out') as HTMLImageElement).naturalWidth > 0 && !document.getElementById('status-bar')!.classList.contains('busy'), null, { timeout: 90_000 });
+  const log = await page.evaluate(() => (window as unknown as { statusLog: string[] }).statusLog);
+  assert.ok(log.some((l) => /^busy\|disabled\|sampling 8 × .+ \(on the server\)…$/.test(l)), log.join('\n'));
+  assert.match((await page.textContent('#status'))!, /^server: \d+ ms$/);
+  assert.equal(await page.isEnabled('#go'), true);
+  assert.equal(await page.isVisible('#status-bar .spinner'), false);
+  // another view shows its own status, not Sample's; back on Sample, Sample's again
+  await page.click('nav button[data-view="runs"]');
+  await page.waitForFunction(() => document.body.dataset.run);
+  assert.match((await page.textContent('#status'))!, /^run emoji-f4: /);
+  await page.click('nav button[data-view="reconstruct"]');
+  assert.equal(await page.textContent('#status'), '');
+  await page.click('nav button[data-view="sample"]');
+  assert.match((await page.textContent('#status'))!, /^server: \d+ ms$/);
+  // a long status stays on one line: the header keeps its height
+  const header = async () => (await page.locator('header').boundingBox())!.height;
+  const h0 = await header();
+  await page.evaluate(() => (document.getElementById('status')!.textContent = 'a very long status line '.repeat(20)));
+  assert.equal(await header(), h0);
+  // the icon is there
+  // the icon the page names (headless Chromium does not fetch icons itself) and /favicon.ico
+  const icon = await page.evaluate(async () => {
+    const r = await fetch((document.querySelector('link[rel=icon]') as HTMLLinkElement).href);
+    return [new URL(r.url).pathname, r.status, r.headers.get('content-type')];
+  });
+  assert.deepEqual(icon, ['/favicon.ico', 200, 'image/svg+xml']);
+  assert.deepEqual(responses.filter((r) => r.status >= 400), []);
+  // the server stopped: the view says so and what to do (not "Failed to fetch")
+  await page.route('**/api/**', (r) => r.abort('connectionrefused'));
+  await page.click('#go');
+  await page.waitForSelector('#msg-sample:not([hidden])');
+  const msg = (await page.textContent('#msg-sample'))!;
+  assert.match(msg, /the server is unreachable .*start it again with npx latentkit serve and reload this page/);
+  assert.doesNotMatch(msg + (await page.textContent('#status')), /Failed to fetch/);
+  await page.screenshot({ path: path.join(extraShots, 'unreachable.png') });
+  await page.close();
+});
+
+test('a server with only a VQGAN and without the emoji images: every view works or says what it needs and the command; no 500 from any route', { timeout: 240_000 }, async () => {
+  const { app: bare } = await createServer({ models: [models[0]!], webRoot, runs: [], emojiImages: false });
+  const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+  const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const responses = recordResponses(page);
+  try {
+    await page.goto(bareUrl);
+    await page.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
+    // Draw: says it needs a sketch model and how to serve one; drawing changes nothing else
+    assert.match((await page.textContent('#msg-draw'))!, /needs a sketch → image transformer, and this server serves none.*without --model/);
+    assert.equal(await page.isVisible('#msg-draw code'), true);
+    await drawSmiley(page);
+    assert.equal(await page.$$eval('#draw-out img', (i) => i.length), 0);
+    await noEmptyImages(page);
+    await page.screenshot({ path: path.join(extraShots, 'draw-needs.png') });
+    // Sample: no categories, the button off, and why
+    await page.click('nav button[data-view="sample"]');
+    assert.match((await page.textContent('#msg-sample'))!, /needs a class-conditional transformer/);
+    assert.equal(await page.isEnabled('#go'), false);
+    await noEmptyImages(page);
+    // Reconstruct works
+    await page.click('nav button[data-view="reconstruct"]');
+    await noEmptyImages(page);
+    const x = HostTensor.float32([3, 64, 64]);
+    for (let i = 0; i < x.size; i++) x.data[i] = Math.sin(i * 0.05) * 0.9;
+    await page.setInputFiles('#file', { name: 'test.png', mimeType: 'image/png', buffer: Buffer.from(await encodePng(x)) });
+    await page.waitForFunction(() => document.querySelectorAll('#codes span').length === 256, null, { timeout: 60_000 });
+    // Codebook: the entries show; the usage map says it needs the emoji images and the command
+    await page.click('nav button[data-view="codebook"]');
+    await page.waitForFunction(() => document.body.dataset.codebook === 'emoji-f4' && (document.getElementById('cb-atlas') as HTMLImageElement).naturalWidth > 0, null, { timeout: 150_000 });
+    assert.match((await page.textContent('#msg-codebook'))!, /needs the emoji images, which are not installed here: run npm install emoji-datasource-google@16/);
+    assert.equal(await page.isVisible('#cb-heat'), false);
+    await page.screenshot({ path: path.join(extraShots, 'codebook-no-emoji.png') });
+    // Runs: none, and how to show some
+    await page.click('nav button[data-view="runs"]');
+    assert.match((await page.textContent('#msg-runs'))!, /No training runs here: start the server with --runs <dir>/);
+    await noEmptyImages(page);
+    // Train: says what training on emoji needs; trying anyway says it again, in the view
+    await page.click('nav button[data-view="train"]');
+    assert.match((await page.textContent('#msg-train'))!, /needs the emoji images.*npm install emoji-datasource-google@16.*your own images/);
+    await page.fill('#tr-steps', '10');
+    await page.click('#tr-start');
+    await page.waitForFunction(() => /^error: /.test(document.getElementById('tr-status')!.textContent!), null, { timeout: 120_000 });
+    assert.match((await page.textContent('#tr-status'))!, /training on emoji needs the emoji images.*npm install emoji-datasource-google@16/);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(responses.filter((r) => r.status === 500 || r.status === 404), []);
+    const failed = responses.filter((r) => r.status >= 400);
+    assert.ok(failed.length >= 2 && failed.every((r) => r.status === 503 && /npm install emoji-datasource-google@16/.test(r.error ?? '')), JSON.stringify(failed));
+  } finally {
+    await page.close();
+    await bare.close();
+  }
 });
