@@ -1,8 +1,11 @@
 // Sketches: clean black strokes on white, made the same way from a training image (edges)
 // and from a person's drawing (its strokes), so the sketch-conditioned model sees one kind
 // of input. Both end in the same normalisation: a binary stroke mask → a one-pixel skeleton
-// (Zhang–Suen thinning) → specks removed → dilated to a fixed stroke width. Everything here
-// is deterministic integer/float work on planar uint8 arrays (no codecs: io/image decodes).
+// (Zhang–Suen thinning) → specks removed → dilated to a fixed stroke width. A drawing's filled
+// areas (eye dots, a filled heart) are found first and kept — dots solid, larger areas as
+// their outline, as the training edges draw an emoji's filled shapes — not thinned away.
+// Everything here is deterministic integer/float work on planar uint8 arrays (no codecs:
+// io/image decodes).
 import { HostTensor } from '../tensor.ts';
 import type { U8Tensor } from './image.ts';
 
@@ -129,6 +132,211 @@ export function strokesFromMask(mask: Uint8Array, h: number, w: number, o: Sketc
   return new HostTensor('uint8', [1, h, w], out);
 }
 
+/**
+ * Squared Euclidean distance from every ink pixel (mask 1) to the nearest paper pixel (mask 0,
+ * and everything outside the canvas), 0 on paper — Felzenszwalb & Huttenlocher's two 1-D
+ * passes (lower envelope of parabolas), exact and linear in the pixel count.
+ */
+export function distanceToPaper(m: Uint8Array, h: number, w: number): Float64Array {
+  const INF = (h + w + 2) ** 2;
+  const d = new Float64Array(h * w);
+  // 1-D transform of f over n samples with paper beyond both ends, in place
+  const n0 = Math.max(h, w) + 2;
+  const f = new Float64Array(n0);
+  const g = new Float64Array(n0);
+  const v = new Int32Array(n0);
+  const z = new Float64Array(n0 + 1);
+  const pass = (n: number) => {
+    // samples 0 and n+1 are the paper outside the canvas
+    const N = n + 2;
+    let k = 0;
+    v[0] = 0;
+    z[0] = -Infinity;
+    z[1] = Infinity;
+    for (let q = 1; q < N; q++) {
+      let s = (f[q]! + q * q - (f[v[k]!]! + v[k]! * v[k]!)) / (2 * q - 2 * v[k]!);
+      while (s <= z[k]!) {
+        k--;
+        s = (f[q]! + q * q - (f[v[k]!]! + v[k]! * v[k]!)) / (2 * q - 2 * v[k]!);
+      }
+      k++;
+      v[k] = q;
+      z[k] = s;
+      z[k + 1] = Infinity;
+    }
+    k = 0;
+    for (let q = 0; q < N; q++) {
+      while (z[k + 1]! < q) k++;
+      g[q] = (q - v[k]!) ** 2 + f[v[k]!]!;
+    }
+  };
+  for (let y = 0; y < h; y++) {
+    f[0] = 0;
+    f[w + 1] = 0;
+    for (let x = 0; x < w; x++) f[x + 1] = m[y * w + x] ? INF : 0;
+    pass(w);
+    for (let x = 0; x < w; x++) d[y * w + x] = g[x + 1]!;
+  }
+  for (let x = 0; x < w; x++) {
+    f[0] = 0;
+    f[h + 1] = 0;
+    for (let y = 0; y < h; y++) f[y + 1] = d[y * w + x]!;
+    pass(h);
+    for (let y = 0; y < h; y++) d[y * w + x] = g[y + 1]!;
+  }
+  return d;
+}
+
+/** How a drawing's filled areas (much thicker than its pen, or isolated dots) are redrawn. */
+export type FilledAreas = 'auto' | 'outline' | 'solid' | 'thin';
+
+/**
+ * The filled areas of a stroke mask. The drawing's pen half-width is estimated along the
+ * mask's skeleton (distance to the paper, 10th percentile: strokes are as thick there as
+ * everywhere, a filled shape's skeleton thins out towards its corners). Cores are pixels at
+ * least max(3, min(2 × pen, 4.5)) from the paper; they grow through the ink that is still
+ * thicker than a stroke (≥ max(2, min(1.5 × pen, 3)) from the paper, e.g. a filled star's
+ * arms), and the area is the union of the grown pixels' inscribed discs. Every isolated
+ * blob of at least 4 pixels that thins to a speck (a dot, a tap of the pen) is a filled
+ * area too. Strokes of one width, whatever it is, are not. Pixel counts are for a 64²
+ * canvas; `scale` (canvas side / 64) scales them. Returns a 0/1 mask.
+ */
+export function filledAreas(mask: Uint8Array, skel: Uint8Array, h: number, w: number, minPiece = DEFAULTS.minPiece, scale = 1): Uint8Array {
+  const d2 = distanceToPaper(mask, h, w);
+  const along: number[] = [];
+  for (let i = 0; i < skel.length; i++) if (skel[i]) along.push(d2[i]!);
+  along.sort((a, b) => a - b);
+  const pen = along.length ? Math.sqrt(along[Math.floor(0.1 * (along.length - 1))]!) : 1;
+  const core = Math.max(3 * scale, Math.min(2 * pen, 4.5 * scale)) ** 2;
+  const grow = Math.max(2 * scale, Math.min(1.5 * pen, 3 * scale)) ** 2;
+  // cores, grown through 8-connected pixels at least `grow` from the paper
+  const thick = new Uint8Array(h * w);
+  const stack: number[] = [];
+  for (let i = 0; i < d2.length; i++) if (d2[i]! >= core) {
+    thick[i] = 1;
+    stack.push(i);
+  }
+  while (stack.length) {
+    const i = stack.pop()!;
+    const y = Math.floor(i / w);
+    const x = i % w;
+    for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+      const yy = y + dy;
+      const xx = x + dx;
+      const j = yy * w + xx;
+      if (yy >= 0 && yy < h && xx >= 0 && xx < w && !thick[j] && d2[j]! >= grow) {
+        thick[j] = 1;
+        stack.push(j);
+      }
+    }
+  }
+  const out = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!thick[y * w + x]) continue;
+      const r2 = d2[y * w + x]!;
+      const r = Math.ceil(Math.sqrt(r2));
+      for (let dy = -r; dy <= r; dy++) for (let dx = -r; dx <= r; dx++) {
+        const yy = y + dy;
+        const xx = x + dx;
+        if (dy * dy + dx * dx < r2 && yy >= 0 && yy < h && xx >= 0 && xx < w && mask[yy * w + xx]) out[yy * w + xx] = 1;
+      }
+    }
+  }
+  // dots: 8-connected ink pieces of ≥ 4 pixels whose skeleton is shorter than minPiece
+  const seen = new Uint8Array(h * w);
+  const piece: number[] = [];
+  for (let s = 0; s < mask.length; s++) {
+    if (!mask[s] || seen[s]) continue;
+    piece.length = 0;
+    stack.push(s);
+    seen[s] = 1;
+    let bones = 0;
+    while (stack.length) {
+      const i = stack.pop()!;
+      piece.push(i);
+      if (skel[i]) bones++;
+      const y = Math.floor(i / w);
+      const x = i % w;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+        const yy = y + dy;
+        const xx = x + dx;
+        if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+        const j = yy * w + xx;
+        if (mask[j] && !seen[j]) {
+          seen[j] = 1;
+          stack.push(j);
+        }
+      }
+    }
+    if (piece.length >= 4 * scale * scale && bones < minPiece) for (const i of piece) out[i] = 1;
+  }
+  return out;
+}
+
+/**
+ * A drawing's stroke mask → strokes like strokesFromMask, except that filled areas
+ * (filledAreas) are not thinned to a line or a point (a dot to nothing): 'auto' keeps dots —
+ * areas at most 10 pixels across at 64², e.g. eyes — solid and redraws larger areas as their
+ * outline, as an emoji's filled shapes appear in its training sketch (edges); 'outline' and
+ * 'solid' do one or the other for every area; 'thin' thins them like strokes.
+ */
+export function strokesFromDrawingMask(mask: Uint8Array, h: number, w: number, o: SketchOptions & { filled?: FilledAreas } = {}): U8Tensor {
+  const filled = o.filled ?? 'auto';
+  if (filled === 'thin') return strokesFromMask(mask, h, w, o);
+  const opt = { ...DEFAULTS, ...o };
+  const scale = Math.min(h, w) / 64;
+  const skel = thin(mask.slice(), h, w);
+  const area = filledAreas(mask, skel, h, w, opt.minPiece, scale);
+  for (let i = 0; i < skel.length; i++) if (area[i]) skel[i] = 0;
+  dropSpecks(skel, h, w, opt.minPiece);
+  // which areas stay solid: all, none, or (auto) those whose inscribed radius is ≤ 5 px at 64²
+  const solid = new Uint8Array(h * w);
+  if (filled === 'solid') solid.set(area);
+  else if (filled === 'auto') {
+    const d2 = distanceToPaper(area, h, w);
+    const stack: number[] = [];
+    const piece: number[] = [];
+    const seen = new Uint8Array(h * w);
+    for (let s = 0; s < area.length; s++) {
+      if (!area[s] || seen[s]) continue;
+      piece.length = 0;
+      stack.push(s);
+      seen[s] = 1;
+      let r2 = 0;
+      while (stack.length) {
+        const i = stack.pop()!;
+        piece.push(i);
+        r2 = Math.max(r2, d2[i]!);
+        const y = Math.floor(i / w);
+        const x = i % w;
+        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+          const yy = y + dy;
+          const xx = x + dx;
+          const j = yy * w + xx;
+          if (yy >= 0 && yy < h && xx >= 0 && xx < w && area[j] && !seen[j]) {
+            seen[j] = 1;
+            stack.push(j);
+          }
+        }
+      }
+      if (r2 <= (5 * scale) ** 2) for (const i of piece) solid[i] = 1;
+    }
+  }
+  const at = (y: number, x: number) => (y >= 0 && y < h && x >= 0 && x < w ? area[y * w + x]! : 0);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!area[y * w + x]) continue;
+      // outline: the area's pixels with a 4-neighbour outside it (a closed 8-connected curve)
+      if (solid[y * w + x] || !at(y - 1, x) || !at(y + 1, x) || !at(y, x - 1) || !at(y, x + 1)) skel[y * w + x] = 1;
+    }
+  }
+  const d = dilate(skel, h, w, opt.radius);
+  const out = new Uint8Array(h * w);
+  for (let i = 0; i < out.length; i++) out[i] = d[i] ? 0 : 255;
+  return new HostTensor('uint8', [1, h, w], out);
+}
+
 /** A training image (RGB [3, H, W], alpha already over white) → its sketch [1, H, W]. */
 export function sketchFromImage(img: U8Tensor, o: SketchOptions = {}): U8Tensor {
   const [c, h, w] = img.shape as [number, number, number];
@@ -157,6 +365,12 @@ export interface DrawingOptions extends SketchOptions {
   fit?: boolean;
   /** Margin in output pixels when fitting (default 3, about what emoji leave at 64²). */
   margin?: number;
+  /**
+   * Filled areas — dots, filled shapes (filledAreas): 'auto' (default) keeps dots solid and
+   * outlines larger areas; 'outline', 'solid' for all; 'thin' thins them like strokes (a dot
+   * then becomes a point and is dropped as a speck). See strokesFromDrawingMask.
+   */
+  filled?: FilledAreas;
 }
 
 /**
@@ -164,9 +378,16 @@ export interface DrawingOptions extends SketchOptions {
  * size, alpha already composited over white (io/image does that). Dark pixels (luminance
  * below half) are ink; the ink's box is fitted into the canvas, area-resampled, thresholded,
  * then thinned and redrawn at the training stroke width, so stroke width and canvas size
- * do not matter.
+ * do not matter. Filled areas (dots, filled shapes) are not thinned away: dots stay solid,
+ * larger areas become their outline (`filled`).
  */
 export function normalizeDrawing(img: U8Tensor, o: DrawingOptions = {}): U8Tensor {
+  const size = o.size ?? 64;
+  return strokesFromDrawingMask(drawingMask(img, o), size, size, o);
+}
+
+/** normalizeDrawing's first half: the drawing's ink, fitted and resampled to a binary mask [size²] (1 = ink). */
+export function drawingMask(img: U8Tensor, o: DrawingOptions = {}): Uint8Array {
   const [c, h, w] = img.shape as [number, number, number];
   if (img.shape.length !== 3 || (c !== 3 && c !== 1)) throw new Error(`normalizeDrawing: expected uint8 [3, H, W], got [${img.shape.join(', ')}]`);
   const size = o.size ?? 64;
@@ -225,7 +446,7 @@ export function normalizeDrawing(img: U8Tensor, o: DrawingOptions = {}): U8Tenso
       out[oy * size + ox] = area > 0 && sum / area >= Math.min(0.5, 0.5 / step + 0.05) ? 1 : 0;
     }
   }
-  return strokesFromMask(out, size, size, o);
+  return out;
 }
 
 /** uint8 [1|3, H, W] sketch → float32 [1, H, W] in [−1, 1] (paper 1, ink −1). */
