@@ -154,7 +154,7 @@ test('in the browser (WASM): the same code indices as the server for the same im
 
 // The models run in a Web Worker: with them on the page's own thread, each mouse move of the
 // strokes below waited for a whole sampling run and this test timed out after 240 s.
-test('in the browser (WASM, in a worker): drawing → emoji live, and a category → samples', { timeout: 240_000 }, async () => {
+test('in the browser (WASM, in a worker): drawing → emoji live, and a category → samples', { timeout: 360_000 }, async () => {
   const page = await open();
   await page.selectOption('#backend', 'wasm');
   await drawSmiley(page);
