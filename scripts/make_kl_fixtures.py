@@ -33,8 +33,16 @@ parameters perturbed so that every parameter matters):
   klf8_keys.json          SD's kl-f8 architecture (ch 128, ch_mult [1,2,4,4], 2 blocks,
                           z 4): [[ldm key, shape, diffusers key, diffusers shape], …] in
                           state_dict order (248 keys)
+
+Round trip (what `AutoencoderKL.save` writes, loaded back into this reference strictly):
+  --roundtrip PATH [--ref tiny|fp16|flux16]
+      PATH a diffusers folder (config.json + diffusion_pytorch_model[.fp16].safetensors) or an
+      ldm-named .safetensors with latentkit's config metadata; load_state_dict(strict=True),
+      then decode the fixture's latents (io.safetensors REF.mean) and print OK when the
+      reconstruction matches REF.rec within 1e-4 relative (FAIL otherwise).
 """
 
+import argparse
 import copy
 import json
 import os
@@ -469,5 +477,48 @@ def main():
         sys.exit("over budget")
 
 
+def from_diffusers_config(c):
+    boc = c["block_out_channels"]
+    dd = OrderedDict(double_z=True, z_channels=c["latent_channels"], resolution=c.get("sample_size", 32),
+                     in_channels=c.get("in_channels", 3), out_ch=c.get("out_channels", 3), ch=boc[0],
+                     ch_mult=[b // boc[0] for b in boc], num_res_blocks=c["layers_per_block"],
+                     attn_resolutions=[], dropout=0.0, norm_num_groups=c.get("norm_num_groups", 32))
+    return dd, c["latent_channels"], c.get("use_quant_conv", True), c.get("use_post_quant_conv", True)
+
+
+def roundtrip(path, ref):
+    if os.path.isdir(path):
+        with open(os.path.join(path, "config.json")) as f:
+            dd, e, uq, upq = from_diffusers_config(json.load(f))
+        wf = [os.path.join(path, n) for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")]
+        tensors, _ = st.load(next(p for p in wf if os.path.exists(p)))
+        model = AutoencoderKL(dd, e, uq, upq)
+        names = {to_diffusers(k, len(dd["ch_mult"]))[0]: (k, to_diffusers(k, len(dd["ch_mult"]))[1]) for k in model.state_dict()}
+        sd = OrderedDict()
+        for k, v in tensors.items():
+            ldm, lin = names[k]  # KeyError = a name diffusers would not have written
+            t = torch.from_numpy(np.asarray(v, dtype=np.float32))
+            sd[ldm] = t[:, :, None, None] if lin else t
+    else:
+        tensors, meta = st.load(path)
+        c = json.loads(meta["config"])
+        model = AutoencoderKL(c["ddconfig"], c["embed_dim"], c.get("use_quant_conv", True), c.get("use_post_quant_conv", True))
+        sd = OrderedDict((k, torch.from_numpy(np.asarray(v, dtype=np.float32))) for k, v in tensors.items())
+    model.load_state_dict(sd, strict=True)
+    io, _ = st.load(os.path.join(OUT, "io.safetensors"))
+    with torch.no_grad():
+        rec = model.decode(torch.from_numpy(io[ref + ".mean"])).numpy()
+    want = io[ref + ".rec"]
+    err = float(np.linalg.norm(rec - want) / np.linalg.norm(want))
+    print(("OK" if err < 1e-4 else "FAIL") + f" {path}: strict load, decode vs {ref}.rec relative error {err:.2e}")
+    return err < 1e-4
+
+
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--roundtrip")
+    ap.add_argument("--ref", default="tiny")
+    a = ap.parse_args()
+    if a.roundtrip:
+        sys.exit(0 if roundtrip(a.roundtrip, a.ref) else 1)
     main()

@@ -203,6 +203,31 @@ describe('AutoencoderKL vs latent-diffusion (PyTorch)', () => {
     await clamped.release();
   });
 
+  it('save: a diffusers folder and an ldm .safetensors that load back the same (PyTorch loads them strictly: make_kl_fixtures.py --roundtrip)', async () => {
+    const m = AutoencoderKL.load(path.join(FX, 'flux16.safetensors'), { config: path.join(FX, 'flux16.yaml') });
+    const dir = path.join(tmp, 'saved_vae');
+    const file = path.join(tmp, 'saved.safetensors');
+    m.save(dir, { format: 'diffusers' });
+    m.save(file, { format: 'ldm' });
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    assert.deepEqual([cfg.latent_channels, cfg.scaling_factor, cfg.shift_factor, cfg.use_quant_conv], [16, 0.3611, 0.1159, false]);
+    for (const p of [dir, file]) {
+      const b = AutoencoderKL.load(p);
+      assert.match(b.notes.join('\n'), /latent scaling 0\.3611, shift 0\.1159 \(from the file's config\)/);
+      await checkModel(b, 'flux16', 0.3611, 0.1159);
+      await b.release();
+    }
+    await m.release();
+    const t = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+    const half = path.join(tmp, 'saved_fp16');
+    t.save(half, { format: 'diffusers', float16: true });
+    const h = AutoencoderKL.load(half);
+    assert.match(h.source, /diffusion_pytorch_model\.fp16\.safetensors$/);
+    await checkModel(h, 'fp16', 0.18215); // the fixture's fp16 weights are the same rounding
+    await h.release();
+    await t.release();
+  });
+
   it('latent scaling: by family, from the config, overridden, or off', () => {
     const p = path.join(FX, 'sd_tiny.ckpt');
     const cfg = path.join(FX, 'sd_tiny.yaml');

@@ -1,13 +1,19 @@
 // AutoencoderKL for inference: load from any supported file (weights.ts), pick the latent
 // scaling, and run encode / decode / reconstruct through cached per-shape ONNX sessions.
 // Latents outside are scaled as the diffusion pipelines use them: z' = (z − shift) · scale.
+// `save` writes a diffusers vae/ folder or an ldm-named single-file .safetensors.
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomicSync } from '../../io/atomic.ts';
+import { writeSafetensorsFile } from '../../io/safetensors.ts';
+import { ldmToDiffusers } from '../../io/formats/kl_keymap.ts';
 import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn/params.ts';
 import { Program, type CompiledProgram } from '../../runtime/program.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
 import { Rng } from '../../io/rng.ts';
 import { readConfigFile } from '../vqgan/config.ts';
-import { FAMILY_SCALING, guessFamily, inferKLConfig, klFactor, parseKLConfig, type KLConfig, type KLFamily, type LatentScaling } from './config.ts';
+import { FAMILY_SCALING, guessFamily, inferKLConfig, klFactor, parseKLConfig, toDiffusersVaeConfig, type KLConfig, type KLFamily, type LatentScaling } from './config.ts';
 import { decodeLatents, encodePosterior, klShapes } from './autoencoder.ts';
 import { KL_IGNORED_KEYS, readKLWeights } from './weights.ts';
 import { TiledAutoencoder, type TileOptions } from './tiled.ts';
@@ -99,6 +105,9 @@ export class AutoencoderKL {
       config = parseKLConfig(opts.config);
     } else if (w.config) {
       config = w.config;
+    } else if (w.metadata.config) {
+      config = parseKLConfig(JSON.parse(w.metadata.config), `${modelPath} (metadata)`);
+      notes.push('config from the file metadata');
     } else {
       const inf = inferKLConfig(w.stateDict, modelPath);
       config = inf.config;
@@ -206,6 +215,30 @@ export class AutoencoderKL {
     let d = this.tiledRunners.get(key);
     if (!d) this.tiledRunners.set(key, (d = new TiledAutoencoder(this.config, this.weights, this.session, opts)));
     return d;
+  }
+
+  /**
+   * Writes the model: 'diffusers' → a vae/ folder at `target` (config.json with the scaling +
+   * diffusion_pytorch_model.safetensors, diffusers names); 'ldm' → one .safetensors with ldm
+   * names and the config in its metadata. `float16` stores the weights as F16.
+   */
+  save(target: string, opts: { format: 'diffusers' | 'ldm'; float16?: boolean }): string[] {
+    const cfg: KLConfig = { ...this.config, scaling_factor: this.scaling.scale, ...(this.scaling.shift ? { shift_factor: this.scaling.shift } : {}) };
+    if (opts.format === 'diffusers') {
+      const dc = toDiffusersVaeConfig(cfg);
+      const levels = this.config.ddconfig.ch_mult.length;
+      fs.mkdirSync(target, { recursive: true });
+      const wfile = path.join(target, opts.float16 ? 'diffusion_pytorch_model.fp16.safetensors' : 'diffusion_pytorch_model.safetensors');
+      writeSafetensorsFile(wfile, ldmToDiffusers(this.weights, levels), undefined, { float16: opts.float16 });
+      const cfile = path.join(target, 'config.json');
+      writeFileAtomicSync(cfile, JSON.stringify(dc, null, 2) + '\n');
+      return [cfile, wfile];
+    }
+    if (opts.format !== 'ldm') throw new Error(`unknown format '${String(opts.format)}' (expected diffusers or ldm)`);
+    const { ddconfig, embed_dim, use_quant_conv, use_post_quant_conv, scaling_factor, shift_factor } = cfg;
+    const meta = { config: JSON.stringify({ embed_dim, ddconfig, use_quant_conv, use_post_quant_conv, scaling_factor, shift_factor }), format: 'latent-diffusion AutoencoderKL' };
+    writeSafetensorsFile(target, this.weights, meta, { float16: opts.float16 });
+    return [target];
   }
 
   async release(): Promise<void> {

@@ -26,6 +26,8 @@ export interface KLWeights {
   others: StateDict;
   /** the weights file actually read */
   file: string;
+  /** safetensors metadata / torch top-level scalars */
+  metadata: Record<string, string>;
   notes: string[];
 }
 
@@ -58,12 +60,12 @@ function readJson(file: string): unknown {
 
 function fromDiffusers(weightsFile: string, configFile: string, kind: string): KLWeights {
   const config = parseDiffusersVaeConfig(readJson(configFile), configFile);
-  const { stateDict } = loadStateDict(weightsFile);
+  const { stateDict, metadata } = loadStateDict(weightsFile);
   const { stateDict: sd, unknown } = diffusersToLdm(stateDict, config.ddconfig.ch_mult.length);
   if (unknown.length) {
     throw new Error(`${weightsFile}: ${unknown.length} keys are not diffusers AutoencoderKL keys (${unknown.slice(0, 4).join(', ')}${unknown.length > 4 ? ', …' : ''}); it looks like ${describeWeights(unknown)}`);
   }
-  return { stateDict: sd, config, kind, otherKeys: [], others: new Map(), file: weightsFile, notes: [`config from ${configFile}`] };
+  return { stateDict: sd, config, kind, otherKeys: [], others: new Map(), file: weightsFile, metadata, notes: [`config from ${configFile}`] };
 }
 
 /** Read the AutoencoderKL weights at `p` (file or folder), whatever the format. */
@@ -78,7 +80,7 @@ export function readKLWeights(p: string): KLWeights {
     if (!w) throw new Error(`${dir}: no diffusers weights (${DIFFUSERS_WEIGHTS.join(', ')}) beside config.json`);
     return fromDiffusers(w, cfg, `diffusers VAE folder ${dir}`);
   }
-  const { stateDict, format } = loadStateDict(p);
+  const { stateDict, format, metadata } = loadStateDict(p);
   const keys = [...stateDict.keys()];
   const fmt = format === 'torch' ? 'torch checkpoint' : 'safetensors';
   const PREFIX = 'first_stage_model.';
@@ -91,7 +93,7 @@ export function readKLWeights(p: string): KLWeights {
     }
     const otherKeys = [...others.keys()];
     const note = `Stable Diffusion ${fmt}: the VAE from first_stage_model.* (${sd.size} tensors; ${otherKeys.length} other tensors left unread)`;
-    return { stateDict: sd, kind: 'SD checkpoint', otherKeys, others, file: p, notes: [note] };
+    return { stateDict: sd, kind: 'SD checkpoint', otherKeys, others, file: p, metadata, notes: [note] };
   }
   if (keys.some(isDiffusersVaeKey)) {
     const cfg = path.join(path.dirname(p), 'config.json');
@@ -99,7 +101,7 @@ export function readKLWeights(p: string): KLWeights {
     return fromDiffusers(p, cfg, `diffusers VAE folder ${path.dirname(p)}`);
   }
   if (keys.some((k) => /^encoder\.down\.\d+\.block\./.test(k)) && keys.some((k) => /^decoder\.up\.\d+\.block\./.test(k))) {
-    return { stateDict, kind: 'ldm VAE', otherKeys: [], others: new Map(), file: p, notes: [`latent-diffusion VAE ${fmt} (ldm key names)`] };
+    return { stateDict, kind: 'ldm VAE', otherKeys: [], others: new Map(), file: p, metadata, notes: [`latent-diffusion VAE ${fmt} (ldm key names)`] };
   }
   throw new Error(`${p}: not a KL autoencoder (VAE): it looks like ${describeWeights(keys)} (${keys.length} tensors, e.g. ${keys.slice(0, 3).join(', ')})`);
 }
