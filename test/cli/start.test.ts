@@ -102,7 +102,7 @@ async function npmStart(): Promise<Started> {
   return { child, port, output: () => out, closed };
 }
 
-describe('npm start stops on a signal to the npm process', { concurrency: true, timeout: 180_000 }, () => {
+describe('npm start stops on a signal to the npm process', { concurrency: true, timeout: 180_000, skip: process.platform !== 'linux' && 'walks /proc' }, () => {
   before(() => {
     for (const f of ['dist/.built', 'web/dist/index.html']) assert.ok(fs.existsSync(path.join(root, f)), `${f} is missing: run \`npm run build\` first (npm test does)`);
   });
