@@ -9,7 +9,7 @@ import { writeFileAtomicSync } from '../io/atomic.ts';
 import { HostTensor } from '../tensor.ts';
 import { countParams } from '../nn/params.ts';
 import { downFactor } from '../models/vqgan/config.ts';
-import { loadAnyModel, type AnyModel, type LoadedModel } from '../models/load_model.ts';
+import { latentModelKind, loadAnyModel, type AnyModel, type LoadedModel } from '../models/load_model.ts';
 import { MODEL_PATH_HELP } from '../io/model_path.ts';
 import { MAX_IMAGE_SIDE } from '../io/limits.ts';
 import { convertNet2Net, exportNet2Net, writeOnnxExport } from './gpt.ts';
@@ -28,6 +28,34 @@ function modelOptions(c: Command): Command {
     .requiredOption('-m, --model <dir|file>', MODEL_PATH_HELP)
     .option('-c, --config <file>', "taming YAML (or JSON) config; default: the directory's config.yaml, the file's metadata, a config beside the file, or inferred from the keys")
     .option('-t, --threads <n>', 'CPU threads (default: all cores)');
+}
+
+/** Options of the KL / TAESD branch (src/cli/kl.ts); VQGANs and transformers refuse them. */
+function klOptions(c: Command, what: { sample?: boolean; tile?: boolean } = {}): Command {
+  c.option('--scale <x>', 'KL models: latent scaling factor (default: the file\'s config, else by family)')
+    .option('--shift <x>', 'KL models: latent shift (SD3 0.0609, FLUX 0.1159)')
+    .option('--no-scale', 'KL models: unscaled latents (scale 1, shift 0)')
+    .option('--family <name>', 'KL models: sd | sdxl | sd3 | flux, for the scaling when the file does not say');
+  if (what.tile) c.option('--tile <n>', 'KL models: tile size in latent pixels (default: automatic above 96×96 latents; 0 = never)');
+  if (what.sample) c.option('--sample', 'KL models: draw from the posterior instead of taking its mode').option('--seed <n>', 'seed for --sample', '0');
+  return c;
+}
+
+type KLFlags = { scale?: string | boolean; shift?: string; family?: string; tile?: string; sample?: boolean; seed?: string };
+
+/** A KL model or TAESD at o.model → its kind; for other models, the KL-only flags are refused. */
+function latentKind(o: ModelOpts & KLFlags): 'kl' | 'taesd' | null {
+  const kind = latentModelKind(o.model);
+  if (!kind) {
+    const given = [typeof o.scale === 'string' ? '--scale' : '', o.scale === false ? '--no-scale' : '', o.shift !== undefined ? '--shift' : '', o.family ? '--family' : '', o.tile ? '--tile' : '', o.sample ? '--sample' : ''].filter(Boolean);
+    if (given.length) throw new CliError(`${given.join(', ')}: for KL autoencoders (Stable Diffusion VAEs); ${o.model} is not one`);
+  }
+  return kind;
+}
+
+/** commander's --scale/--no-scale pair → kl.ts' options. */
+function klOpts<T extends ModelOpts & KLFlags>(o: T): T & { scale?: string; noScale?: boolean } {
+  return { ...o, scale: typeof o.scale === 'string' ? o.scale : undefined, noScale: o.scale === false };
 }
 
 function loadModel(o: ModelOpts, quiet = false): VQGAN {
@@ -129,24 +157,26 @@ function codesJson(indices: HostTensor, i: number, source: string): string {
 }
 
 export function registerVqganCommands(program: Command): void {
-  modelOptions(program.command('info').description('describe a model (VQGAN or transformer): kind, parameters, code grid, classes, the files read, key summary'))
+  modelOptions(program.command('info').description('describe a model (VQGAN, transformer, KL VAE or TAESD): kind, parameters, code grid or latents, classes, scaling, the files read'))
     .option('--json', 'print JSON')
     .action(
       action(async (o: ModelOpts & { json?: boolean }) => {
-        const loaded = loadAnyModel(o.model, { config: o.config });
-        const d = describeModel(o.model, loaded);
+        const kind = latentModelKind(o.model);
+        const d = kind ? (await import('./kl.ts')).describeLatentModel(kind, o) : describeModel(o.model, loadAnyModel(o.model, { config: o.config }));
         if (o.json) return void console.log(JSON.stringify(d.info, null, 2));
         for (const l of d.lines) console.log(l);
       }),
     );
 
-  modelOptions(program.command('reconstruct').description('encode + quantize + decode images'))
+  klOptions(modelOptions(program.command('reconstruct').description('encode + decode images (VQGAN: quantized; KL VAE / TAESD: through the latents, PSNR printed)')), { sample: true, tile: true })
     .requiredOption('-i, --input <file|dir>', 'image or folder of images')
     .requiredOption('-o, --output <file|dir>', 'output image, or folder (for folder input)')
     .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
     .option('-b, --batch <n>', 'images per batch', '4')
     .action(
-      action(async (o: ImageJob) => {
+      action(async (o: ImageJob & KLFlags) => {
+        const kind = latentKind(o);
+        if (kind) return (await import('./kl.ts')).klReconstruct(kind, klOpts(o));
         const n = await eachBatch(o, 'reconstruct', async (m, items, x, out) => {
           const r = await m.reconstruct(x);
           for (let i = 0; i < items.length; i++) await saveImage(out(items[i]!.rel, '.png'), slice(r.image, i));
@@ -155,13 +185,15 @@ export function registerVqganCommands(program: Command): void {
       }),
     );
 
-  modelOptions(program.command('encode').description('image(s) → code indices JSON ({"shape":[h,w],"indices":[…]})'))
+  klOptions(modelOptions(program.command('encode').description('image(s) → VQGAN code indices JSON ({"shape":[h,w],"indices":[…]}), or KL VAE / TAESD latents (latents.safetensors: tensor `latents` [B, C, h, w], scaled)')), { sample: true, tile: true })
     .requiredOption('-i, --input <file|dir>', 'image or folder of images')
-    .requiredOption('-o, --output <file|dir>', 'codes.json, or a folder (one JSON per image)')
+    .requiredOption('-o, --output <file|dir>', 'codes.json or latents.safetensors, or a folder (one file per image)')
     .option('-s, --size <n>', 'resize the shorter side to n and center-crop n×n')
     .option('-b, --batch <n>', 'images per batch', '4')
     .action(
-      action(async (o: ImageJob) => {
+      action(async (o: ImageJob & KLFlags) => {
+        const kind = latentKind(o);
+        if (kind) return (await import('./kl.ts')).klEncode(kind, klOpts(o));
         const n = await eachBatch(o, 'encode', async (m, items, x, out) => {
           const r = await m.encode(x);
           items.forEach((it, i) => writeFileAtomicSync(out(it.rel, '.json'), codesJson(r.indices, i, it.rel)));
@@ -170,11 +202,13 @@ export function registerVqganCommands(program: Command): void {
       }),
     );
 
-  modelOptions(program.command('decode').description('code indices JSON → image'))
-    .requiredOption('-i, --input <codes.json>', 'codes file written by `encode`')
-    .requiredOption('-o, --output <image>', 'output image (.png/.jpg/.webp)')
+  klOptions(modelOptions(program.command('decode').description('VQGAN code indices JSON → image; KL VAE or TAESD: latents.safetensors → image')), { tile: true })
+    .requiredOption('-i, --input <codes.json|latents.safetensors>', 'codes or latents written by `encode`')
+    .requiredOption('-o, --output <image>', 'output image (.png/.jpg/.webp; a batch of latents writes name-000.png …)')
     .action(
-      action(async (o: ModelOpts & { input: string; output: string }) => {
+      action(async (o: ModelOpts & KLFlags & { input: string; output: string }) => {
+        const kind = latentKind(o);
+        if (kind) return (await import('./kl.ts')).klDecode(kind, klOpts(o));
         let codes: { shape?: unknown; indices?: unknown };
         try {
           codes = JSON.parse(fs.readFileSync(o.input, 'utf8'));
@@ -197,13 +231,16 @@ export function registerVqganCommands(program: Command): void {
 
   program
     .command('convert')
-    .description('VQGAN: write a checkpoint as safetensors (config in the metadata); transformer: write a taming Net2NetTransformer checkpoint (.ckpt + .yaml, loads with strict=True) or a single .safetensors')
+    .description('VQGAN: write a checkpoint as safetensors (config in the metadata); transformer: write a taming Net2NetTransformer checkpoint (.ckpt + .yaml, loads with strict=True) or a single .safetensors; KL VAE: a diffusers vae/ folder (output without extension), an SD single-file .safetensors or a .ckpt')
     .requiredOption('-m, --model <dir|file>', MODEL_PATH_HELP)
     .requiredOption('-o, --output <file>', 'output: .safetensors, or .ckpt (transformers: torch.save format for PyTorch)')
     .option('-c, --config <file>', 'taming YAML/JSON config')
     .option('--inference-only', "drop 'loss.*' keys (discriminator, LPIPS)")
+    .option('--float16', 'KL models: store the weights as float16')
     .action(
-      action(async (o: { model: string; output: string; config?: string; inferenceOnly?: boolean }) => {
+      action(async (o: { model: string; output: string; config?: string; inferenceOnly?: boolean; float16?: boolean }) => {
+        const kind = latentModelKind(o.model);
+        if (kind) return (await import('./kl.ts')).klConvert(kind, o);
         const loaded = loadAnyModel(o.model, { config: o.config });
         if (loaded.kind === 'transformer') return convertNet2Net(o, loaded.model);
         for (const n of loaded.model.notes) console.error(`note: ${n}`);
@@ -219,6 +256,8 @@ export function registerVqganCommands(program: Command): void {
     .option('-b, --batch <n>', 'batch size', '1')
     .action(
       action(async (o: ModelOpts & { output: string; size?: string; batch: string }) => {
+        const kind = latentModelKind(o.model);
+        if (kind) return (await import('./kl.ts')).klExportOnnx(kind, o);
         const size0 = o.size ? parseSideOpt(o.size) : undefined;
         const batch = parseIntOpt(o.batch, '--batch');
         const loaded = loadAnyModel(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });

@@ -1,0 +1,126 @@
+// The VQGAN commands on Stable Diffusion-style autoencoders (issue 18): encode → latents
+// file → decode with the same VAE in another format and with a TAESD; reconstruct (tiled =
+// untiled); convert to diffusers and back; export-onnx run by plain onnxruntime; info; and the
+// one-line errors (wrong latent channels, KL flags on a VQGAN). Fixtures: test/fixtures/kl
+// (scripts/make_kl_fixtures.py).
+import { it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { loadImage, loadImageU8 } from '../../src/io/image.ts';
+import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
+import { hashStateDict } from '../../src/nn/hashinit.ts';
+import { taesdShapes } from '../../src/models/taesd/taesd.ts';
+import { relErr } from '../helpers.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const FX = path.join(root, 'test/fixtures/kl');
+const IMG = path.join(root, 'node_modules/emoji-datasource-google/img/google/64/1f600.png');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-cli-kl-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(root, 'bin/latentkit.js'), ...args], { encoding: 'utf8', env: { ...process.env, LATENTKIT_THREADS: '1' } });
+  return { code: r.status, err: r.stderr, out: r.stdout };
+}
+const t = (f: string) => path.join(tmp, f);
+
+it('encode an SD .ckpt (its YAML beside) → latents.safetensors, scaled like the library; decode with the diffusers folder of the same VAE', async () => {
+  let r = cli('encode', '-m', path.join(FX, 'sd_tiny.ckpt'), '-i', IMG, '-o', t('lat.safetensors'), '--size', '32');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /latent scaling 0\.18215/);
+  const lat = readSafetensorsFile(t('lat.safetensors'));
+  const z = lat.tensors.get('latents')!;
+  assert.deepEqual([...z.shape], [1, 4, 16, 16]);
+  assert.equal(lat.metadata.posterior, 'mode');
+  const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+  const x = (await loadImage(IMG, { size: 32 })).reshape([1, 3, 32, 32]);
+  const want = (await m.encode(x)).latents;
+  assert.ok(relErr(z.data as Float32Array, want.data as Float32Array) < 1e-5);
+  r = cli('decode', '-m', path.join(FX, 'diffusers_tiny'), '-i', t('lat.safetensors'), '-o', t('dec.png'));
+  assert.equal(r.code, 0, r.err);
+  const img = await loadImageU8(t('dec.png'));
+  assert.deepEqual([...img.shape], [3, 32, 32]);
+  // --sample draws from the posterior: other latents, the same for the same seed
+  r = cli('encode', '-m', path.join(FX, 'diffusers_tiny'), '-i', IMG, '-o', t('s1.safetensors'), '--size', '32', '--sample', '--seed', '3');
+  assert.equal(r.code, 0, r.err);
+  cli('encode', '-m', path.join(FX, 'diffusers_tiny'), '-i', IMG, '-o', t('s2.safetensors'), '--size', '32', '--sample', '--seed', '3');
+  const [s1, s2] = [t('s1.safetensors'), t('s2.safetensors')].map((f) => Array.from(readSafetensorsFile(f).tensors.get('latents')!.data as Float32Array));
+  assert.deepEqual(s1, s2);
+  assert.notDeepEqual(s1, Array.from(z.data as Float32Array));
+  await m.release();
+});
+
+it('reconstruct prints PSNR; --tile 4 gives the untiled image; KL flags on a VQGAN and wrong latent channels are one line', () => {
+  let r = cli('reconstruct', '-m', path.join(FX, 'diffusers_tiny'), '-i', IMG, '-o', t('rec.png'), '--size', '32');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /PSNR [\d.]+ dB/);
+  r = cli('reconstruct', '-m', path.join(FX, 'diffusers_tiny'), '-i', IMG, '-o', t('rec_tiled.png'), '--size', '32', '--tile', '4');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(fs.readFileSync(t('rec.png')).equals(fs.readFileSync(t('rec_tiled.png'))), 'tiled reconstruction differs');
+  r = cli('decode', '-m', path.join(FX, 'flux16.safetensors'), '-i', t('lat.safetensors'), '-o', t('x.png'));
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^latentkit: error: .*lat\.safetensors: latents have 4 channels, but .*flux16\.safetensors has a latent space of 16/m);
+  assert.equal(r.err.trim().split('\n').filter((l) => !l.startsWith('note:')).length, 1);
+  r = cli('encode', '-m', path.join(root, 'models/emoji-f4'), '-i', IMG, '-o', t('c.json'), '--tile', '4');
+  assert.match(r.err, /--tile: for KL autoencoders .* is not one/);
+});
+
+it('a TAESD decodes the latents a KL encode wrote; a 16-channel TAESD says the channels do not match', () => {
+  for (const c of [4, 16]) {
+    const d = t(`taesd${c}`);
+    fs.mkdirSync(d);
+    writeSafetensorsFile(path.join(d, 'taesd_decoder.safetensors'), hashStateDict(taesdShapes('decoder', c)));
+  }
+  let r = cli('decode', '-m', t('taesd4'), '-i', t('lat.safetensors'), '-o', t('preview.png'));
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /TAESD decoder, 4 latent channels/);
+  r = cli('decode', '-m', path.join(t('taesd16'), 'taesd_decoder.safetensors'), '-i', t('lat.safetensors'), '-o', t('p16.png'));
+  assert.match(r.err, /latents have 4 channels, but .* decodes 16/);
+  r = cli('info', '-m', t('taesd4'));
+  assert.match(r.out, /TAESD preview autoencoder \(decoder\)/);
+});
+
+it('convert → a diffusers folder and an SD single file that load back the same; info describes them', async () => {
+  let r = cli('convert', '-m', path.join(FX, 'sd_tiny.ckpt'), '-o', t('vae'));
+  assert.equal(r.code, 0, r.err);
+  r = cli('convert', '-m', t('vae'), '-o', t('vae.safetensors'));
+  assert.equal(r.code, 0, r.err);
+  const a = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+  const x = (await loadImage(IMG, { size: 32 })).reshape([1, 3, 32, 32]);
+  const want = (await a.encode(x)).latents;
+  for (const p of [t('vae'), t('vae.safetensors')]) {
+    const b = AutoencoderKL.load(p);
+    assert.ok(relErr((await b.encode(x)).latents.data as Float32Array, want.data as Float32Array) < 1e-6, p);
+    await b.release();
+  }
+  await a.release();
+  r = cli('info', '-m', t('vae'), '--json');
+  assert.equal(r.code, 0, r.err);
+  const info = JSON.parse(r.out);
+  assert.equal(info.kind, 'kl');
+  assert.equal(info.latent_channels, 4);
+  assert.equal(info.scaling.scale, 0.18215);
+});
+
+it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → latent_sample (unscaled mode), decoder latent_sample → sample", async () => {
+  const r = cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnx'), '--size', '32');
+  assert.equal(r.code, 0, r.err);
+  const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+  const x = (await loadImage(IMG, { size: 32 })).reshape([1, 3, 32, 32]);
+  const e = await m.encode(x);
+  const enc = await ort.InferenceSession.create(t('onnx/encoder.onnx'));
+  const lat = (await enc.run({ sample: new ort.Tensor('float32', x.data as Float32Array, [1, 3, 32, 32]) })).latent_sample!;
+  assert.ok(relErr(lat.data as Float32Array, e.mean.data as Float32Array) < 1e-5);
+  const dec = await ort.InferenceSession.create(t('onnx/decoder.onnx'));
+  const img = (await dec.run({ latent_sample: lat })).sample!;
+  const want = await m.decode(e.latents);
+  assert.ok(relErr(img.data as Float32Array, want.data as Float32Array) < 1e-5);
+  assert.equal(JSON.parse(fs.readFileSync(t('onnx/vae.json'), 'utf8')).scaling_factor, 0.18215);
+  await m.release();
+});
