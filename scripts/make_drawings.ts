@@ -1,7 +1,8 @@
 // The hand-drawn test drawings for the sketch → emoji model (models/emoji-sketch/drawings/):
 // a circle face, a heart, a house and a star drawn as wobbly strokes (seeded jitter) on
 // different canvases (256–512 px), stroke widths (6–14 px), placements, and one with a
-// transparent background — the variety normalizeDrawing must absorb. Deterministic.
+// transparent background — the variety normalizeDrawing must absorb — and a face with
+// filled eye dots (the filled areas it must keep). Deterministic.
 //   node --import tsx scripts/make_drawings.ts
 import { svgToPng } from '../src/io/image.ts';
 import path from 'node:path';
@@ -14,8 +15,8 @@ const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 214748364
 const wob = (pts: [number, number][], amp: number) => pts.map(([x, y]) => [x + (rnd() - 0.5) * amp, y + (rnd() - 0.5) * amp] as [number, number]);
 const svgPath = (pts: [number, number][], close = false) => 'M' + pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' L') + (close ? ' Z' : '');
 const circle = (cx: number, cy: number, r: number, n = 48, start = 0, end = Math.PI * 2): [number, number][] => Array.from({ length: n + 1 }, (_, i) => { const a = start + (end - start) * i / n; return [cx + r * Math.cos(a), cy + r * Math.sin(a)]; });
-async function save(name: string, size: number, width: number, paths: string[], alpha = false) {
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}">${alpha ? '' : `<rect width="${size}" height="${size}" fill="white"/>`}${paths.map((d) => `<path d="${d}" fill="none" stroke="#111" stroke-width="${width}" stroke-linecap="round" stroke-linejoin="round"/>`).join('')}</svg>`;
+async function save(name: string, size: number, width: number, paths: string[], alpha = false, discs: [number, number, number][] = []) {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}">${alpha ? '' : `<rect width="${size}" height="${size}" fill="white"/>`}${paths.map((d) => `<path d="${d}" fill="none" stroke="#111" stroke-width="${width}" stroke-linecap="round" stroke-linejoin="round"/>`).join('')}${discs.map(([cx, cy, r]) => `<circle cx="${cx}" cy="${cy}" r="${r}" fill="#111"/>`).join('')}</svg>`;
   fs.writeFileSync(path.join(OUT, `${name}.png`), await svgToPng(svg, 1, { keepAlpha: alpha }));
 }
 // a circle face, 400² canvas, thick marker
@@ -29,3 +30,5 @@ await save('house', 300, 9, [svgPath(wob([[60, 150], [130, 80], [200, 150]], 5))
 // a five-pointed star, 256², bold
 const star: [number, number][] = Array.from({ length: 11 }, (_, i) => { const a = -Math.PI / 2 + i * Math.PI / 5; const r = i % 2 ? 45 : 110; return [128 + r * Math.cos(a), 135 + r * Math.sin(a)]; });
 await save('star', 256, 10, [svgPath(wob(star, 6), true)]);
+// a face with filled eye dots (30 px discs) on the page's pad: 256², its 6 px pen
+await save('dots', 256, 6, [svgPath(wob(circle(128, 130, 100, 64), 5)), svgPath(wob(circle(128, 135, 58, 20, 0.25 * Math.PI, 0.75 * Math.PI), 4))], false, [[92, 100, 15], [164, 100, 15]]);
