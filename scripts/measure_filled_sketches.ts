@@ -11,13 +11,13 @@
 //  • rec   — the sketch VQGAN's (models/sketch-f4) reconstruction error of the condition, the
 //            fraction of its pixels that flip ink↔paper: lower = closer to the sketches it
 //            was trained on;
-//  • eyes  — for faces, in n samples (top-k 100, seed 1): the mean luminance contrast of each
+//  • eyes  — for faces, in n samples (top-k 100, --seed): the mean luminance contrast of each
 //            drawn eye against a ring around it, |eye − ring| (eyes are dark on a yellow
 //            face, light on a dark one), and how many samples show both eyes (> 0.1 at both);
 //  • iou   — samples' non-white area against the drawing's silhouette (its ink, holes filled).
 // Writes <out>/conditions.png (the drawings as the model sees them under each representation),
 // <out>/samples-<representation>.png and <out>/results.json, and prints a table.
-//   node --import tsx scripts/measure_filled_sketches.ts [out dir] [--n 4] [--only name,…] [--reps auto,outline,…]
+//   node --import tsx scripts/measure_filled_sketches.ts [out dir] [--n 4] [--seed 1] [--only name,…] [--reps auto,outline,…]
 import fs from 'node:fs';
 import path from 'node:path';
 import { Net2Net } from '../src/models/cond_transformer/load.ts';
@@ -36,6 +36,7 @@ const flag = (name: string) => {
   return v;
 };
 const N = Number(flag('--n') ?? 4);
+const SEED = Number(flag('--seed') ?? 1);
 const only = flag('--only')?.split(',');
 const REPS = (flag('--reps')?.split(',') ?? ['auto', 'outline', 'solid', 'thin']) as FilledAreas[];
 const OUT = args[0] ?? 'out/filled-sketches';
@@ -214,7 +215,7 @@ for (const d of drawings) {
       if ((image.data[i] as number) < 0 !== sk.data[i]! < 128) flips++;
     }
     const bits = await nll(cond, targets.codes, targets.n);
-    const tokens = await m.sample({ n: N, cond, seed: 1, topK: 100 });
+    const tokens = await m.sample({ n: N, cond, seed: SEED, topK: 100 });
     const img = (await m.decodeTokens(tokens, N)).data as Float32Array;
     const sil = silhouette(sk.data);
     let iou = 0;
@@ -247,7 +248,7 @@ await m.release();
 
 await saveLabeledGrid(path.join(OUT, 'conditions.png'), condTiles, { cols: 1 + REPS.length, rowLabels: drawings.map((d) => d.name), colLabels: ['drawing', ...REPS], title: `normalizeDrawing: filled areas as ${REPS.join(' | ')}` });
 for (const rep of REPS) {
-  await saveLabeledGrid(path.join(OUT, `samples-${rep}.png`), sampleTiles[rep]!, { cols: 1 + N, rowLabels: drawings.map((d) => d.name), colLabels: ['condition', ...Array.from({ length: N }, (_, i) => `sample ${i + 1}`)], title: `emoji-sketch, filled areas: ${rep} (top-k 100, seed 1)` });
+  await saveLabeledGrid(path.join(OUT, `samples-${rep}.png`), sampleTiles[rep]!, { cols: 1 + N, rowLabels: drawings.map((d) => d.name), colLabels: ['condition', ...Array.from({ length: N }, (_, i) => `sample ${i + 1}`)], title: `emoji-sketch, filled areas: ${rep} (top-k 100, seed ${SEED})` });
 }
 fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(rows, null, 1) + '\n');
 const fmt = (v: number | undefined, k = 2) => (v === undefined ? '' : v.toFixed(k));
