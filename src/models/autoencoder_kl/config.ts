@@ -2,7 +2,7 @@
 // full SD config's model.params.first_stage_config with its scale_factor), diffusers'
 // AutoencoderKL config.json, and inference from ldm checkpoint keys. Latent scaling by family.
 import type { StateDict } from '../../nn/params.ts';
-import type { DDConfig } from '../vqgan/config.ts';
+import { inferEncoderLayout, type DDConfig } from '../vqgan/config.ts';
 
 export interface KLConfig {
   embed_dim: number;
@@ -151,44 +151,22 @@ export function toDiffusersVaeConfig(cfg: KLConfig): Record<string, unknown> {
 
 /** Infer a config from ldm-named weights (GroupNorm groups cannot be seen in keys: ldm's 32). */
 export function inferKLConfig(sd: StateDict, source = 'checkpoint'): { config: KLConfig; notes: string[] } {
-  const shape = (k: string) => {
-    const t = sd.get(k);
-    if (!t) throw new Error(`${source}: cannot infer an AutoencoderKL config: key '${k}' is missing`);
-    return t.shape;
-  };
-  const [ch, inCh] = shape('encoder.conv_in.weight') as [number, number];
-  const levels = new Set<number>();
-  const blocks = new Set<number>();
-  const attnLevels = new Set<number>();
-  for (const k of sd.keys()) {
-    let m = /^encoder\.down\.(\d+)\.block\.(\d+)\./.exec(k);
-    if (m) {
-      levels.add(Number(m[1]));
-      blocks.add(Number(m[2]));
-    }
-    m = /^encoder\.down\.(\d+)\.attn\.\d+\./.exec(k);
-    if (m) attnLevels.add(Number(m[1]));
-  }
-  const L = levels.size;
-  if (L === 0) throw new Error(`${source}: cannot infer an AutoencoderKL config: no encoder.down.* blocks`);
-  const chMult = Array.from({ length: L }, (_, i) => shape(`encoder.down.${i}.block.0.conv1.weight`)[0]! / ch);
-  const [zOut] = shape('encoder.conv_out.weight') as [number];
+  const e = inferEncoderLayout(sd, `${source}: cannot infer an AutoencoderKL config`);
+  const { shape, ch, inCh, chMult, zOut, outCh, resolution } = e;
   const [zCh] = shape('decoder.conv_in.weight').slice(1) as [number];
-  const [outCh] = shape('decoder.conv_out.weight') as [number];
   const useQ = sd.has('quant_conv.weight');
   const usePQ = sd.has('post_quant_conv.weight');
   const embedDim = useQ ? shape('quant_conv.weight')[0]! / 2 : usePQ ? shape('post_quant_conv.weight')[1]! : zCh;
   if (zOut !== 2 * zCh) throw new Error(`${source}: encoder.conv_out has ${zOut} output channels, expected 2 × ${zCh} (mean and log-variance): not a KL autoencoder`);
-  const resolution = 256;
-  const attn = [...attnLevels].sort((a, b) => a - b).map((l) => resolution / 2 ** l);
+  const attn = e.attnResolutions;
   const config: KLConfig = {
     embed_dim: embedDim,
-    ddconfig: { double_z: true, z_channels: zCh, resolution, in_channels: inCh, out_ch: outCh, ch, ch_mult: chMult, num_res_blocks: blocks.size, attn_resolutions: attn, dropout: 0 },
+    ddconfig: { double_z: true, z_channels: zCh, resolution, in_channels: inCh, out_ch: outCh, ch, ch_mult: chMult, num_res_blocks: e.numResBlocks, attn_resolutions: attn, dropout: 0 },
     use_quant_conv: useQ,
     use_post_quant_conv: usePQ,
   };
   const notes = [
-    `config inferred from the keys: ch=${ch}, ch_mult=[${chMult.join(',')}], num_res_blocks=${blocks.size}, z_channels=${zCh}, embed_dim=${embedDim}${useQ ? '' : ', no quant_conv'}${usePQ ? '' : ', no post_quant_conv'}`,
+    `config inferred from the keys: ch=${ch}, ch_mult=[${chMult.join(',')}], num_res_blocks=${e.numResBlocks}, z_channels=${zCh}, embed_dim=${embedDim}${useQ ? '' : ', no quant_conv'}${usePQ ? '' : ', no post_quant_conv'}`,
   ];
   return { config, notes };
 }

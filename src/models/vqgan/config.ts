@@ -87,13 +87,18 @@ export const downFactor = (c: VQConfig): number => 2 ** (c.ddconfig.ch_mult.leng
  * Infer a config from a state dict's keys and shapes (taming key names). Returns the config
  * and human-readable notes on what was inferred.
  */
-export function inferVQConfig(sd: StateDict): { config: VQConfig; notes: string[] } {
+/**
+ * The layout of taming's / ldm's Encoder read from its keys, shared by the VQGAN and the KL
+ * autoencoder: ch and in_channels (conv_in), levels and ch_mult (encoder.down.{i}.block.0),
+ * num_res_blocks, attention levels as attn_resolutions for resolution 256 (what matters is
+ * the level), z_out (conv_out's channels) and out_ch. `what` names the model in errors.
+ */
+export function inferEncoderLayout(sd: StateDict, what: string) {
   const shape = (k: string) => {
     const t = sd.get(k);
-    if (!t) throw new Error(`cannot infer a VQGAN config: key '${k}' is missing (not a taming VQGAN checkpoint?)`);
+    if (!t) throw new Error(`${what}: key '${k}' is missing`);
     return t.shape;
   };
-  const [nEmbed, embedDim] = shape('quantize.embedding.weight') as [number, number];
   const [ch, inCh] = shape('encoder.conv_in.weight') as [number, number];
   const levels = new Set<number>();
   const blocks = new Set<number>();
@@ -107,17 +112,31 @@ export function inferVQConfig(sd: StateDict): { config: VQConfig; notes: string[
     m = /^encoder\.down\.(\d+)\.attn\.\d+\./.exec(k);
     if (m) attnLevels.add(Number(m[1]));
   }
-  const L = levels.size;
-  if (L === 0) throw new Error('cannot infer a VQGAN config: no encoder.down.* blocks');
-  const chMult = Array.from({ length: L }, (_, i) => shape(`encoder.down.${i}.block.0.conv1.weight`)[0]! / ch);
-  const [zOut] = shape('encoder.conv_out.weight') as [number];
-  const [zCh] = shape('quant_conv.weight').slice(1) as [number];
-  const [outCh] = shape('decoder.conv_out.weight') as [number];
-  const hasMidAttn = sd.has('encoder.mid.attn_1.q.weight');
-  // attention resolutions are relative to `resolution`; without it we place them by level
-  // assuming resolution = 256 (taming's usual), which is what matters: the level.
+  if (levels.size === 0) throw new Error(`${what}: no encoder.down.* blocks`);
+  const chMult = Array.from({ length: levels.size }, (_, i) => shape(`encoder.down.${i}.block.0.conv1.weight`)[0]! / ch);
   const resolution = 256;
-  const attn = [...attnLevels].sort((a, b) => a - b).map((l) => resolution / 2 ** l);
+  const levelsWithAttn = [...attnLevels].sort((a, b) => a - b);
+  return {
+    shape,
+    ch,
+    inCh,
+    chMult,
+    numResBlocks: blocks.size,
+    attnLevels: levelsWithAttn,
+    resolution,
+    attnResolutions: levelsWithAttn.map((l) => resolution / 2 ** l),
+    zOut: shape('encoder.conv_out.weight')[0]!,
+    outCh: shape('decoder.conv_out.weight')[0]!,
+  };
+}
+
+export function inferVQConfig(sd: StateDict): { config: VQConfig; notes: string[] } {
+  const e = inferEncoderLayout(sd, 'cannot infer a VQGAN config (not a taming VQGAN checkpoint?)');
+  const { shape, ch, inCh, chMult, zOut, outCh, resolution } = e;
+  const [nEmbed, embedDim] = shape('quantize.embedding.weight') as [number, number];
+  const [zCh] = shape('quant_conv.weight').slice(1) as [number];
+  const hasMidAttn = sd.has('encoder.mid.attn_1.q.weight');
+  const attn = e.attnResolutions;
   const config: VQConfig = {
     embed_dim: embedDim,
     n_embed: nEmbed,
@@ -129,14 +148,14 @@ export function inferVQConfig(sd: StateDict): { config: VQConfig; notes: string[
       out_ch: outCh,
       ch,
       ch_mult: chMult,
-      num_res_blocks: blocks.size,
+      num_res_blocks: e.numResBlocks,
       attn_resolutions: attn,
       dropout: 0,
     },
   };
   const notes = [
-    `inferred from checkpoint keys: ch=${ch}, ch_mult=[${chMult.join(',')}], num_res_blocks=${blocks.size}, z_channels=${zCh}, embed_dim=${embedDim}, n_embed=${nEmbed}`,
-    `attention at levels [${[...attnLevels].sort().join(',')}] (written as attn_resolutions=[${attn.join(',')}] with resolution=${resolution})${hasMidAttn ? '' : '; no mid attention found'}`,
+    `inferred from checkpoint keys: ch=${ch}, ch_mult=[${chMult.join(',')}], num_res_blocks=${e.numResBlocks}, z_channels=${zCh}, embed_dim=${embedDim}, n_embed=${nEmbed}`,
+    `attention at levels [${e.attnLevels.join(',')}] (written as attn_resolutions=[${attn.join(',')}] with resolution=${resolution})${hasMidAttn ? '' : '; no mid attention found'}`,
   ];
   return { config, notes };
 }
