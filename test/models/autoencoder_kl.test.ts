@@ -21,7 +21,7 @@ import { readConfigFile } from '../../src/models/vqgan/config.ts';
 import { Rng } from '../../src/io/rng.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { randn, relErr } from '../helpers.ts';
-import { mergeStats, tileMoments } from '../../src/models/autoencoder_kl/tiled.ts';
+import { mergeStats, Plane, tileMoments } from '../../src/models/autoencoder_kl/tiled.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FX = path.join(here, '../fixtures/kl');
@@ -320,6 +320,44 @@ describe('AutoencoderKL tiled decoding (whole-image GroupNorm statistics)', () =
       await m.release();
     }
   });
+  it('float16 storage between stages: blocks scaled past float16 range, freed rows refuse reads, decode within 1e-3 of untiled', async () => {
+    // a 5×7 activation in 3×4 blocks with values beyond float16's 65504 and below its precision
+    const full = randn([1, 2, 5, 7], 5);
+    full.data[3] = 1e6;
+    full.data[40] = -3e5;
+    full.data[9] = 1e-3;
+    const src = Plane.of(full);
+    const p = new Plane(1, 2, 5, 7, 3, 4, true);
+    for (const [r0, c0] of [[0, 0], [0, 4], [3, 0], [3, 4]] as const) p.write(r0, c0, src.read(r0, c0, 3, 4), Math.min(3, 5 - r0), Math.min(4, 7 - c0));
+    const back = p.read(-1, -2, 7, 10); // one row/two columns of zeros around
+    for (let c = 0; c < 2; c++) {
+      for (let y = -1; y < 6; y++) {
+        for (let x = -2; x < 8; x++) {
+          const got = back.data[(c * 7 + y + 1) * 10 + x + 2]!;
+          const want = y >= 0 && y < 5 && x >= 0 && x < 7 ? full.data[(c * 5 + y) * 7 + x]! : 0;
+          assert.ok(Math.abs(got - want) <= Math.abs(want) * 2 ** -11 + 1e-7, `(${c}, ${y}, ${x}): ${got} vs ${want}`);
+        }
+      }
+    }
+    assert.throws(() => p.write(1, 0, src.read(1, 0, 3, 4), 3, 4), /not a block of the 3×4 grid/);
+    p.freeAbove(3);
+    assert.throws(() => p.read(2, 0, 2, 2), /block \(0, 0\) was freed/);
+    assert.equal(p.read(3, 0, 2, 7).shape[2], 2);
+
+    const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+    const z = randn([1, m.latentChannels, 11, 9], 3);
+    const whole = await m.decode(z);
+    const f32 = await m.decode(z, { tile: 4 });
+    const f16 = await m.decode(z, { tile: 4, storage: 'float16' });
+    assert.equal(m.tiled({ tile: 4, storage: 'float16' }).lastRun.storage, 'float16');
+    assert.equal(m.tiled({ tile: 4 }).lastRun.storage, 'float32', 'small images default to float32 storage');
+    close(f16, whole, 'float16 storage', 1e-3);
+    assert.ok(relErr(f16.data, whole.data) > 10 * relErr(f32.data, whole.data), 'float16 storage rounds (the path ran)');
+    const e = await m.encode(randn([1, 3, 22, 18], 4), { tile: 4, storage: 'float16' });
+    close(e.mean, (await m.encode(randn([1, 3, 22, 18], 4))).mean, 'encode, float16 storage', 1e-3);
+    await m.release();
+  });
+
   it('tiled encode equals the untiled encoder (and PyTorch); reconstruct tiles both ways', async () => {
     const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
     const t = await m.encode(x, { tile: 3 }); // 6-pixel image tiles over 16×12: edge tiles too
