@@ -64,7 +64,7 @@ export function loadLatentModel(kind: LatentModelKind, o: KLCliOptions, quiet = 
 }
 
 /** A latent-diffusion YAML beside a checkpoint file (sd.ckpt + sd.yaml, as SD's releases ship), if one names an AutoencoderKL. */
-function klConfigBeside(model: string): string | undefined {
+export function klConfigBeside(model: string): string | undefined {
   if (!fs.existsSync(model) || fs.statSync(model).isDirectory()) return undefined;
   return configsBeside(model).find((f) => /AutoencoderKL|first_stage_config/.test(fs.readFileSync(f, 'utf8')));
 }

@@ -19,7 +19,7 @@ interface ServeOpts { web?: boolean; model: string[]; runs: string[]; usageData:
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('HTTP API (reconstruct, encode, decode, sample, models, health) over VQGANs and transformers')
+    .description('HTTP API (reconstruct, encode, decode, sample, models, health) over VQGANs, transformers, and Stable Diffusion VAEs / TAESD (latents)')
     .option('-m, --model <dir|file|name=path>', 'a model directory or checkpoint (repeatable; default: the bundled emoji models)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--runs <dir>', 'training runs for the run viewer: a run directory (with metrics.jsonl) or a folder of them (repeatable; default: ./runs if present, and the bundled models when they are served)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--usage-data <emoji|dir>', "images the codebook view counts code usage over: 'emoji' or a folder", 'emoji')

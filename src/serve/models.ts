@@ -1,16 +1,38 @@
-// The models a server holds: VQGANs (reconstruct / encode / decode) and transformers (sample),
-// loaded once at start-up; their sessions are created on first use and shared by requests.
+// The models a server holds: VQGANs (reconstruct / encode / decode), transformers (sample) and
+// Stable Diffusion's KL autoencoders / TAESD previews (reconstruct / encode / decode on
+// latents, kl.ts), loaded once at start-up; their sessions are created on first use and
+// shared by requests.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { VQGAN } from '../models/vqgan/load.ts';
 import type { Net2Net } from '../models/cond_transformer/load.ts';
-import { loadAnyModel } from '../models/load_model.ts';
+import { latentModelKind, loadAnyModel } from '../models/load_model.ts';
 import { downFactor } from '../models/vqgan/config.ts';
 import type { SessionOptions } from '../runtime/backend.ts';
+import { describeLatent, loadLatentServed, type LatentServedModel } from './kl.ts';
 
 export type ServedModel =
   | { name: string; kind: 'vqgan'; source: string; vqgan: VQGAN }
-  | { name: string; kind: 'transformer'; source: string; net: Net2Net };
+  | { name: string; kind: 'transformer'; source: string; net: Net2Net }
+  | LatentServedModel;
+
+/**
+ * A model's default name from its path: the file name without its extension; a diffusers
+ * weights file is named by its folder, a diffusers `vae` folder by its parent
+ * (stable-diffusion-v1-5/vae → stable-diffusion-v1-5-vae), TAESD part files without the part
+ * (taesd_decoder.pth → taesd).
+ */
+export function defaultModelName(p: string): string {
+  const abs = path.resolve(p);
+  let name = path.basename(abs).replace(/\.(safetensors|ckpt|pt|pth|bin)$/, '');
+  let dir = abs;
+  if (/^diffusion_pytorch_model(\.fp16)?$/.test(name)) {
+    dir = path.dirname(abs);
+    name = path.basename(dir);
+  }
+  if (name === 'vae') name = `${path.basename(path.dirname(dir))}-vae`;
+  return name.replace(/_(encoder|decoder)$/, '');
+}
 
 /** A model directory (config.yaml + model.safetensors) or a checkpoint file. */
 export function loadServedModel(spec: string, session: SessionOptions = {}): ServedModel {
@@ -18,8 +40,11 @@ export function loadServedModel(spec: string, session: SessionOptions = {}): Ser
   // "name=path" names a model explicitly
   const [givenName, p] = eq > 0 && !fs.existsSync(spec) ? [spec.slice(0, eq), spec.slice(eq + 1)] : [null, spec];
   if (!fs.existsSync(p)) throw new Error(`model not found: ${p}`);
-  const name = givenName ?? path.basename(p).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
+  const name = givenName ?? defaultModelName(p);
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`model name '${name}' must be letters, digits, '.', '_' or '-' (use name=path)`);
+  // Stable Diffusion VAEs and TAESDs as the CLI recognises them (folder layout, keys)
+  const latent = latentModelKind(p);
+  if (latent) return loadLatentServed(name, p, latent, session);
   // the kind and the files by the one rule every command uses (io/model_path.ts)
   const m = loadAnyModel(p, { session });
   return m.kind === 'vqgan' ? { name, kind: 'vqgan', source: p, vqgan: m.model } : { name, kind: 'transformer', source: p, net: m.model };
@@ -27,6 +52,7 @@ export function loadServedModel(spec: string, session: SessionOptions = {}): Ser
 
 /** What GET /api/models/:name answers. */
 export function describe(m: ServedModel): Record<string, unknown> {
+  if (m.kind === 'kl' || m.kind === 'taesd') return describeLatent(m);
   if (m.kind === 'vqgan') {
     const v = m.vqgan;
     const dd = v.config.ddconfig;
@@ -55,4 +81,9 @@ export function describe(m: ServedModel): Record<string, unknown> {
     vocab_size: n.config.transformer.vocab_size,
     endpoints: ['sample'],
   };
+}
+
+/** Frees a served model's sessions. */
+export function releaseServed(m: ServedModel): Promise<void> {
+  return m.kind === 'vqgan' ? m.vqgan.release() : m.kind === 'transformer' ? m.net.release() : m.kind === 'kl' ? m.kl.release() : m.taesd.release();
 }

@@ -1,4 +1,5 @@
-// `latentkit serve`: an HTTP API over VQGANs and transformers on fastify. One job queue
+// `latentkit serve`: an HTTP API over VQGANs, transformers and Stable Diffusion's KL
+// autoencoders / TAESD previews (their latents routes: kl.ts) on fastify. One job queue
 // (bounded concurrency and depth) guards the models: past its depth requests get 503 with
 // Retry-After, never an ever-growing backlog. Image bodies are raw bytes with their content
 // type, checked by size (bodyLimit) and by pixel count read from the header before decoding.
@@ -19,6 +20,7 @@ import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts'
 import { registerTrainRoutes } from './train.ts';
 import { MAX_IMAGE_PIXELS } from '../io/limits.ts';
 import { EMOJI_INSTALL, EMOJI_PACKAGE, HttpError, emojiMissing, installed, num } from './http.ts';
+import { LATENT_BODY_TYPES, latentRoutes, registerLatentHooks, type LatentServedModel } from './kl.ts';
 
 export { HttpError };
 
@@ -94,7 +96,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof HttpError) return reply.code(err.status).headers(err.headers).send({ error: err.message });
     if (err instanceof QueueFullError) return reply.code(503).header('retry-after', String(err.retryAfter)).send({ error: err.message });
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send({ error: `unsupported content type; send ${IMAGE_TYPES.join(', ')} (raw bytes) or application/json where the endpoint takes JSON` });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send({ error: `unsupported content type; send ${IMAGE_TYPES.join(', ')} (raw bytes), application/json where the endpoint takes JSON, or ${LATENT_BODY_TYPES[0]} (safetensors latents) to a KL model's decode` });
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: `request body is larger than the limit of ${app.initialConfig.bodyLimit} bytes` });
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
     app.log.error(err);
@@ -162,6 +164,18 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
 
   const run = <T>(fn: () => Promise<T>) => queue.run(fn, { waitMs: opts.queueWaitMs ?? 30_000 });
 
+  // KL autoencoders and TAESDs answer the same three routes with latents (kl.ts)
+  const latentOf = (m: ServedModel): LatentServedModel | null => (m.kind === 'kl' || m.kind === 'taesd' ? m : null);
+  const latent = latentRoutes({ admit: () => queue.admit(), run, imageBody, decodeImage: decode, maxPixels });
+  const isLatent = (name: string): boolean => {
+    const m = byName.get(name);
+    return !!m && !!latentOf(m);
+  };
+  registerLatentHooks(app, isLatent, () => queue.admit());
+  const notForLatent = (m: ServedModel, what: string): void => {
+    if (latentOf(m)) throw new HttpError(400, `model '${m.name}' is a ${m.kind === 'kl' ? 'KL autoencoder' : 'TAESD'}: ${what} (it offers ${(describe(m).endpoints as string[]).join(', ')})`);
+  };
+
   const sendImage = async (reply: FastifyReply, img: HostTensor, extra: Record<string, unknown> | null, json: boolean) => {
     const [, c, h, w] = img.shape.length === 4 ? (img.shape as number[]) : [1, ...img.shape];
     const chw = HostTensor.float32([c!, h!, w!], img.data as Float32Array);
@@ -196,7 +210,10 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   };
   // The page's in-browser inference: each model as standalone ONNX files (batch 1, weights
   // inside) plus its manifest, made once on first request and kept.
-  const exportOf = (m: ServedModel): Promise<OnnxExport> => once(`onnx:${m.name}`, async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx(m.net, { batch: 1 })));
+  const exportOf = (m: ServedModel): Promise<OnnxExport> => {
+    notForLatent(m, 'the page\'s ONNX export is for VQGANs and transformers; `latentkit export-onnx --model <file>` writes its encoder and decoder');
+    return once(`onnx:${m.name}`, async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx((m as Extract<ServedModel, { kind: 'transformer' }>).net, { batch: 1 })));
+  };
   app.get('/api/models/:name/onnx', async (req) => {
     const e = await exportOf(lookup(req));
     return { ...e.manifest, bytes: Object.fromEntries([...e.files].map(([f, b]) => [f, b.length])) };
@@ -212,8 +229,9 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   // Codebook view: entries as tiles, usage over a dataset (each computed once per model).
   const vqOf = (req: FastifyRequest) => {
     const m = lookup(req);
+    notForLatent(m, 'its latents are continuous, there is no codebook');
     if (m.kind === 'vqgan') return { name: m.name, vq: m.vqgan };
-    return { name: m.name, vq: m.net.firstStage }; // a transformer's codes are its first stage's
+    return { name: m.name, vq: (m as Extract<ServedModel, { kind: 'transformer' }>).net.firstStage }; // a transformer's codes are its first stage's
   };
   app.get('/api/models/:name/codebook', async (req, reply) => {
     const { name, vq } = vqOf(req);
@@ -271,6 +289,8 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   app.get('/api/models/:name', async (req) => describe(lookup(req)));
 
   app.post('/api/models/:name/reconstruct', async (req, reply) => {
+    const lm = latentOf(lookup(req));
+    if (lm) return latent.reconstruct(req, reply, lm);
     const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
     const x = await modelInput(req, m);
     const r = await run(() => m.vqgan.reconstruct(x));
@@ -278,7 +298,9 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return sendImage(reply, r.image, { model: m.name, shape: [h, w], indices: r.indices.toArray() }, wantsJson(req));
   });
 
-  app.post('/api/models/:name/encode', async (req) => {
+  app.post('/api/models/:name/encode', async (req, reply) => {
+    const lm = latentOf(lookup(req));
+    if (lm) return latent.encode(req, reply, lm);
     const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
     const x = await modelInput(req, m);
     const r = await run(() => m.vqgan.encode(x));
@@ -287,6 +309,8 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   });
 
   app.post('/api/models/:name/decode', async (req, reply) => {
+    const lm = latentOf(lookup(req));
+    if (lm) return latent.decode(req, reply, lm);
     const m = model(req, 'vqgan') as Extract<ServedModel, { kind: 'vqgan' }>;
     const b = req.body as { indices?: unknown; shape?: unknown } | undefined;
     if (!b || typeof b !== 'object') throw new HttpError(400, 'send JSON {"indices": [...], "shape": [h, w]}');

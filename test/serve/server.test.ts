@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from '../../src/serve/server.ts';
-import { loadServedModel, type ServedModel } from '../../src/serve/models.ts';
+import { loadServedModel, releaseServed, type ServedModel } from '../../src/serve/models.ts';
 import { decodeImageBytes, encodePng } from '../../src/io/image.ts';
 import { crc32 } from '../../src/io/zip.ts';
 import { HostTensor } from '../../src/tensor.ts';
@@ -46,7 +46,7 @@ before(async () => {
 });
 after(async () => {
   await app.close();
-  for (const m of models) await (m.kind === 'vqgan' ? m.vqgan.release() : m.net.release());
+  for (const m of models) await releaseServed(m);
 });
 
 test('health and model list', async () => {

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { createServer } from '../../src/serve/server.ts';
-import { loadServedModel, type ServedModel } from '../../src/serve/models.ts';
+import { loadServedModel, releaseServed, type ServedModel } from '../../src/serve/models.ts';
 import { encodePng } from '../../src/io/image.ts';
 import { HostTensor } from '../../src/tensor.ts';
 
@@ -42,7 +42,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await app?.close();
-  for (const m of models ?? []) await (m.kind === 'vqgan' ? m.vqgan.release() : m.net.release());
+  for (const m of models ?? []) await releaseServed(m);
 });
 
 async function open(viewport = { width: 1100, height: 760 }): Promise<Page> {
