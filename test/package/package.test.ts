@@ -151,10 +151,11 @@ describe('the npm package', { timeout: 900_000 }, () => {
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       const answers: { url: string; status: number; error?: string }[] = [];
+      const bodies: Promise<unknown>[] = []; // error bodies still being read when the views are done
       page.on('response', (r) => {
         const a: (typeof answers)[number] = { url: new URL(r.url()).pathname, status: r.status() };
         answers.push(a);
-        if (r.status() >= 400) void r.json().then((j: { error?: string }) => (a.error = j.error), () => (a.error = '(not JSON)'));
+        if (r.status() >= 400) bodies.push(r.json().then((j: { error?: string }) => (a.error = j.error), () => (a.error = '(not JSON)')));
       });
       await page.goto(url);
       await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
@@ -194,6 +195,7 @@ describe('the npm package', { timeout: 900_000 }, () => {
       await page.waitForFunction(() => /^error: /.test(document.getElementById('tr-status')!.textContent!), null, { timeout: 120_000 });
       assert.match((await page.textContent('#tr-status'))!, /npm install emoji-datasource-google@16/);
       assert.deepEqual(errors, []);
+      await Promise.all(bodies);
       assert.deepEqual(answers.filter((a) => a.status === 500 || a.status === 404), []);
       assert.ok(answers.filter((a) => a.status >= 400).every((a) => a.status === 503 && /npm install emoji-datasource-google@16/.test(a.error ?? '')), JSON.stringify(answers.filter((a) => a.status >= 400)));
     } finally {
