@@ -14,11 +14,9 @@ import type { LatentModelKind } from '../models/load_model.ts';
 import { loadImage, saveImage } from '../io/image.ts';
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors.ts';
 import { writeTorchCheckpoint } from '../io/torch_write.ts';
-import { writeFileAtomicSync } from '../io/atomic.ts';
 import { psnr } from '../eval/metrics.ts';
-import { Program } from '../runtime/program.ts';
-import { ParamView } from '../nn/params.ts';
-import { decodeLatents, encodePosterior } from '../models/autoencoder_kl/autoencoder.ts';
+import { klOnnx } from '../models/export_onnx.ts';
+import { writeOnnxExport } from './gpt.ts';
 import { HostTensor } from '../tensor.ts';
 import { MAX_IMAGE_SIDE } from '../io/limits.ts';
 import { CliError, parseIntOpt, progressBar, resolveInputs } from './util.ts';
@@ -254,29 +252,14 @@ export async function klConvert(kind: LatentModelKind, o: KLCliOptions & { outpu
   await m.release();
 }
 
-/**
- * export-onnx: encoder.onnx (`sample` [B, 3, H, W] in [−1, 1] → `latent_sample`, the
- * posterior's mode, unscaled — SD's ONNX pipelines multiply by the scaling factor
- * themselves) and decoder.onnx (`latent_sample` unscaled → `sample`), weights inside, for a
- * fixed --size (the graphs are traced at one shape), plus vae.json with the scaling.
- */
-export async function klExportOnnx(kind: LatentModelKind, o: KLCliOptions & { output: string; size?: string; batch: string }): Promise<void> {
+/** export-onnx: SD's ONNX names (models/export_onnx.ts klOnnx) at a fixed --size; --float16 weights. */
+export async function klExportOnnx(kind: LatentModelKind, o: KLCliOptions & { output: string; size?: string; batch: string; float16?: boolean }): Promise<void> {
   if (kind === 'taesd') throw new CliError('export-onnx: TAESD export is not supported yet; KL models export encoder.onnx / decoder.onnx');
   const m = loadLatentModel(kind, o) as AutoencoderKL;
   const size = o.size ? parseSideOpt(o.size) : 512;
-  const batch = parseIntOpt(o.batch, '--batch');
   if (size % m.factor) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${m.factor}`);
-  const specs = Object.fromEntries([...m.weights].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
-  const bake = Object.fromEntries(m.weights);
-  const h = size / m.factor;
-  const enc = Program.trace((ins) => ({ latent_sample: encodePosterior(new ParamView(ins), m.config, ins.sample!).mean }), { ...specs, sample: { shape: [batch, m.config.ddconfig.in_channels, size, size], dtype: 'float32' } });
-  const dec = Program.trace((ins) => ({ sample: decodeLatents(new ParamView(ins), m.config, ins.latent_sample!) }), { ...specs, latent_sample: { shape: [batch, m.latentChannels, h, h], dtype: 'float32' } });
-  fs.mkdirSync(o.output, { recursive: true });
-  const meta = { producer: 'latentkit', scaling_factor: String(m.scaling.scale), shift_factor: String(m.scaling.shift) };
-  writeFileAtomicSync(path.join(o.output, 'encoder.onnx'), enc.toOnnx({ bake, metadata: meta }));
-  writeFileAtomicSync(path.join(o.output, 'decoder.onnx'), dec.toOnnx({ bake, metadata: meta }));
-  const manifest = { kind: 'AutoencoderKL', size: [size, size], batch, latent: [batch, m.latentChannels, h, h], scaling_factor: m.scaling.scale, shift_factor: m.scaling.shift, encoder: { input: 'sample', output: 'latent_sample (unscaled posterior mode)' }, decoder: { input: 'latent_sample (unscaled)', output: 'sample' } };
-  writeFileAtomicSync(path.join(o.output, 'vae.json'), JSON.stringify(manifest, null, 2) + '\n');
-  console.error(`wrote ${o.output}/encoder.onnx, decoder.onnx, vae.json (${size}×${size}, batch ${batch}; latents unscaled: multiply by ${m.scaling.scale}${m.scaling.shift ? ` after subtracting ${m.scaling.shift}` : ''} for the diffusion model)`);
+  const e = klOnnx(m, { size, batch: parseIntOpt(o.batch, '--batch'), float16: o.float16 });
+  const s = m.scaling;
+  writeOnnxExport(e, o.output, `(latents unscaled: the diffusion model's are (z − ${s.shift}) · ${s.scale})`);
   await m.release();
 }

@@ -254,10 +254,12 @@ export function registerVqganCommands(program: Command): void {
     .requiredOption('-o, --output <dir>', 'output folder')
     .option('-s, --size <n>', 'image size the graphs are built for (default: config resolution)')
     .option('-b, --batch <n>', 'batch size', '1')
+    .option('--float16', 'KL models: weights stored as float16 (computed in float32)')
     .action(
-      action(async (o: ModelOpts & { output: string; size?: string; batch: string }) => {
+      action(async (o: ModelOpts & { output: string; size?: string; batch: string; float16?: boolean }) => {
         const kind = latentModelKind(o.model);
         if (kind) return (await import('./kl.ts')).klExportOnnx(kind, o);
+        if (o.float16) throw new CliError('--float16 is for KL models; VQGAN exports store weights float16 holds exactly as float16 already');
         const size0 = o.size ? parseSideOpt(o.size) : undefined;
         const batch = parseIntOpt(o.batch, '--batch');
         const loaded = loadAnyModel(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });

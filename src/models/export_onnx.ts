@@ -9,8 +9,11 @@ import { downFactor } from './vqgan/config.ts';
 import { toTamingNet2Net } from './cond_transformer/config.ts';
 import { traceStep, tracePrefill } from '../sample/decode.ts';
 import type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
-import type { Program } from '../runtime/program.ts';
-import type { HostTensor } from '../tensor.ts';
+import { Program } from '../runtime/program.ts';
+import { HostTensor } from '../tensor.ts';
+import { ParamView } from '../nn/params.ts';
+import type { AutoencoderKL } from './autoencoder_kl/load.ts';
+import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
 import { ATTR_TYPE, encodeModel, type ModelObj } from '../onnx/proto.ts';
 import { decodeElements, toHalf } from '../io/safetensors.ts';
@@ -143,4 +146,44 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
     ],
   };
   return { files, manifestName: 'transformer.json', manifest };
+}
+
+/**
+ * A KL autoencoder with the names SD's ONNX pipelines use: encoder.onnx `sample` [B, C, H, W]
+ * in [−1, 1] → `latent_sample`, the posterior's mode, unscaled (the pipelines apply the
+ * scaling factor themselves); decoder.onnx `latent_sample` (unscaled) → `sample`. Traced at
+ * one size. `float16` rounds the weights to float16 first, so they are stored as float16
+ * (half the bytes) and computed in float32 — what SD's fp16 VAE files hold.
+ */
+export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; float16?: boolean } = {}): OnnxExport {
+  const size = o.size ?? 512;
+  const b = o.batch ?? 1;
+  const f = m.factor;
+  if (size % f) throw new Error(`size ${size} is not a multiple of the downsampling factor ${f}`);
+  const round = (t: HostTensor): HostTensor => HostTensor.float32(t.shape, decodeElements('F16', new Uint8Array(toHalf(t.data as Float32Array).buffer), t.size) as Float32Array);
+  const bake = Object.fromEntries([...m.weights].map(([k, v]) => [k, o.float16 ? round(v) : v]));
+  const specs = Object.fromEntries([...m.weights].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
+  const { scale, shift } = m.scaling;
+  const meta = { producer: 'latentkit', config: JSON.stringify(m.config), scaling_factor: String(scale), shift_factor: String(shift) };
+  const [c, g, e] = [m.config.ddconfig.in_channels, size / f, m.latentChannels];
+  const enc = Program.trace((ins) => ({ latent_sample: encodePosterior(new ParamView(ins), m.config, ins.sample!).mean }), { ...specs, sample: { shape: [b, c, size, size], dtype: 'float32' } });
+  const dec = Program.trace((ins) => ({ sample: decodeLatents(new ParamView(ins), m.config, ins.latent_sample!) }), { ...specs, latent_sample: { shape: [b, e, g, g], dtype: 'float32' } });
+  const files = new Map([
+    ['encoder.onnx', standalone(enc, bake, meta)],
+    ['decoder.onnx', standalone(dec, bake, meta)],
+  ]);
+  const manifest = {
+    format: 'latentkit-kl-onnx',
+    batch: b,
+    image_size: [size, size],
+    latent: [b, e, g, g],
+    scaling_factor: scale,
+    shift_factor: shift,
+    weights: o.float16 ? 'float16 (computed in float32)' : 'float32',
+    files: { encoder: 'encoder.onnx', decoder: 'decoder.onnx' },
+    encoder: { inputs: { sample: ['float32', [b, c, size, size], 'RGB in [-1, 1]'] }, outputs: { latent_sample: ['float32', [b, e, g, g], 'posterior mode, unscaled: (z - shift) * scale for the diffusion model'] } },
+    decoder: { inputs: { latent_sample: ['float32', [b, e, g, g], 'unscaled: z = z\' / scale + shift'] }, outputs: { sample: ['float32', [b, m.config.ddconfig.out_ch, size, size], 'RGB in ~[-1, 1]'] } },
+    config: m.config,
+  };
+  return { files, manifestName: 'vae.json', manifest };
 }

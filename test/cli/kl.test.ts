@@ -122,5 +122,12 @@ it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → l
   const want = await m.decode(e.latents);
   assert.ok(relErr(img.data as Float32Array, want.data as Float32Array) < 1e-5);
   assert.equal(JSON.parse(fs.readFileSync(t('onnx/vae.json'), 'utf8')).scaling_factor, 0.18215);
+  // --float16: weights stored as float16 (the files shrink), computed in float32, close to the float32 export
+  const r16 = cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnx16'), '--size', '32', '--float16');
+  assert.equal(r16.code, 0, r16.err);
+  assert.ok(fs.statSync(t('onnx16/decoder.onnx')).size < 0.8 * fs.statSync(t('onnx/decoder.onnx')).size); // a tiny model: graph structure is a third of the file
+  const dec16 = await ort.InferenceSession.create(t('onnx16/decoder.onnx'));
+  const img16 = (await dec16.run({ latent_sample: lat })).sample!;
+  assert.ok(relErr(img16.data as Float32Array, img.data as Float32Array) < 1e-2);
   await m.release();
 });
