@@ -11,18 +11,22 @@ import { vqForward } from '../models/vqgan/vqmodel.ts';
 import type { VQConfig } from '../models/vqgan/config.ts';
 import type { LossOutput } from '../train/step.ts';
 
-export interface VQLossConfig {
-  rec_loss: 'l1' | 'l2';
-  codebook_weight: number;
-  /** LPIPS weight (needs LPIPS weights; 0 = off). */
-  perceptual_weight: number;
+/** The PatchGAN part shared by taming's VQ loss and latent-diffusion's KL loss (contperceptual.ts). */
+export interface GANLossConfig {
   disc_start: number;
   disc_weight: number;
   disc_factor: number;
   disc_loss: 'hinge' | 'vanilla';
-  /** δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ): 1e-6 in the paper, 1e-4 in taming's code. */
+  /** δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ): 1e-6 in the paper, 1e-4 in taming's and ldm's code. */
   adaptive_delta: number;
   disc: DiscConfig;
+}
+
+export interface VQLossConfig extends GANLossConfig {
+  rec_loss: 'l1' | 'l2';
+  codebook_weight: number;
+  /** LPIPS weight (needs LPIPS weights; 0 = off). */
+  perceptual_weight: number;
 }
 
 /** taming's VQLPIPSWithDiscriminator defaults (its code's δ = 1e-4). */
@@ -44,6 +48,56 @@ export function discLoss(kind: 'hinge' | 'vanilla', real: Tensor, fake: Tensor):
 }
 
 const norm2 = (t: Tensor) => o.sqrt(o.sum(o.square(t)));
+
+export interface GanTerms {
+  /** −mean D(x̂) */
+  gLoss: Tensor;
+  /** adaptive weight clamp(‖∇_W rec‖ / (‖∇_W g_loss‖ + δ), 0, 1e4) · disc_weight, no gradient */
+  lambda: Tensor;
+  /** λ · disc_factor: the generator loss is rec + gw · g_loss */
+  gw: Tensor;
+  /** disc_factor · hinge/vanilla loss of D on (x, x̂) */
+  dLoss: Tensor;
+  /** ∂(rec + gw · g_loss)/∂x̂: the cotangent to backprop through the generator */
+  xrecSeed: Tensor;
+  /** BatchNorm running statistics after D(x) then D(x̂) */
+  buffers: TensorTree;
+  /** g_loss, d_loss, lambda, logits_real, logits_fake (means) */
+  metrics: Record<string, Tensor>;
+}
+
+/**
+ * The PatchGAN terms of taming's and ldm's losses from ONE forward of D on the real then the
+ * reconstructed batch (BatchNorm running stats chain in that order): g_loss, the adaptive
+ * weight on the decoder's last layer (`lastLayer`), D's loss, and the generator's cotangent
+ * at x̂ — one D backward gives ∂g_loss/∂x̂, which both λ and the generator's gradient reuse.
+ * `rec` is the reconstruction term the weight balances (taming's rec loss, ldm's nll);
+ * `df` the disc_factor scalar (adopt_weight: 0 before disc_start).
+ */
+export function patchGanTerms(p: ParamView, lc: GANLossConfig, x: Tensor, xrec: Tensor, rec: Tensor, df: Tensor, buffers: TensorTree, lastLayer = 'decoder.conv_out.weight'): GanTerms {
+  const dp = p.sub('loss.discriminator');
+  const real = scoped('disc.real', () => discriminator(dp, lc.disc, x, true, buffers));
+  const fake = scoped('disc.fake', () => discriminator(dp, lc.disc, xrec, true, { ...buffers, ...real.buffers }));
+  const gLoss = o.neg(o.mean(fake.logits));
+  const [ctG] = scoped('loss.ctG', () => grad(gLoss, [xrec]));
+  const [ctN] = scoped('loss.ctN', () => grad(rec, [xrec]));
+  const lastW = p.get(lastLayer);
+  const [gN] = grad(xrec, [lastW], [ctN!]);
+  const [gG] = grad(xrec, [lastW], [ctG!]);
+  let lambda = o.div(norm2(gN!), o.add(norm2(gG!), lc.adaptive_delta));
+  lambda = o.stopGradient(o.mul(o.minimum(o.maximum(lambda, 0), 1e4), lc.disc_weight));
+  const gw = o.mul(lambda, df);
+  const dLoss = o.mul(df, discLoss(lc.disc_loss, real.logits, fake.logits));
+  return {
+    gLoss,
+    lambda,
+    gw,
+    dLoss,
+    xrecSeed: o.add(ctN!, o.mul(ctG!, gw)),
+    buffers: fake.buffers,
+    metrics: { g_loss: gLoss, d_loss: dLoss, lambda, logits_real: o.mean(real.logits), logits_fake: o.mean(fake.logits) },
+  };
+}
 
 export interface VQGANStepOptions {
   model: VQConfig;
@@ -78,36 +132,14 @@ export function vqganLoss(opts: VQGANStepOptions) {
     if (!opts.withDisc) {
       return { losses: { ae: o.add(rec, qloss) }, metrics, buffers: ema };
     }
-    const dp = p.sub('loss.discriminator');
-    const df = batch.disc_factor!;
-    // D on real then on fake (BatchNorm running stats chain in that order, as in taming's D step)
-    const real = scoped('disc.real', () => discriminator(dp, lc.disc, x, true, buffers));
-    const fake = scoped('disc.fake', () => discriminator(dp, lc.disc, xrec, true, { ...buffers, ...real.buffers }));
-    const gLoss = o.neg(o.mean(fake.logits));
-    // one D backward gives ∂g_loss/∂x̂; λ and the generator's gradient both reuse it
-    const [ctG] = scoped('loss.ctG', () => grad(gLoss, [xrec]));
-    const [ctN] = scoped('loss.ctN', () => grad(rec, [xrec]));
-    const lastW = p.get('decoder.conv_out.weight');
-    const [gN] = grad(xrec, [lastW], [ctN!]);
-    const [gG] = grad(xrec, [lastW], [ctG!]);
-    let lambda = o.div(norm2(gN!), o.add(norm2(gG!), lc.adaptive_delta));
-    lambda = o.stopGradient(o.mul(o.minimum(o.maximum(lambda, 0), 1e4), lc.disc_weight));
-    const gw = o.mul(lambda, df); // λ · disc_factor
-    const aeLoss = o.add(o.add(rec, o.mul(gw, gLoss)), qloss);
-    const dLoss = o.mul(df, discLoss(lc.disc_loss, real.logits, fake.logits));
+    const gan = patchGanTerms(p, lc, x, xrec, rec, batch.disc_factor!, buffers);
+    const aeLoss = o.add(o.add(rec, o.mul(gan.gw, gan.gLoss)), qloss);
     return {
-      losses: { ae: aeLoss, disc: dLoss },
+      losses: { ae: aeLoss, disc: gan.dLoss },
       // ∂aeLoss/∂θ_G = backprop of (ctN + λ·df·ctG) through x̂, plus the codebook term
-      backward: { ae: { outputs: [xrec, qloss], seeds: [o.add(ctN!, o.mul(ctG!, gw)), o.constant(1)] } },
-      buffers: { ...fake.buffers, ...ema },
-      metrics: {
-        ...metrics,
-        g_loss: gLoss,
-        d_loss: dLoss,
-        lambda,
-        logits_real: o.mean(real.logits),
-        logits_fake: o.mean(fake.logits),
-      },
+      backward: { ae: { outputs: [xrec, qloss], seeds: [gan.xrecSeed, o.constant(1)] } },
+      buffers: { ...gan.buffers, ...ema },
+      metrics: { ...metrics, ...gan.metrics },
     };
   };
 }

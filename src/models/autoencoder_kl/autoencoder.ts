@@ -55,3 +55,26 @@ export function decodeLatents(p: ParamView, cfg: KLConfig, z: Tensor): Tensor {
   const h = cfg.use_post_quant_conv ? scoped('post_quant_conv', () => conv(p.sub('post_quant_conv'), z)) : z;
   return decoder(p.sub('decoder'), cfg.ddconfig, h);
 }
+
+/** One training forward: posterior, its sample (or mean when eps is absent), the reconstruction. */
+export interface KLForward {
+  posterior: Posterior;
+  /** the latents decoded: mean + std · eps, or the mean */
+  z: Tensor;
+  /** [B, out_ch, H, W] */
+  xrec: Tensor;
+}
+
+/**
+ * ldm's AutoencoderKL.forward(x, sample_posterior): encoder → posterior → sample → decoder.
+ * The noise eps [B, E, h, w] is an input (reparameterisation), so a step is a deterministic
+ * function of (θ, x, eps); without eps the posterior's mode is decoded.
+ */
+export function klForward(p: ParamView, cfg: KLConfig, x: Tensor, eps?: Tensor): KLForward {
+  const posterior = encodePosterior(p, cfg, x);
+  if (eps && (eps.shape.length !== posterior.mean.shape.length || eps.shape.some((d, i) => d !== posterior.mean.shape[i]))) {
+    throw new Error(`posterior noise eps has shape [${eps.shape.join(', ')}], expected [${posterior.mean.shape.join(', ')}]`);
+  }
+  const z = eps ? samplePosterior(posterior, eps) : posterior.mean;
+  return { posterior, z, xrec: decodeLatents(p, cfg, z) };
+}
