@@ -41,7 +41,7 @@ export interface TrainConfig {
   run: RunOptions;
 }
 
-const RUN_DEFAULTS: RunOptions = {
+export const RUN_DEFAULTS: RunOptions = {
   data: 'emoji',
   size: 64,
   batch_size: 16,
@@ -202,13 +202,10 @@ function lossFromTaming(lp: Record<string, any>, lk: Record<string, any>): VQLos
   };
 }
 
-/** Build a TrainConfig from a parsed taming-style object (a preset or a YAML/JSON file). */
-export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
-  const model = parseVQConfig(obj, source);
+/** The run options of a taming/ldm-style object: `latentkit:` over the defaults, batch size and base rate from the YAML. */
+export function parseRunOptions(obj: any, source = 'config'): RunOptions {
   const mp = obj?.model ?? {};
-  const lp = mp.params?.lossconfig?.params ?? {};
   const lk = obj?.latentkit ?? {};
-  if (lp.disc_conditional) throw new Error(`${source}: disc_conditional is not supported`);
   const run: RunOptions = { ...RUN_DEFAULTS, ...lk, codebook: { ...CODEBOOK_OFF, ...(lk.codebook ?? {}) } };
   run.batch_size = obj?.data?.params?.batch_size ?? lk.batch_size ?? RUN_DEFAULTS.batch_size;
   run.base_learning_rate = mp.base_learning_rate ?? RUN_DEFAULTS.base_learning_rate;
@@ -218,6 +215,17 @@ export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
   if (run.lr_schedule !== 'constant' && run.lr_schedule !== 'cosine') throw new Error(`${source}: lr_schedule must be 'constant' or 'cosine', got ${JSON.stringify(run.lr_schedule)}`);
   if (!Number.isInteger(run.warmup_steps) || run.warmup_steps < 0) throw new Error(`${source}: 'warmup_steps' must be a non-negative integer, got ${JSON.stringify(run.warmup_steps)}`);
   if (!(run.min_lr_ratio >= 0 && run.min_lr_ratio <= 1)) throw new Error(`${source}: 'min_lr_ratio' must be in [0, 1], got ${JSON.stringify(run.min_lr_ratio)}`);
+  return run;
+}
+
+/** Build a TrainConfig from a parsed taming-style object (a preset or a YAML/JSON file). */
+export function parseTrainConfig(obj: any, source = 'config'): TrainConfig {
+  const model = parseVQConfig(obj, source);
+  const mp = obj?.model ?? {};
+  const lp = mp.params?.lossconfig?.params ?? {};
+  const lk = obj?.latentkit ?? {};
+  if (lp.disc_conditional) throw new Error(`${source}: disc_conditional is not supported`);
+  const run = parseRunOptions(obj, source);
   const loss = lossFromTaming(lp, lk);
   return { model, loss, run };
 }
@@ -265,17 +273,17 @@ export function toTamingObject(c: TrainConfig): Record<string, unknown> {
   };
 }
 
-export const learningRate = (c: TrainConfig): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;
+export const learningRate = (c: { run: RunOptions }): number => c.run.lr ?? c.run.base_learning_rate * c.run.batch_size;
 
 /** The schedule of a config as plain data. */
-export function scheduleSpec(c: TrainConfig): ScheduleSpec {
+export function scheduleSpec(c: { run: RunOptions }): ScheduleSpec {
   const lr = learningRate(c);
   const r = c.run;
   return { kind: r.lr_schedule, lr, warmup: r.warmup_steps, min_lr: lr * r.min_lr_ratio, total: r.max_steps };
 }
 
 /** The learning rate of each step (0-based), from the config's peak rate and schedule. */
-export function learningRateSchedule(c: TrainConfig): Schedule {
+export function learningRateSchedule(c: { run: RunOptions }): Schedule {
   return scheduleFromSpec(scheduleSpec(c));
 }
 
@@ -285,7 +293,7 @@ export function learningRateSchedule(c: TrainConfig): Schedule {
  * saying what changed — the schedule shortened or stretched to n — or null when n is the
  * config's own.
  */
-export function withMaxSteps(cfg: TrainConfig, n: number): string | null {
+export function withMaxSteps(cfg: { run: RunOptions; loss: { disc_start: number } }, n: number): string | null {
   if (n === cfg.run.max_steps) return null;
   const k = n / cfg.run.max_steps;
   const was = { warm: cfg.run.warmup_steps, disc: cfg.loss.disc_start, max: cfg.run.max_steps };

@@ -1,0 +1,248 @@
+// The KL-autoencoder training loop (latent-diffusion's AutoencoderKL with LPIPSWithDiscriminator):
+// the VQGAN loop's data, schedule, checkpoints and logs (vqgan_run.ts) around klLoss, with the
+// posterior's noise drawn on the host from a seeded stream (its state is checkpointed, so a
+// resumed run draws the same noise as an uninterrupted one).
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { BatchLoader } from '../io/datasets.ts';
+import { saveLabeledGrid } from '../io/image.ts';
+import { saveLossCurve, type Series } from '../io/plot.ts';
+import { writeFileAtomicSync } from '../io/atomic.ts';
+import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { Rng } from '../io/rng.ts';
+import { InitRng, ParamView, type StateDict } from '../nn/params.ts';
+import { loadLpipsWeights, lpips } from '../models/lpips.ts';
+import * as ops from '../ops/core.ts';
+import type { Tensor } from '../graph/ir.ts';
+import { initAutoencoderKL, klShapes } from '../models/autoencoder_kl/autoencoder.ts';
+import { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
+import { klFactor } from '../models/autoencoder_kl/config.ts';
+import { discShapes, initDiscriminator } from '../models/discriminator.ts';
+import { klLoss } from '../losses/contperceptual.ts';
+import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { HostTensor } from '../tensor.ts';
+import { Trainer } from './step.ts';
+import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { learningRateSchedule } from './config.ts';
+import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
+import { loadTrainingData, type TrainEvents } from './vqgan_run.ts';
+
+export interface KLTrainRunOptions {
+  config: KLTrainConfig;
+  out: string;
+  resume?: boolean;
+  maxSteps?: number;
+  threads?: number;
+  events?: TrainEvents;
+  /** Polled after every step; true = save and stop (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+const f0 = (t: HostTensor | undefined) => (t ? Number(t.data[0]) : NaN);
+
+/** Autoencoder (encoder, decoder, quant convs: ldm's opt_ae list) and discriminator as two Adam groups. */
+export function createKLTrainer(cfg: KLTrainConfig): Trainer {
+  const rng = new InitRng(cfg.run.seed + 1);
+  const ae = initAutoencoderKL(cfg.model, rng);
+  const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
+  const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
+  const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
+  return new Trainer(
+    { ae: { shapes: klShapes(cfg.model), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+    { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
+  );
+}
+
+/** The latents' shape for a batch: [B, embed_dim, size/f, size/f]. */
+export const klLatentShape = (cfg: KLTrainConfig): number[] => {
+  const h = cfg.run.size / klFactor(cfg.model);
+  if (!Number.isInteger(h)) throw new Error(`image size ${cfg.run.size} is not a multiple of the model's downsampling factor ${klFactor(cfg.model)}`);
+  return [cfg.run.batch_size, cfg.model.embed_dim, h, h];
+};
+
+/** 'warmup' (autoencoder only, before disc_start) and 'gan' (both groups from one forward). */
+export function defineKLPrograms(trainer: Trainer, cfg: KLTrainConfig, note: (m: string) => void = () => {}): void {
+  const batchSpec = {
+    x: { shape: [cfg.run.batch_size, cfg.model.ddconfig.in_channels, cfg.run.size, cfg.run.size], dtype: 'float32' as const },
+    eps: { shape: klLatentShape(cfg), dtype: 'float32' as const },
+  };
+  let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
+  if (cfg.loss.perceptual_weight > 0) {
+    if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');
+    const w = loadLpipsWeights(cfg.run.lpips.vgg, cfg.run.lpips.lin);
+    for (const n of w.notes) note(`lpips: ${n}`);
+    perceptual = (x, y) => {
+      const c = (sd: StateDict) => new ParamView(Object.fromEntries([...sd].map(([k, v]) => [k, ops.constant(v)])));
+      return lpips({ vgg: c(w.vgg), lin: c(w.lin) }, x, y);
+    };
+  }
+  trainer.define('warmup', { batch: batchSpec, loss: klLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual }), train: ['ae'] });
+  trainer.define('gan', { batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } }, loss: klLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual }) });
+}
+
+function normalTensor(rng: Rng, shape: number[]): HostTensor<'float32'> {
+  const t = HostTensor.float32(shape);
+  for (let i = 0; i < t.size; i++) t.data[i] = rng.normal();
+  return t;
+}
+
+function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
+  const [, c, h, w] = x.shape as [number, number, number, number];
+  const sz = c * h * w;
+  const out = HostTensor.float32([2 * n, c, h, w]);
+  for (let i = 0; i < n; i++) {
+    out.data.set((x.data as Float32Array).subarray(i * sz, (i + 1) * sz), 2 * i * sz);
+    out.data.set((y.data as Float32Array).subarray(i * sz, (i + 1) * sz), (2 * i + 1) * sz);
+  }
+  return out;
+}
+
+export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; stopped: boolean; out: string }> {
+  let cfg = o.config;
+  const ev = o.events ?? {};
+  const out = o.out;
+  const ckptRoot = path.join(out, 'checkpoints');
+  const maxSteps = o.maxSteps ?? cfg.run.max_steps;
+  const metricsFile = path.join(out, 'metrics.jsonl');
+  const resumeFrom = o.resume ? loadLastCheckpoint(ckptRoot) : null;
+  if (!o.resume && fs.existsSync(path.join(ckptRoot, 'last.json'))) {
+    throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
+  }
+  if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
+    if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
+  });
+  if (data.note) ev.onMessage?.(data.note);
+  const dataCh = data.images.shape[1]!;
+  if (dataCh !== cfg.model.ddconfig.in_channels) throw new Error(`data '${cfg.run.data}' has ${dataCh} channel(s) but the model's ddconfig.in_channels is ${cfg.model.ddconfig.in_channels}`);
+  if (data.trainIdx.length < cfg.run.batch_size) {
+    ev.onMessage?.(`batch size ${cfg.run.batch_size} is more than the ${data.trainIdx.length} training image(s): using batch ${data.trainIdx.length}`);
+    cfg = { ...cfg, run: { ...cfg.run, batch_size: data.trainIdx.length } };
+  }
+  const epsShape = klLatentShape(cfg);
+  fs.mkdirSync(path.join(out, 'samples'), { recursive: true });
+  writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(toLdmObject(cfg)));
+  const loader = new BatchLoader({ images: data.images, indices: data.trainIdx, batchSize: cfg.run.batch_size, flip: cfg.run.flip ?? data.flip, seed: cfg.run.seed });
+  const valN = Math.min(16, data.valIdx.length);
+  const valX = new BatchLoader({ images: data.images, indices: data.valIdx.slice(0, valN), batchSize: valN, augment: false, shuffle: false, dropLast: false }).next().x;
+
+  const trainer = createKLTrainer(cfg);
+  trainer.session = { threads: o.threads };
+  defineKLPrograms(trainer, cfg, (m) => ev.onMessage?.(m));
+  const noise = new Rng(`kl-eps:${cfg.run.seed}`);
+
+  let step = 0;
+  if (resumeFrom) {
+    const st = resumeFrom.state as { steps: Record<string, number>; loader: ReturnType<BatchLoader['state']>; noise: number[] };
+    trainer.restore({ tensors: resumeFrom.optim, steps: st.steps });
+    loader.setState(st.loader);
+    noise.setState(st.noise);
+    step = resumeFrom.step;
+    if (fs.existsSync(metricsFile)) {
+      const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => {
+        if (!l) return false;
+        const j = JSON.parse(l) as { step: number; split?: string };
+        return j.step <= step && j.split !== 'val_full';
+      });
+      writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
+    }
+  } else if (fs.existsSync(metricsFile)) {
+    fs.rmSync(metricsFile);
+  }
+
+  const lrAt = learningRateSchedule(cfg);
+  let lr = lrAt(step);
+  ev.onStart?.({ startStep: step, maxSteps, params: { ae: trainer.layouts.ae!.total, disc: trainer.layouts.disc!.total }, trainImages: data.trainIdx.length, valImages: data.valIdx.length, resumed: !!resumeFrom });
+
+  const aeWeights = () => trainer.params('ae');
+  const evalModel = new AutoencoderKL(cfg.model, aeWeights(), { session: { threads: o.threads }, source: 'training run' });
+  evalModel.bakeWeights = false;
+  const modelMeta = () => ({ format: 'latentkit-kl', config: JSON.stringify(cfg.model), train_config: JSON.stringify(toLdmObject(cfg)), step: String(step) });
+  const checkpoint = () => {
+    const snap = trainer.snapshot();
+    const dir = saveCheckpoint(ckptRoot, {
+      step,
+      model: new Map([...trainer.params('ae'), ...trainer.params('disc'), ...trainer.buffers()]),
+      optim: { ...snap.tensors },
+      state: { steps: snap.steps, loader: loader.state(), noise: noise.state(), lr },
+      metadata: modelMeta(),
+    });
+    writeSafetensorsFile(path.join(out, 'model.safetensors'), aeWeights(), modelMeta());
+    ev.onCheckpoint?.(dir);
+  };
+  const logLine = (line: Record<string, unknown>) => {
+    fs.appendFileSync(metricsFile, JSON.stringify(line) + '\n');
+    ev.onLog?.(line);
+  };
+  /** Reconstructions from the posterior's mean (as ldm's log_images and SD's pipelines decode). */
+  const evaluate = async (batches: HostTensor<'float32'>[]) => {
+    evalModel.weights = aeWeights();
+    const ps: number[] = [];
+    const ss: number[] = [];
+    let last: HostTensor<'float32'> | null = null;
+    for (const x of batches) {
+      const r = await evalModel.reconstruct(x);
+      ps.push(...psnr(x, r.image));
+      ss.push(...ssim(x, r.image));
+      last = r.image;
+    }
+    return { images: ps.length, psnr: mean(ps), ssim: mean(ss), last };
+  };
+  const sample = async () => {
+    const r = await evaluate([valX]);
+    const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
+    const cols = Math.min(8, 2 * valN);
+    await saveLabeledGrid(file, interleave(valX, r.last!, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: cfg.run.size <= 64 ? 2 : 1 });
+    fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
+    ev.onSample?.(file);
+    logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim });
+  };
+  const plot = async () => {
+    const lines = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>) : [];
+    const pick = (k: string, split = 'train'): Series => ({ name: k, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
+    await saveLossCurve(path.join(out, 'loss.png'), [pick('rec_loss'), pick('kl'), pick('disc_loss')].filter((s) => s.points.length), { title: 'training losses', logY: true });
+    const val = pick('psnr', 'val');
+    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)', yLabel: 'PSNR (dB)' });
+  };
+
+  let stopped = false;
+  let acc: Record<string, number[]> = {};
+  while (step < maxSteps) {
+    const batch = loader.next();
+    const gan = step >= cfg.loss.disc_start;
+    lr = lrAt(step);
+    const feeds: Record<string, HostTensor> = { x: batch.x, eps: normalTensor(noise, epsShape) };
+    if (gan) feeds.disc_factor = HostTensor.scalar(cfg.loss.disc_factor);
+    const res = await trainer.run(gan ? 'gan' : 'warmup', feeds, gan ? { ae: lr, disc: lr } : { ae: lr });
+    if (!gan) trainer.advance('disc'); // ldm steps D's optimizer with zero gradients (disc_factor 0) before disc_start
+    const m: Record<string, number> = {};
+    for (const [k, v] of Object.entries(res)) m[k.replace(/^(loss|metric)\./, '')] = f0(v);
+    if (!Number.isFinite(m.ae!) || (gan && !Number.isFinite(m.disc!))) {
+      throw new Error(`loss became ${m.ae} (ae) / ${m.disc ?? '-'} (disc) at step ${step + 1}; stopped without saving — the last good checkpoint is in ${ckptRoot}. Try a lower learning rate.`);
+    }
+    step++;
+    for (const [k, v] of Object.entries(m)) (acc[k] ??= []).push(v);
+    ev.onStep?.(step, m);
+    if (step % cfg.run.log_every === 0 || step === maxSteps) {
+      const line: Record<string, unknown> = { step, split: 'train', lr };
+      for (const [k, vs] of Object.entries(acc)) line[k] = mean(vs);
+      logLine(line);
+      acc = {};
+    }
+    if (step % cfg.run.image_every === 0 || step === maxSteps) {
+      await sample();
+      await plot();
+    }
+    stopped = o.shouldStop?.() ?? false;
+    if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
+    if (stopped) break;
+  }
+  if (!stopped && valN > 0) {
+    const all = new BatchLoader({ images: data.images, indices: data.valIdx, batchSize: valN, augment: false, shuffle: false, dropLast: false });
+    const r = await evaluate(Array.from({ length: Math.ceil(data.valIdx.length / valN) }, () => all.next().x));
+    logLine({ step, split: 'val_full', images: r.images, psnr: r.psnr, ssim: r.ssim });
+  }
+  await evalModel.release();
+  return { step, stopped, out };
+}
