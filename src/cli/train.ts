@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { PRESETS, loadTrainConfig, withMaxSteps } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
+import { KL_PRESETS, isKLTrainSpec, loadKLTrainConfig } from '../train/kl_config.ts';
+import { trainKL } from '../train/kl_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { BatchLoader } from '../io/datasets.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
@@ -13,9 +15,9 @@ const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v
 export function registerTrainCommands(program: Command): void {
   program
     .command('train-ae')
-    .description('train a VQGAN (autoencoder + codebook + PatchGAN) on a folder of images or the bundled emoji')
+    .description("train a VQGAN (autoencoder + codebook + PatchGAN), or a KL autoencoder (Stable Diffusion's VAE: a config whose target is ldm.models.autoencoder.AutoencoderKL, or a KL preset), on a folder of images or the bundled emoji")
     .option('-d, --data <emoji|dir>', "'emoji' (bundled, 64×64), 'emoji:google', 'emoji:twitter', or a folder of images")
-    .option('-c, --config <preset|file>', `preset (${Object.keys(PRESETS).join(', ')}) or a taming-style YAML/JSON`, 'emoji')
+    .option('-c, --config <preset|file>', `preset (${Object.keys(PRESETS).join(', ')}; KL: ${Object.keys(KL_PRESETS).join(', ')}) or a taming / latent-diffusion YAML/JSON`, 'emoji')
     .requiredOption('-o, --out <dir>', 'run directory (checkpoints, samples, metrics.jsonl, loss.png)')
     .option('--max-steps <n>', "run n steps (default: the config's max_steps); rescales warm-up, cosine and the discriminator start to n")
     .option('--batch-size <n>', 'override data.params.batch_size')
@@ -27,7 +29,8 @@ export function registerTrainCommands(program: Command): void {
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
       action(async (o: { data?: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string; perceptualWeight?: string; lpipsVgg?: string; lpipsLin?: string }) => {
-        const cfg = loadTrainConfig(o.config);
+        const kl = isKLTrainSpec(o.config);
+        const cfg = kl ? loadKLTrainConfig(o.config) : loadTrainConfig(o.config);
         if (o.perceptualWeight) cfg.loss.perceptual_weight = Number(o.perceptualWeight);
         if (o.lpipsVgg) cfg.run.lpips = { vgg: o.lpipsVgg, lin: o.lpipsLin };
         if (o.data) cfg.run.data = o.data;
@@ -49,36 +52,35 @@ export function registerTrainCommands(program: Command): void {
         let first = 0;
         // the bar is stopped (its line ended, the cursor shown) however the run ends, so an
         // error message starts on a line of its own
-        const r = await removeIfFailedStart(o.out, () => trainVQGAN({
-          config: cfg,
-          out: o.out,
-          resume: o.resume,
-          maxSteps,
-          threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined,
-          shouldStop: () => stop,
-          events: {
+        const train = (events: Parameters<typeof trainVQGAN>[0]['events']) => {
+          const common = { out: o.out, resume: o.resume, maxSteps, threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined, shouldStop: () => stop, events };
+          return 'kind' in cfg ? trainKL({ ...common, config: cfg }) : trainVQGAN({ ...common, config: cfg });
+        };
+        const r = await removeIfFailedStart(o.out, () => train({
             onMessage: (m) => bar.log(m),
             onStart: (i) => {
               first = i.startStep;
               console.error(
-                `${i.resumed ? 'resuming' : 'training'} VQGAN: ${(i.params.ae / 1e6).toFixed(2)} M autoencoder + ${(i.params.disc / 1e6).toFixed(2)} M discriminator parameters, ` +
+                `${i.resumed ? 'resuming' : 'training'} ${kl ? 'KL autoencoder' : 'VQGAN'}: ${(i.params.ae / 1e6).toFixed(2)} M autoencoder + ${(i.params.disc / 1e6).toFixed(2)} M discriminator parameters, ` +
                   `${i.trainImages} train / ${i.valImages} val images, steps ${i.startStep}→${i.maxSteps}, discriminator from step ${cfg.loss.disc_start}`,
               );
               console.error(`run directory: ${path.resolve(o.out)}`);
-              bar.start('step {value}/{total} [{bar}] {eta_formatted} left | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
+              if (kl) bar.start('step {value}/{total} [{bar}] {eta_formatted} left | rec {rec} kl {q} λ {lam} d {d}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-' });
+              else bar.start('step {value}/{total} [{bar}] {eta_formatted} left | rec {rec} q {q} λ {lam} d {d} | codes {usage} ppl {ppl}', i.maxSteps, i.startStep, { rec: '-', q: '-', lam: '-', d: '-', usage: '-', ppl: '-' });
             },
             onStep: (step, m) => {
-              bar.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
+              if (kl) bar.update(step, { rec: fmt(m.rec_loss), q: fmt(m.kl, 1), lam: fmt(m.d_weight, 2), d: fmt(m.disc_loss) });
+              else bar.update(step, { rec: fmt(m.rec), q: fmt(m.qloss), lam: fmt(m.lambda, 2), d: fmt(m.d_loss), usage: `${((m.usage ?? 0) * 100).toFixed(0)}%`, ppl: fmt(m.perplexity, 0) });
             },
             onLog: (l) => {
               const s = (Date.now() - t0) / 1000;
-              const scores = () => `PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`;
+              const scores = () => `PSNR ${fmt(l.psnr as number, 2)} dB, SSIM ${fmt(l.ssim as number)}` + (kl ? '' : `, codebook usage ${((l.usage as number) * 100).toFixed(1)}%, perplexity ${fmt(l.perplexity as number, 1)}`);
               if (l.split === 'val_full') bar.log(`final validation on ${l.images} images: ${scores()}`);
               else if (l.split === 'val') bar.log(`step ${l.step}: val ${scores()}`);
+              else if (!process.stderr.isTTY && kl) console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec_loss as number)} kl ${fmt(l.kl as number, 1)} λ ${fmt(l.d_weight as number, 2)} d_loss ${fmt(l.disc_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
               else if (!process.stderr.isTTY) console.error(`step ${l.step}/${maxSteps}: rec ${fmt(l.rec as number)} qloss ${fmt(l.qloss as number)} λ ${fmt(l.lambda as number, 2)} d_loss ${fmt(l.d_loss as number)} | ${(((l.step as number) - first) / s).toFixed(2)} steps/s`);
             },
             onSample: (f) => bar.log(`samples: ${f}`),
-          },
         })).finally(() => {
           bar.stop();
           process.off('SIGINT', onSig);

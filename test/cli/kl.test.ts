@@ -131,3 +131,20 @@ it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → l
   assert.ok(relErr(img16.data as Float32Array, img.data as Float32Array) < 1e-2);
   await m.release();
 });
+
+it('train-ae trains a KL autoencoder from a KL preset; the run directory loads as a model', () => {
+  const data = t('images');
+  const src = path.dirname(IMG);
+  fs.mkdirSync(data);
+  fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(400, 440).forEach((f) => fs.copyFileSync(path.join(src, f), path.join(data, f)));
+  let r = spawnSync(process.execPath, [path.join(root, 'bin/latentkit.js'), 'train-ae', '--config', 'tiny-kl', '--data', data, '--out', t('klrun'), '--max-steps', '6'], { encoding: 'utf8', env: { ...process.env, LATENTKIT_THREADS: '1', LATENTKIT_CACHE: t('cache') } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /training KL autoencoder: /);
+  assert.match(r.stderr, /finished at step 6/);
+  const info = cli('info', '-m', t('klrun'), '--json');
+  assert.equal(info.code, 0, info.err);
+  assert.equal(JSON.parse(info.out).kind, 'kl');
+  r = spawnSync(process.execPath, [path.join(root, 'bin/latentkit.js'), 'reconstruct', '-m', t('klrun'), '-i', IMG, '-o', t('klrec.png')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /PSNR [\d.]+ dB/);
+});
