@@ -16,7 +16,7 @@ import { AutoencoderKL } from '../src/models/autoencoder_kl/load.ts';
 import { klShapes } from '../src/models/autoencoder_kl/autoencoder.ts';
 import { parseKLConfig } from '../src/models/autoencoder_kl/config.ts';
 import { hashStateDict } from '../src/nn/hashinit.ts';
-import { writeSafetensorsFile } from '../src/io/safetensors.ts';
+import { writeSafetensorsFile } from '../src/io/formats/safetensors.ts';
 import { loadImage, saveImage } from '../src/io/image.ts';
 import { HostTensor } from '../src/tensor.ts';
 

@@ -17,8 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { parseVQConfig } from '../src/models/vqgan/config.ts';
 import { vqShapes } from '../src/models/vqgan/vqmodel.ts';
 import { hashStateDict } from '../src/nn/hashinit.ts';
-import { writeSafetensorsFile } from '../src/io/safetensors.ts';
-import { writeTorchCheckpoint, type TorchValue } from '../src/io/torch_write.ts';
+import { writeSafetensorsFile } from '../src/io/formats/safetensors.ts';
+import { writeTorchCheckpoint, type TorchValue } from '../src/io/formats/torch_write.ts';
 import { saveImage } from '../src/io/image.ts';
 import { HostTensor } from '../src/tensor.ts';
 

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { writeSafetensorsFile } from '../src/io/safetensors.ts';
+import { writeSafetensorsFile } from '../src/io/formats/safetensors.ts';
 import { InitRng } from '../src/nn/params.ts';
 import { initGPT } from '../src/models/mingpt/gpt.ts';
 import { parseGPTConfig, gptParamCount } from '../src/models/mingpt/config.ts';

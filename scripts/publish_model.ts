@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/formats/safetensors.ts';
 import { parseNet2NetConfig, toTamingNet2Net } from '../src/models/cond_transformer/config.ts';
 
 const [run, dest, ...rest] = process.argv.slice(2);

@@ -2,7 +2,7 @@
 // halving the file. Metadata and non-float tensors are kept; the file is replaced atomically.
 //   node --import tsx scripts/to_fp16.ts models/*/model.safetensors
 import fs from 'node:fs';
-import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/formats/safetensors.ts';
 
 const files = process.argv.slice(2);
 if (!files.length) throw new Error('usage: to_fp16.ts FILE.safetensors...');

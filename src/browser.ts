@@ -13,4 +13,4 @@ export { HostTensor } from './tensor.ts';
 export { lossCurveSvg, smoothEma, type Series, type PlotOptions } from './io/svg_plot.ts';
 export { StandaloneVQGANTrainer, type TrainStepResult } from './runtime/standalone_train.ts';
 export type { TrainOnnxManifest } from './train/train_manifest.ts';
-export { writeSafetensors } from './io/safetensors_bytes.ts';
+export { writeSafetensors } from './io/formats/safetensors_bytes.ts';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { loadImage, saveImage } from '../io/image.ts';
-import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { HostTensor } from '../tensor.ts';
 import { countParams } from '../nn/params.ts';

@@ -9,7 +9,7 @@
 // metadata: format 'latentkit-codes', classes, keys, data, model, cond_model, cond, size,
 // n_codes, cond_n_codes (JSON strings).
 import { HostTensor } from '../tensor.ts';
-import { readSafetensorsFile, writeSafetensorsFile } from './safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from './formats/safetensors.ts';
 
 export interface CodeSet {
   codes: HostTensor<'int32'>;

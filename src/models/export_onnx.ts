@@ -16,7 +16,7 @@ import type { AutoencoderKL } from './autoencoder_kl/load.ts';
 import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
 import { ATTR_TYPE, encodeModel, type ModelObj } from '../onnx/proto.ts';
-import { decodeElements, toHalf } from '../io/safetensors.ts';
+import { decodeElements, toHalf } from '../io/formats/safetensors.ts';
 
 export type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
 

@@ -2,7 +2,7 @@
 // io/model_path.ts; the weights are read once and the kind comes from their keys.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadStateDict, type LoadedStateDict } from '../io/checkpoint.ts';
+import { loadStateDict, type LoadedStateDict } from '../io/formats/checkpoint.ts';
 import { kindFromKeys, resolveModelPath, type ModelPath } from '../io/model_path.ts';
 import type { SessionOptions } from '../runtime/backend.ts';
 import { VQGAN } from './vqgan/load.ts';

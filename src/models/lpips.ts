@@ -9,7 +9,7 @@ import type { Tensor } from '../graph/ir.ts';
 import * as o from '../ops/core.ts';
 import { maxPool2d } from '../ops/pool.ts';
 import { scoped } from '../graph/trace.ts';
-import { loadStateDict } from '../io/checkpoint.ts';
+import { loadStateDict } from '../io/formats/checkpoint.ts';
 import { ParamView, checkStateDict, type ShapeTree, type StateDict } from '../nn/params.ts';
 import { HostTensor } from '../tensor.ts';
 

@@ -8,7 +8,7 @@
 import type * as OrtNs from 'onnxruntime-common';
 import type { FlatLayout, TrainOnnxManifest } from '../train/train_manifest.ts';
 import { scheduleFromSpec, type Schedule } from '../train/schedule.ts';
-import { writeSafetensors } from '../io/safetensors_bytes.ts';
+import { writeSafetensors } from '../io/formats/safetensors_bytes.ts';
 import { HostTensor } from '../tensor.ts';
 import { createSession, type ReadFile, type StandaloneOptions } from './standalone.ts';
 

@@ -13,7 +13,7 @@ import { TAESD } from '../models/taesd/load.ts';
 import type { LatentModelKind } from '../models/load_model.ts';
 import { AUTO_TILE, AUTO_TILE_POSITIONS, klConfigBeside } from '../cli/kl.ts';
 import type { SessionOptions } from '../runtime/backend.ts';
-import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../io/formats/safetensors.ts';
 import { encodePng } from '../io/image.ts';
 import { psnr } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';

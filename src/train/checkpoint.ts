@@ -4,7 +4,7 @@
 // point leaves the previous checkpoint intact.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { writeJsonAtomicSync } from '../io/atomic.ts';
 import type { HostTensor } from '../tensor.ts';
 import type { StateDict } from '../nn/params.ts';

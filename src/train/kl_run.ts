@@ -9,7 +9,7 @@ import { BatchLoader } from '../io/datasets.ts';
 import { saveLabeledGrid } from '../io/image.ts';
 import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
-import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { Rng } from '../io/rng.ts';
 import { InitRng, ParamView, type StateDict } from '../nn/params.ts';
 import { loadLpipsWeights, lpips } from '../models/lpips.ts';

@@ -8,7 +8,7 @@ import { BatchLoader, cacheDataset, emojiDataset, folderDataset, splitDataset, t
 import { saveLabeledGrid } from '../io/image.ts';
 import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
-import { writeSafetensorsFile } from '../io/safetensors.ts';
+import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { InitRng, ParamView, type StateDict } from '../nn/params.ts';
 import { loadLpipsWeights, lpips } from '../models/lpips.ts';
 import * as ops from '../ops/core.ts';

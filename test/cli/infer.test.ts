@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { saveImage, loadImage } from '../../src/io/image.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { randn, relErr } from '../helpers.ts';
 

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { loadImage, loadImageU8 } from '../../src/io/image.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
 import { hashStateDict } from '../../src/nn/hashinit.ts';

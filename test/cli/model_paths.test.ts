@@ -19,7 +19,7 @@ import { kindFromKeys, resolveModelPath } from '../../src/io/model_path.ts';
 import { MAX_IMAGE_SIDE } from '../../src/io/limits.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { Net2Net } from '../../src/models/cond_transformer/load.ts';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HostTensor } from '../../src/tensor.ts';
-import { detectCheckpointFormat, loadStateDict, loadStateDictBytes } from '../../src/io/checkpoint.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { detectCheckpointFormat, loadStateDict, loadStateDictBytes } from '../../src/io/formats/checkpoint.ts';
+import { writeSafetensors } from '../../src/io/formats/safetensors.ts';
 import { fixture } from './helpers.ts';
 
 test('torch zip (.ckpt / .pt) by magic, with scalar top-level entries as metadata', () => {

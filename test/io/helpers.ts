@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { crc32 } from '../../src/io/zip.ts';
+import { crc32 } from '../../src/io/formats/zip.ts';
 
 export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'ckpt');
 export const fixture = (name: string): string => path.join(FIXTURES, name);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { PickleGlobal, PickleObject, unpickle } from '../../src/io/pickle.ts';
+import { PickleGlobal, PickleObject, unpickle } from '../../src/io/formats/pickle.ts';
 import { assertCleanFailure, fixture, P, rng } from './helpers.ts';
 
 for (const proto of [0, 2, 4, 5]) {

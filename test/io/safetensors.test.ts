@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HostTensor } from '../../src/tensor.ts';
-import { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { assertCleanFailure, fixture, rng } from './helpers.ts';
 
 const F = 'model.safetensors';

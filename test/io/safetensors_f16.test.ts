@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { floatToHalfBits, readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { floatToHalfBits, readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { HostTensor } from '../../src/tensor.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');

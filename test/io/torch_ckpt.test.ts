@@ -10,12 +10,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HostTensor } from '../../src/tensor.ts';
-import { loadStateDict } from '../../src/io/checkpoint.ts';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
-import { PickleObject } from '../../src/io/pickle.ts';
-import { readTorchCheckpoint, TorchTensor } from '../../src/io/torch_ckpt.ts';
-import { writeTorchCheckpoint, type TorchValue } from '../../src/io/torch_write.ts';
-import { readZip } from '../../src/io/zip.ts';
+import { loadStateDict } from '../../src/io/formats/checkpoint.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
+import { PickleObject } from '../../src/io/formats/pickle.ts';
+import { readTorchCheckpoint, TorchTensor } from '../../src/io/formats/torch_ckpt.ts';
+import { writeTorchCheckpoint, type TorchValue } from '../../src/io/formats/torch_write.ts';
+import { readZip } from '../../src/io/formats/zip.ts';
 import { assertCleanFailure, fixture, makeZip, P, rng, tensorPickle } from './helpers.ts';
 
 const expected = readSafetensorsFile(fixture('expected.safetensors')).tensors;

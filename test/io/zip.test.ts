@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { looksLikeZip, readZip, ZipReader } from '../../src/io/zip.ts';
+import { looksLikeZip, readZip, ZipReader } from '../../src/io/formats/zip.ts';
 import { assertCleanFailure, fixture, makeZip, rng } from './helpers.ts';
 
 const Z = 'archive.zip';

@@ -5,7 +5,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { Program } from '../../src/runtime/program.ts';
 import { gradTree } from '../../src/autodiff/grad.ts';
 import { Trainer } from '../../src/train/step.ts';

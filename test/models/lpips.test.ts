@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { Program } from '../../src/runtime/program.ts';
 import { grad } from '../../src/autodiff/grad.ts';
 import * as o from '../../src/ops/core.ts';

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { Program } from '../../src/runtime/program.ts';
 import * as o from '../../src/ops/core.ts';
 import * as nn from '../../src/ops/nn.ts';

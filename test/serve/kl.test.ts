@@ -19,7 +19,7 @@ import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
 import { TAESD } from '../../src/models/taesd/load.ts';
 import { taesdShapes } from '../../src/models/taesd/taesd.ts';
 import { hashStateDict } from '../../src/nn/hashinit.ts';
-import { readSafetensors, writeSafetensors, writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensors, writeSafetensors, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { decodeImageBytes, encodePng } from '../../src/io/image.ts';
 import { psnr } from '../../src/eval/metrics.ts';
 import { HostTensor } from '../../src/tensor.ts';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from '../../src/serve/server.ts';
 import { loadServedModel, releaseServed, type ServedModel } from '../../src/serve/models.ts';
 import { decodeImageBytes, encodePng } from '../../src/io/image.ts';
-import { crc32 } from '../../src/io/zip.ts';
+import { crc32 } from '../../src/io/formats/zip.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import type { FastifyInstance } from 'fastify';
 

@@ -14,7 +14,7 @@ import { createVQGANTrainer, defineVQGANPrograms } from '../../src/train/vqgan_r
 import { trainOnnx } from '../../src/train/export_train.ts';
 import { StandaloneVQGANTrainer } from '../../src/runtime/standalone_train.ts';
 import { learningRateSchedule } from '../../src/train/config.ts';
-import { readSafetensors } from '../../src/io/safetensors.ts';
+import { readSafetensors } from '../../src/io/formats/safetensors.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { relErr } from '../helpers.ts';

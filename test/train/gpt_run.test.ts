@@ -13,7 +13,7 @@ import { readCodeSet, writeCodeSet } from '../../src/io/codes.ts';
 import { gptLearningRate, loadGPTTrainConfig, parseGPTTrainConfig, TINY_GPT_PRESET } from '../../src/train/gpt_config.ts';
 import { initialWeights, trainGPT } from '../../src/train/gpt_run.ts';
 import { Net2Net } from '../../src/models/cond_transformer/load.ts';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { GPTBatcher } from '../../src/train/gpt_batches.ts';
 import { loadImageU8 } from '../../src/io/image.ts';

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { parseKLConfig } from '../../src/models/autoencoder_kl/config.ts';
 import { klShapes } from '../../src/models/autoencoder_kl/autoencoder.ts';
 import { discShapes } from '../../src/models/discriminator.ts';

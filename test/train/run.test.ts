@@ -15,7 +15,7 @@ import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { loadImage } from '../../src/io/image.ts';
 import { lpipsShapes } from '../../src/models/lpips.ts';
 import { hashStateDict } from '../../src/nn/hashinit.ts';
-import { writeSafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { parseVQConfig } from '../../src/models/vqgan/config.ts';
 import { vqShapes } from '../../src/models/vqgan/vqmodel.ts';
 import { discShapes } from '../../src/models/discriminator.ts';

@@ -219,7 +219,7 @@ test('train in the browser: a tiny VQGAN trains in a Web Worker (WASM), losses a
   // the CLI's loader takes it (config from the metadata) and reconstructs held-out emoji far
   // better than the untrained weights the run started from
   const { VQGAN } = await import('../../src/models/vqgan/load.ts');
-  const { readSafetensorsFile } = await import('../../src/io/safetensors.ts');
+  const { readSafetensorsFile } = await import('../../src/io/formats/safetensors.ts');
   const { trainOnnx } = await import('../../src/train/export_train.ts');
   const { PRESETS, parseTrainConfig, withMaxSteps } = await import('../../src/train/config.ts');
   assert.equal(readSafetensorsFile(file).metadata.step, '40');

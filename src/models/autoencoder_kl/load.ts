@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomicSync } from '../../io/atomic.ts';
-import { writeSafetensorsFile } from '../../io/safetensors.ts';
+import { writeSafetensorsFile } from '../../io/formats/safetensors.ts';
 import { ldmToDiffusers } from '../../io/formats/kl_keymap.ts';
 import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn/params.ts';
 import { Program, type CompiledProgram } from '../../runtime/program.ts';

@@ -5,7 +5,7 @@
 // under ldm keys (io/formats/kl_keymap.ts), with a note saying what the file was.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict } from '../../io/formats/checkpoint.ts';
 import { diffusersToLdm, isDiffusersVaeKey } from '../../io/formats/kl_keymap.ts';
 import type { StateDict } from '../../nn/params.ts';
 import { parseDiffusersVaeConfig, type KLConfig } from './config.ts';

@@ -6,7 +6,7 @@
 // for code grids larger than the training grid.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadStateDict, type LoadedStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict, type LoadedStateDict } from '../../io/formats/checkpoint.ts';
 import { kindFromKeys, resolveModelPath, type ModelPath } from '../../io/model_path.ts';
 import { readConfigFile } from '../vqgan/config.ts';
 import { downFactor } from '../vqgan/config.ts';

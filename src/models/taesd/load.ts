@@ -11,7 +11,7 @@ import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
 import * as o from '../../ops/core.ts';
 import type { Tensor } from '../../graph/ir.ts';
-import { loadStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict } from '../../io/formats/checkpoint.ts';
 import { splitTAESD, type TAESDLayout } from '../../io/formats/taesd_keys.ts';
 import { taesdDecode, taesdEncode, taesdShapes, type TAESDPart } from './taesd.ts';
 

@@ -1,8 +1,8 @@
 // Loading VQGANs from real checkpoints (taming .ckpt, plain state dicts, safetensors with
 // our config metadata) and running them for inference with cached per-size sessions.
-import { loadStateDict, type LoadedStateDict } from '../../io/checkpoint.ts';
+import { loadStateDict, type LoadedStateDict } from '../../io/formats/checkpoint.ts';
 import { kindFromKeys, resolveModelPath, type ModelPath } from '../../io/model_path.ts';
-import { readNpyFile } from '../../io/npy.ts';
+import { readNpyFile } from '../../io/formats/npy.ts';
 import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn/params.ts';
 import { Program, type CompiledProgram } from '../../runtime/program.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
