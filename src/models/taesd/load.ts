@@ -13,7 +13,7 @@ import * as o from '../../ops/core.ts';
 import type { Tensor } from '../../graph/ir.ts';
 import { loadStateDict } from '../../io/formats/checkpoint.ts';
 import { splitTAESD, type TAESDLayout } from '../../io/formats/taesd_keys.ts';
-import { taesdDecode, taesdEncode, taesdShapes, type TAESDPart } from './taesd.ts';
+import { taesdDecode, taesdEncode, taesdShapes, taesdStages, type TAESDPart } from './taesd.ts';
 
 export interface TAESDLoadOptions {
   session?: SessionOptions;
@@ -34,14 +34,16 @@ function identifyBare(sd: StateDict, source: string): { part: TAESDPart; channel
   throw new Error(`${source}: not a TAESD encoder or decoder: expected '0.weight' [64, 3, 3, 3] (encoder) or '1.weight' [64, C, 3, 3] (decoder)${hint}`);
 }
 
-function checkPart(part: TAESDPart, sd: StateDict, channels: number, source: string): void {
+function checkPart(part: TAESDPart, sd: StateDict, channels: number, source: string, stages: number): void {
   if ([...sd.keys()].some((k) => /\.pool\./.test(k))) throw new Error(`${source}: a TAESD ${part} with mid-block GroupNorm (taef2) — not supported; taesd, taesdxl, taesd3 and taef1 are`);
-  checkStateDict(sd, taesdShapes(part, channels), { source: `${source} (TAESD ${part})` });
+  checkStateDict(sd, taesdShapes(part, channels, stages), { source: `${source} (TAESD ${part})` });
 }
 
 export class TAESD {
   readonly parts: Partial<Record<TAESDPart, StateDict>>;
   readonly latentChannels: number;
+  /** 2× resampling stages (3 for every published TAESD; fewer for previews of f2 / f4 VAEs, distill_preview.ts) */
+  readonly stages: number;
   readonly layout: TAESDLayout;
   readonly notes: string[];
   readonly files: string[];
@@ -50,12 +52,16 @@ export class TAESD {
 
   constructor(parts: Partial<Record<TAESDPart, StateDict>>, opts: { layout?: TAESDLayout; notes?: string[]; files?: string[]; session?: SessionOptions; source?: string } = {}) {
     const source = opts.source ?? '<memory>';
+    const ds = parts.decoder ? taesdStages('decoder', parts.decoder.keys()) : undefined;
+    const es = parts.encoder ? taesdStages('encoder', parts.encoder.keys()) : undefined;
+    if (ds !== undefined && es !== undefined && ds !== es) throw new Error(`${source}: the encoder has ${es} downsampling stages, the decoder ${ds} upsampling stages`);
     const dec = parts.decoder?.get('1.weight');
-    const enc = parts.encoder?.get('14.weight');
+    const enc = parts.encoder?.get(`${4 * (es ?? 3) + 2}.weight`);
     const channels = dec?.shape[1] ?? enc?.shape[0];
     if (!channels) throw new Error(`${source}: no TAESD encoder or decoder weights found`);
     if (dec && enc && dec.shape[1] !== enc.shape[0]) throw new Error(`${source}: the encoder makes ${enc.shape[0]} latent channels, the decoder reads ${dec.shape[1]}`);
-    for (const [part, sd] of Object.entries(parts) as [TAESDPart, StateDict][]) checkPart(part, sd, channels, source);
+    this.stages = ds ?? es ?? 3;
+    for (const [part, sd] of Object.entries(parts) as [TAESDPart, StateDict][]) checkPart(part, sd, channels, source, this.stages);
     this.parts = parts;
     this.latentChannels = channels;
     this.layout = opts.layout ?? 'taesd';
@@ -104,7 +110,7 @@ export class TAESD {
     }
     const m = new TAESD(parts, { layout, notes, files, session: opts.session, source: weights[0] });
     const which = (['encoder', 'decoder'] as const).filter((p) => m.parts[p]).join(' + ');
-    notes.push(`TAESD ${which}, ${m.latentChannels} latent channels (${m.latentChannels === 4 ? 'taesd / taesdxl: SD 1.x, 2.x, SDXL latents' : m.latentChannels === 16 ? 'taesd3 / taef1: SD3, FLUX latents' : 'unknown family'}), ${layout === 'diffusers' ? 'diffusers AutoencoderTiny' : 'original'} key names, from ${files.join(', ')}`);
+    notes.push(`TAESD ${which}, ${m.latentChannels} latent channels (${m.stages !== 3 ? `factor ${m.factor}: a preview decoder for an f${m.factor} VAE` : m.latentChannels === 4 ? 'taesd / taesdxl: SD 1.x, 2.x, SDXL latents' : m.latentChannels === 16 ? 'taesd3 / taef1: SD3, FLUX latents' : 'unknown family'}), ${layout === 'diffusers' ? 'diffusers AutoencoderTiny' : 'original'} key names, from ${files.join(', ')}`);
     return m;
   }
 
@@ -114,7 +120,7 @@ export class TAESD {
 
   /** Spatial factor between images and latents. */
   get factor(): number {
-    return 8;
+    return 2 ** this.stages;
   }
 
   private program(part: TAESDPart, shape: readonly number[]): Promise<CompiledProgram> {
@@ -125,8 +131,8 @@ export class TAESD {
       const specs = Object.fromEntries([...sd].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
       const prog = Program.trace((ins): Record<string, Tensor> => {
         const pv = new ParamView(ins);
-        if (part === 'decoder') return { image: o.sub(o.mul(taesdDecode(pv, ins.latents!), 2), 1) }; // [0,1] → [−1,1]
-        return { latents: taesdEncode(pv, o.div(o.add(ins.image!, 1), 2)) };
+        if (part === 'decoder') return { image: o.sub(o.mul(taesdDecode(pv, ins.latents!, this.stages), 2), 1) }; // [0,1] → [−1,1]
+        return { latents: taesdEncode(pv, o.div(o.add(ins.image!, 1), 2), this.stages) };
       }, { ...specs, [part === 'decoder' ? 'latents' : 'image']: { shape, dtype: 'float32' } });
       p = prog.compile({ ...this.session, bake: Object.fromEntries(sd) });
       this.programs.set(key, p);
@@ -152,7 +158,7 @@ export class TAESD {
   async encode(image: HostTensor): Promise<HostTensor<'float32'>> {
     this.need('encoder');
     if (image.dtype !== 'float32' || image.shape.length !== 4 || image.shape[1] !== 3) throw new Error(`expected images as float32 [B, 3, H, W], got ${image.dtype}[${image.shape.join(', ')}]`);
-    if (image.shape[2]! % 8 || image.shape[3]! % 8) throw new Error(`image size ${image.shape[3]}×${image.shape[2]} is not a multiple of TAESD's factor 8`);
+    if (image.shape[2]! % this.factor || image.shape[3]! % this.factor) throw new Error(`image size ${image.shape[3]}×${image.shape[2]} is not a multiple of TAESD's factor ${this.factor}`);
     return (await (await this.program('encoder', image.shape)).run({ image })).latents as HostTensor<'float32'>;
   }
 

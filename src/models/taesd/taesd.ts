@@ -8,6 +8,10 @@
 // Block(x) = ReLU(conv(ReLU(conv(ReLU(conv(x))))) + x), convs 3×3 padding 1 ("conv.0/2/4").
 // Images are [0, 1]; latents are the diffusion-space (scaled) latents of the matching VAE
 // (C = 4 for taesd / taesdxl, 16 for taesd3 / taef1).
+// `stages` (default 3, factor 8: the layout above) generalises the depth for VAEs of other
+// factors 2^stages (distill_preview.ts trains such decoders): the decoder repeats
+// "3 Blocks, Upsample, conv" `stages` times, the encoder "stride-2 conv, 3 Blocks", so the
+// keys of a 3-stage part are the original ones and the last index tells the stage count.
 import type { Tensor } from '../../graph/ir.ts';
 import * as o from '../../ops/core.ts';
 import * as nn from '../../ops/nn.ts';
@@ -17,20 +21,35 @@ export type TAESDPart = 'encoder' | 'decoder';
 
 const W = 64;
 /** Sequential layout: 'c' conv 3×3 with bias, 'n' conv 3×3 without bias, 's' stride-2 conv without bias, 'b' Block, 'u' 2× nearest upsample, '-' a parameter-free layer (Clamp, ReLU). */
-const LAYOUT: Record<TAESDPart, string> = {
-  decoder: '-c-bbbunbbbunbbbunbc',
-  encoder: 'cbsbbbsbbbsbbbc',
-};
+export function taesdLayout(part: TAESDPart, stages = 3): string {
+  if (!Number.isInteger(stages) || stages < 0) throw new Error(`TAESD: stages must be a whole number ≥ 0, got ${stages}`);
+  return part === 'decoder' ? `-c-${'bbbun'.repeat(stages)}bc` : `cb${'sbbb'.repeat(stages)}c`; // 3: '-c-bbbunbbbunbbbunbc', 'cbsbbbsbbbsbbbc'
+}
+
+/**
+ * The stage count of a part from its keys (the index of its last layer: 5·stages + 4 for a
+ * decoder, 4·stages + 2 for an encoder); 3 when the keys fit no stage count (the shape check
+ * then names what is missing).
+ */
+export function taesdStages(part: TAESDPart, keys: Iterable<string>): number {
+  let last = -1;
+  for (const k of keys) {
+    const m = /^(\d+)\./.exec(k);
+    if (m) last = Math.max(last, Number(m[1]));
+  }
+  const s = part === 'decoder' ? (last - 4) / 5 : (last - 2) / 4;
+  return Number.isInteger(s) && s >= 0 ? s : 3;
+}
 
 function convShapes(shapes: Record<string, number[]>, key: string, cin: number, cout: number, bias: boolean) {
   shapes[`${key}.weight`] = [cout, cin, 3, 3];
   if (bias) shapes[`${key}.bias`] = [cout];
 }
 
-/** Parameter shapes of one part, keyed as the original taesd_{encoder,decoder}.pth. */
-export function taesdShapes(part: TAESDPart, latentChannels: number): ShapeTree {
+/** Parameter shapes of one part, keyed as the original taesd_{encoder,decoder}.pth (stages 3). */
+export function taesdShapes(part: TAESDPart, latentChannels: number, stages = 3): ShapeTree {
   const s: Record<string, number[]> = {};
-  const layout = LAYOUT[part];
+  const layout = taesdLayout(part, stages);
   [...layout].forEach((l, i) => {
     const first = i === layout.indexOf('c');
     const last = i === layout.length - 1;
@@ -53,8 +72,8 @@ function block(p: ParamView, x: Tensor): Tensor {
   return o.relu(o.add(h, x));
 }
 
-function run(p: ParamView, part: TAESDPart, x: Tensor): Tensor {
-  const layout = LAYOUT[part];
+function run(p: ParamView, part: TAESDPart, x: Tensor, stages: number): Tensor {
+  const layout = taesdLayout(part, stages);
   let h = x;
   [...layout].forEach((l, i) => {
     const q = p.sub(i);
@@ -67,12 +86,12 @@ function run(p: ParamView, part: TAESDPart, x: Tensor): Tensor {
   return h;
 }
 
-/** Scaled latents [B, C, h, w] → images [B, 3, 8h, 8w] in ≈[0, 1] (unclamped, as the original). */
-export function taesdDecode(p: ParamView, z: Tensor): Tensor {
-  return run(p, 'decoder', z);
+/** Scaled latents [B, C, h, w] → images [B, 3, 2^stages·h, 2^stages·w] (8h × 8w by default) in ≈[0, 1] (unclamped, as the original). */
+export function taesdDecode(p: ParamView, z: Tensor, stages = 3): Tensor {
+  return run(p, 'decoder', z, stages);
 }
 
-/** Images [B, 3, H, W] in [0, 1] → scaled latents [B, C, H/8, W/8]. */
-export function taesdEncode(p: ParamView, x: Tensor): Tensor {
-  return run(p, 'encoder', x);
+/** Images [B, 3, H, W] in [0, 1] → scaled latents [B, C, H/2^stages, W/2^stages] (H/8 by default). */
+export function taesdEncode(p: ParamView, x: Tensor, stages = 3): Tensor {
+  return run(p, 'encoder', x, stages);
 }
