@@ -4,6 +4,7 @@ import { registerVqganCommands } from './vqgan.ts';
 import { registerTrainCommands } from './train.ts';
 import { registerGptCommands } from './gpt.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerDistillCommands } from './distill.ts';
 
 const program = new Command();
 program
@@ -15,6 +16,7 @@ registerVqganCommands(program);
 registerTrainCommands(program);
 registerGptCommands(program);
 registerServeCommand(program);
+registerDistillCommands(program);
 
 // --help marks required options (commander lists them like optional ones)
 for (const cmd of program.commands) for (const opt of cmd.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;
