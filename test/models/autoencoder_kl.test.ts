@@ -310,13 +310,15 @@ describe('AutoencoderKL tiled decoding (whole-image GroupNorm statistics)', () =
       // larger random latents, several tilings and a query-chunked mid-block attention
       const z = randn([1, m.latentChannels, 11, 9], 3);
       const whole = await m.decode(z);
-      for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 7, halo: 2 }]) {
+      // recompute: each resnet block in one stage after a statistics pass (only its input and output stored)
+      for (const o of [{ tile: 4 }, { tile: 2, queryChunk: 7, halo: 2 }, { tile: 3, recompute: true }, { tile: 2, recompute: true, halo: 2 }]) {
         const tiled = await m.decode(z, o);
         close(tiled, whole, `${name} ${JSON.stringify(o)}`, 1e-5);
-        assert.ok(m.tiled({ tile: o.tile, halo: o.halo, queryChunk: o.queryChunk }).lastRun.tiles > 10);
+        assert.ok(m.tiled(o).lastRun.tiles > 10);
       }
       const noHalo = await m.decode(z, { tile: 4, halo: 0 });
       assert.ok(relErr(noHalo.data, whole.data) > 0.1, 'a tile needs one pixel of context per 3×3 conv');
+      assert.ok(relErr((await m.decode(z, { tile: 4, halo: 0, recompute: true })).data, whole.data) > 0.1, 'recompute: no halo, wrong result');
       await m.release();
     }
   });

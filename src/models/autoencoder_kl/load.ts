@@ -171,7 +171,7 @@ export class AutoencoderKL {
   async encode(x: HostTensor, opts: EncodeOptions = {}): Promise<EncodeResult> {
     this.checkImage(x);
     const r = opts.tile
-      ? await this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk, storage: opts.storage }).encode(x as HostTensor<'float32'>)
+      ? await this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk, storage: opts.storage, recompute: opts.recompute }).encode(x as HostTensor<'float32'>)
       : await this.run('encode', 'image', x);
     const mean = r.mean as HostTensor<'float32'>;
     const logvar = r.logvar as HostTensor<'float32'>;
@@ -197,7 +197,7 @@ export class AutoencoderKL {
     if (latents.shape[1] !== e) throw new Error(`latents have ${latents.shape[1]} channels, but this model's latent space has ${e} (latents [${latents.shape.join(', ')}])`);
     const { scale, shift } = this.scaling;
     const z = HostTensor.float32(latents.shape, (latents.data as Float32Array).map((v) => v / scale + shift));
-    if (opts.tile) return this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk, storage: opts.storage }).decode(z);
+    if (opts.tile) return this.tiled({ tile: opts.tile, halo: opts.halo, queryChunk: opts.queryChunk, storage: opts.storage, recompute: opts.recompute }).decode(z);
     return (await this.run('decode', 'latents', z)).image as HostTensor<'float32'>;
   }
 
@@ -211,7 +211,7 @@ export class AutoencoderKL {
 
   /** The tiled encoder/decoder for these options (its compiled stage programs are kept). */
   tiled(opts: TileOptions): TiledAutoencoder {
-    const key = `${opts.tile}:${opts.halo ?? 1}:${opts.queryChunk ?? 'auto'}:${opts.storage ?? 'auto'}`;
+    const key = `${opts.tile}:${opts.halo ?? 1}:${opts.queryChunk ?? 'auto'}:${opts.storage ?? 'auto'}:${opts.recompute ?? 'auto'}`;
     let d = this.tiledRunners.get(key);
     if (!d) this.tiledRunners.set(key, (d = new TiledAutoencoder(this.config, this.weights, this.session, opts)));
     return d;

@@ -43,12 +43,21 @@ export interface TileOptions {
    * VAE), else float32.
    */
   storage?: 'float32' | 'float16';
+  /**
+   * Decoder levels whose resnet blocks store only their input and output, recomputing the
+   * first conv (and an upsampling before it) in a second pass: true for all, false for none.
+   * Default: the levels whose stored activation would exceed RECOMPUTE_BYTES (at 2048² with
+   * SD's VAE the top level: 1.07 GB per activation in float16, instead of two of them).
+   */
+  recompute?: boolean;
 }
 
 /** A stage's tiles are at most this many pixels a side at its own resolution (bounds the runtime's per-tile memory). */
-export const MAX_STAGE_TILE = 256;
+export const MAX_STAGE_TILE = 128;
 /** Above this many bytes per full-resolution float32 activation, storage defaults to float16 and stage programs are released after use. */
 export const LARGE_BYTES = 2 ** 30;
+/** Decoder levels whose stored activation (float16 or float32, as stored) exceeds this recompute their resnets' first convs by default. */
+export const RECOMPUTE_BYTES = 2 ** 29;
 
 /** Query rows per attention block: whole up to 4096 positions, else blocks of ≤ 2^24 scores (64 MB in float32). */
 export const autoQueryChunk = (n: number): number => (n <= 4096 ? 0 : Math.max(1, Math.floor(2 ** 24 / n)));
@@ -74,7 +83,7 @@ export function mergeStats(a: GroupStats | null, b: GroupStats): GroupStats {
   return { n, mean, m2 };
 }
 
-type StageKind = 'convIn' | 'resA' | 'resB' | 'upStats' | 'down' | 'out';
+type StageKind = 'convIn' | 'resA' | 'resB' | 'res' | 'upStats' | 'down' | 'out';
 interface Stage {
   kind: StageKind;
   /** parameter prefix: decoder.up.3.block.0, decoder.up.3.upsample, encoder.down.0.downsample, encoder.conv_in, decoder */
@@ -87,12 +96,19 @@ interface Stage {
   res: number;
   /** resA after an upsampling: the upsampling conv (this prefix) runs first, inside the stage; upStats: its statistics pass */
   up?: string;
-  /** resA of a block with a 1×1 shortcut: the shortcut is applied here (second output) */
+  /** resA of a block with a 1×1 shortcut: the shortcut is applied here (second output); res: the block has one */
   nin?: boolean;
+  /** resA run for its output's statistics only (before a res stage that recomputes it) */
+  statsOnly?: boolean;
 }
 
-/** The decoder after its mid block, in execution order (each upsampling as a statistics pass, then fused into the next resA). */
-function decoderStages(cfg: KLConfig, has: (k: string) => boolean): Stage[] {
+/**
+ * The decoder after its mid block, in execution order (each upsampling as a statistics pass,
+ * then fused into the next resA). At the levels in `recompute` a resnet block runs as a
+ * statistics pass over its first conv (resA, statsOnly) and then whole in one stage (res)
+ * that recomputes it: only the block's input and output are ever stored, not its middle.
+ */
+function decoderStages(cfg: KLConfig, has: (k: string) => boolean, recompute: (level: number) => boolean = () => false): Stage[] {
   const dd = cfg.ddconfig;
   if (dd.attn_resolutions.length) throw new Error('tiled decoding supports decoders without attention outside the mid block (as in SD\'s VAEs)');
   const stages: Stage[] = [];
@@ -108,8 +124,14 @@ function decoderStages(cfg: KLConfig, has: (k: string) => boolean): Stage[] {
         stages.push({ kind: 'upStats', key: up, cin: c, cout: c, scale: 2, res: res * 2, up });
         res *= 2;
       }
-      stages.push({ kind: 'resA', key, cin: c, cout, scale: up ? 2 : 1, res, up, nin: has(`${key}.nin_shortcut.weight`) });
-      stages.push({ kind: 'resB', key, cin: cout, cout, scale: 1, res });
+      const nin = has(`${key}.nin_shortcut.weight`);
+      if (recompute(i)) {
+        stages.push({ kind: 'resA', key, cin: c, cout, scale: up ? 2 : 1, res, up, statsOnly: true });
+        stages.push({ kind: 'res', key, cin: c, cout, scale: up ? 2 : 1, res, up, nin });
+      } else {
+        stages.push({ kind: 'resA', key, cin: c, cout, scale: up ? 2 : 1, res, up, nin });
+        stages.push({ kind: 'resB', key, cin: cout, cout, scale: 1, res });
+      }
       c = cout;
     }
   }
@@ -339,6 +361,8 @@ function windowMask(H: number, W: number, r0: number, c0: number, h: number, w: 
 interface StageInputs {
   /** pooled statistics of the tensor this stage normalises (none for convIn, down, upStats) */
   stats: GroupStats | null;
+  /** res: pooled statistics of its first conv's output (from the statistics pass) */
+  stats2?: GroupStats | null;
   /** resB: the block's shortcut (its input, or its 1×1 shortcut's output) */
   skip?: Plane;
   /** free x's blocks as the tiles pass them (x is not needed after this stage) */
@@ -347,7 +371,7 @@ interface StageInputs {
 
 export class TiledAutoencoder {
   private programs = new Map<string, Promise<CompiledProgram>>();
-  private readonly stages: Stage[];
+  private stages: Stage[];
   private readonly encStages: Stage[];
   private readonly groups: number;
   /** float16 storage and programs released after each stage, for this run */
@@ -458,26 +482,32 @@ export class TiledAutoencoder {
     const tOut = Math.min(this.opts.tile * st.res, MAX_STAGE_TILE);
     const tIn = tOut / f;
     const [th, tw] = [Math.min(tIn, H), Math.min(tIn, W)]; // interior, at the stage's input resolution
-    // context: `halo` on every side for 3×3 convs; the stride-2 conv (ldm pads right/bottom by 1) needs one row/column after
-    const [lo, hi] = st.kind === 'down' ? [0, 1] : [halo, halo];
+    // context: `halo` on every side for 3×3 convs; the stride-2 conv (ldm pads right/bottom by 1) needs one row/column after;
+    // a whole resnet (res) two convs' worth, or after an upsampling halo + 1 at the low resolution (the upsampled tile ± 2·halo + 1)
+    const [lo, hi] = st.kind === 'down' ? [0, 1] : st.kind === 'res' ? (st.up ? [halo + 1, halo + 1] : [2 * halo, 2 * halo]) : [halo, halo];
     if (st.kind === 'down' && (th % 2 || tw % 2)) throw new Error(`tiled encoding: tile ${th}×${tw} at ${st.key} is not even`);
     const [wh, ww] = [th + lo + hi, tw + lo + hi];
     // after an upsampling the GroupNorm runs at the output resolution over the tile ± hh
-    const hh = st.up ? Math.max(2 * lo - 1, 0) : lo;
+    const hh = st.kind === 'res' ? 2 * halo : st.up ? Math.max(2 * lo - 1, 0) : lo;
     const [nh, nw] = st.up ? [2 * th + 2 * hh, 2 * tw + 2 * hh] : [wh, ww];
+    // res: the second GroupNorm runs over the tile ± halo at the output resolution
+    const [mh, mw] = [th * f + 2 * halo, tw * f + 2 * halo];
     const stored = this.lastRun.storage === 'float16';
     const final = st.kind === 'out';
-    const y = st.kind === 'upStats' ? null : new Plane(b, st.cout, H * f, W * f, th * f, tw * f, stored && !final);
-    const s = st.kind === 'resA' && (st.nin || st.up) ? new Plane(b, st.cout, H * f, W * f, th * f, tw * f, stored) : null;
-    const normC = st.kind === 'resA' || st.kind === 'resB' || final ? st.cin : 0;
+    const y = st.kind === 'upStats' || st.statsOnly ? null : new Plane(b, st.cout, H * f, W * f, th * f, tw * f, stored && !final);
+    const s = st.kind === 'resA' && !st.statsOnly && (st.nin || st.up) ? new Plane(b, st.cout, H * f, W * f, th * f, tw * f, stored) : null;
+    const normC = st.kind === 'resA' || st.kind === 'resB' || st.kind === 'res' || final ? st.cin : 0;
     const norm = normC && io.stats ? this.normInputs(io.stats, b, normC) : null;
     if (normC && !norm) throw new Error(`tiled: ${st.key} needs statistics`);
+    const norm2 = st.kind === 'res' && io.stats2 ? this.normInputs(io.stats2, b, st.cout) : null;
+    if (st.kind === 'res' && !norm2) throw new Error(`tiled: ${st.key} needs its first conv's statistics`);
     const inputs: Record<string, readonly number[]> = { x: [b, st.cin, wh, ww] };
     if (norm) Object.assign(inputs, { mean: norm.mean.shape, rstd: norm.rstd.shape, mask: [1, 1, nh, nw] });
+    if (norm2) Object.assign(inputs, { mean2: norm2.mean.shape, rstd2: norm2.rstd.shape, mask2: [1, 1, mh, mw] });
     if (io.skip) inputs.skip = [b, io.skip.c, th, tw];
-    const prefixes = final ? ['decoder.norm_out', 'decoder.conv_out'] : st.up && st.kind === 'resA' ? [st.key, st.up] : [st.key];
-    const key = `${st.kind}:${st.key}:${inputs.x!.join('x')}:${halo}`;
-    const prog = await this.compile(key, prefixes, (ins) => this.stageGraph(st, ins, lo, hh, th * f, tw * f), inputs);
+    const prefixes = final ? ['decoder.norm_out', 'decoder.conv_out'] : st.up && st.kind !== 'upStats' ? [st.key, st.up] : [st.key];
+    const key = `${st.kind}${st.statsOnly ? '/stats' : ''}:${st.key}:${inputs.x!.join('x')}:${halo}`;
+    const prog = await this.compile(key, prefixes, (ins) => this.stageGraph(st, ins, lo, hh, th * f, tw * f, halo), inputs);
     let pooled: GroupStats | null = null;
     for (let r0 = 0; r0 < H; r0 += th) {
       for (let c0 = 0; c0 < W; c0 += tw) {
@@ -486,6 +516,7 @@ export class TiledAutoencoder {
           const m = st.up ? windowMask(H * 2, W * 2, 2 * r0 - hh, 2 * c0 - hh, nh, nw) : windowMask(H, W, r0 - lo, c0 - lo, wh, ww);
           Object.assign(feeds, norm, { mask: m });
         }
+        if (norm2) Object.assign(feeds, { mean2: norm2.mean, rstd2: norm2.rstd, mask2: windowMask(H * f, W * f, r0 * f - halo, c0 * f - halo, mh, mw) });
         if (io.skip) feeds.skip = io.skip.read(r0, c0, th, tw);
         const out = await prog.run(feeds);
         const yt = out.y as HostTensor<'float32'>;
@@ -508,26 +539,39 @@ export class TiledAutoencoder {
    * resolution). `lo`: the context before the tile in the input; `hh`: after an upsampling,
    * the context kept at the output resolution for the resnet's conv.
    */
-  private stageGraph(st: Stage, ins: Record<string, Tensor>, lo: number, hh: number, h: number, w: number): Record<string, Tensor> {
+  private stageGraph(st: Stage, ins: Record<string, Tensor>, lo: number, hh: number, h: number, w: number, halo: number): Record<string, Tensor> {
     const root = new ParamView(ins);
     const p = root.sub(st.kind === 'out' ? 'decoder' : st.key);
     let x = ins.x!;
-    const inner = (t: Tensor, off: number) => o.slice(t, [off, off], [off + h, off + w], [2, 3]);
+    const inner = (t: Tensor, off: number, e = 0) => o.slice(t, [off, off], [off + h + e, off + w + e], [2, 3]);
     // GroupNorm → SiLU, then zeros outside the image: what the untiled conv's zero padding sees
-    const act = (n: string, t: Tensor) => o.mul(nn.silu(normWith(p.sub(n), t, ins.mean!, ins.rstd!)), ins.mask!);
+    const act = (n: string, t: Tensor, two = false) => o.mul(nn.silu(normWith(p.sub(n), t, two ? ins.mean2! : ins.mean!, two ? ins.rstd2! : ins.rstd!)), two ? ins.mask2! : ins.mask!);
+    if (st.kind === 'res') {
+      // the whole block over the tile: input ± 2·halo → first conv ± halo → second conv on the tile
+      let skipIn: Tensor;
+      if (st.up) {
+        const u = conv(root.sub(`${st.up}.conv`), nn.upsampleNearest2x(x), { padding: 1 });
+        skipIn = inner(u, 2 * lo);
+        x = o.slice(u, [2 * lo - hh, 2 * lo - hh], [2 * lo + h + hh, 2 * lo + w + hh], [2, 3]);
+      } else skipIn = inner(x, lo);
+      const h1 = inner(conv(p.sub('conv1'), act('norm1', x), { padding: 1 }), hh - halo, 2 * halo);
+      const r = inner(conv(p.sub('conv2'), act('norm2', h1, true), { padding: 1 }), halo);
+      return { y: o.add(st.nin ? conv(p.sub('nin_shortcut'), skipIn) : skipIn, r) };
+    }
     if (st.kind === 'upStats' || (st.kind === 'resA' && st.up)) {
       // the upsampling over the low-resolution window [−lo, t + lo) gives the upsampled tile ± (2·lo − 1) exactly
       const u = conv(root.sub(`${st.up!}.conv`), nn.upsampleNearest2x(x), { padding: 1 });
       if (st.kind === 'upStats') return { y: inner(u, 2 * lo) };
       const uin = inner(u, 2 * lo);
       x = o.slice(u, [2 * lo - hh, 2 * lo - hh], [2 * lo + h + hh, 2 * lo + w + hh], [2, 3]);
-      return { y: inner(conv(p.sub('conv1'), act('norm1', x), { padding: 1 }), hh), s: st.nin ? conv(p.sub('nin_shortcut'), uin) : uin };
+      const y = inner(conv(p.sub('conv1'), act('norm1', x), { padding: 1 }), hh);
+      return st.statsOnly ? { y } : { y, s: st.nin ? conv(p.sub('nin_shortcut'), uin) : uin };
     }
     if (st.kind === 'convIn') return { y: inner(conv(p, x, { padding: 1 }), lo) };
     if (st.kind === 'down') return { y: conv(p.sub('conv'), x, { stride: 2 }) }; // window [r0, r0+th+1): exactly th/2 rows
     if (st.kind === 'resA') {
       const y = inner(conv(p.sub('conv1'), act('norm1', x), { padding: 1 }), lo);
-      return st.nin ? { y, s: conv(p.sub('nin_shortcut'), inner(x, lo)) } : { y };
+      return st.nin && !st.statsOnly ? { y, s: conv(p.sub('nin_shortcut'), inner(x, lo)) } : { y };
     }
     if (st.kind === 'resB') return { y: o.add(ins.skip!, inner(conv(p.sub('conv2'), act('norm2', x), { padding: 1 }), lo)) };
     return { y: inner(conv(p.sub('conv_out'), act('norm_out', x), { padding: 1 }), lo) };
@@ -536,11 +580,16 @@ export class TiledAutoencoder {
   /** Runs resA/resB/up/out stages (decoder) or convIn/resA/resB/down stages (encoder) from x. */
   private async run(stages: Stage[], x: Plane, stats: GroupStats | null): Promise<Plane> {
     let upStats: GroupStats | null = null;
+    let h1Stats: GroupStats | null = null;
     let h1: Plane | null = null;
     let skip: Plane | null = null;
     for (const st of stages) {
       if (st.kind === 'upStats') upStats = (await this.stage(st, x, { stats: null, freeX: false })).stats;
-      else if (st.kind === 'resA') {
+      else if (st.kind === 'resA' && st.statsOnly) h1Stats = (await this.stage(st, x, { stats: st.up ? upStats : stats, freeX: false })).stats;
+      else if (st.kind === 'res') {
+        const r = await this.stage(st, x, { stats: st.up ? upStats : stats, stats2: h1Stats, freeX: true });
+        [x, stats] = [r.y!, r.stats];
+      } else if (st.kind === 'resA') {
         // the block's input stays for resB unless this stage produces the shortcut itself
         const r = await this.stage(st, x, { stats: st.up ? upStats : stats, freeX: !!(st.up || st.nin) });
         [h1, skip, stats] = [r.y, r.s ?? x, r.stats];
@@ -561,6 +610,10 @@ export class TiledAutoencoder {
     const f = 2 ** (dd.ch_mult.length - 1);
     const [b, , zh, zw] = z.shape as [number, number, number, number];
     this.begin(b, dd.ch * dd.ch_mult[0]!, zh * f, zw * f);
+    // levels (index i: ch_mult[i], resolution f / 2^i × the latent's) that recompute
+    const bytes = this.lastRun.storage === 'float16' ? 2 : 4;
+    const recompute = (i: number) => this.opts.recompute ?? b * dd.ch * dd.ch_mult[i]! * ((zh * f) / 2 ** i) * ((zw * f) / 2 ** i) * bytes > RECOMPUTE_BYTES;
+    this.stages = decoderStages(this.cfg, (k) => this.weights.has(k), recompute);
     const { h, stats } = await this.mid(z);
     return (await this.run(this.stages, Plane.of(h), stats)).toTensor();
   }
