@@ -3,9 +3,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { PRESETS, loadTrainConfig, withMaxSteps } from '../train/config.ts';
 import { loadTrainingData, trainVQGAN } from '../train/vqgan_run.ts';
-import { KL_PRESETS, isKLTrainSpec, loadKLTrainConfig } from '../train/kl_config.ts';
+import { KL_PRESETS, KL_TRAIN_PARTS, isKLTrainSpec, loadKLTrainConfig, type KLTrainPart } from '../train/kl_config.ts';
 import { trainKL } from '../train/kl_run.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
+import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
+import { latentModelKind } from '../models/load_model.ts';
 import { BatchLoader } from '../io/datasets.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
@@ -17,7 +19,9 @@ export function registerTrainCommands(program: Command): void {
     .command('train-ae')
     .description("train a VQGAN (autoencoder + codebook + PatchGAN), or a KL autoencoder (Stable Diffusion's VAE: a config whose target is ldm.models.autoencoder.AutoencoderKL, or a KL preset), on a folder of images or the bundled emoji")
     .option('-d, --data <emoji|dir>', "'emoji' (bundled, 64×64), 'emoji:google', 'emoji:twitter', or a folder of images")
-    .option('-c, --config <preset|file>', `preset (${Object.keys(PRESETS).join(', ')}; KL: ${Object.keys(KL_PRESETS).join(', ')}) or a taming / latent-diffusion YAML/JSON`, 'emoji')
+    .option('-c, --config <preset|file>', `preset (${Object.keys(PRESETS).join(', ')}; KL: ${Object.keys(KL_PRESETS).join(', ')}) or a taming / latent-diffusion YAML/JSON (default: emoji; with --init: kl-finetune)`)
+    .option('--init <vae>', "start from this KL autoencoder (SD .ckpt/.safetensors, ldm VAE, diffusers vae/ folder, a KL run): its architecture and latent scaling are kept; --config gives the loss and run settings")
+    .option('--train <all|decoder>', "what trains: all (default), or decoder (decoder + post_quant_conv; the encoder and quant_conv are frozen, so the latents stay bit-identical — SD's ft-EMA/ft-MSE VAEs were made so); needs --init")
     .requiredOption('-o, --out <dir>', 'run directory (checkpoints, samples, metrics.jsonl, loss.png)')
     .option('--max-steps <n>', "run n steps (default: the config's max_steps); rescales warm-up, cosine and the discriminator start to n")
     .option('--batch-size <n>', 'override data.params.batch_size')
@@ -28,9 +32,20 @@ export function registerTrainCommands(program: Command): void {
     .option('--lpips-lin <file>', "LPIPS linear heads (the 'vgg.pth' of the lpips package)")
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
-      action(async (o: { data?: string; config: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string; perceptualWeight?: string; lpipsVgg?: string; lpipsLin?: string }) => {
-        const kl = isKLTrainSpec(o.config);
-        const cfg = kl ? loadKLTrainConfig(o.config) : loadTrainConfig(o.config);
+      action(async (o: { data?: string; config?: string; init?: string; train?: string; out: string; maxSteps?: string; batchSize?: string; lr?: string; resume?: boolean; threads?: string; perceptualWeight?: string; lpipsVgg?: string; lpipsLin?: string }) => {
+        const spec = o.config ?? (o.init ? 'kl-finetune' : 'emoji');
+        if (o.train !== undefined && !(KL_TRAIN_PARTS as readonly string[]).includes(o.train)) throw new CliError(`--train must be ${KL_TRAIN_PARTS.join(' or ')}, got '${o.train}'`);
+        if (o.train === 'decoder' && !o.init) throw new CliError("--train decoder fine-tunes a given VAE's decoder: pass it with --init VAE (an SD .ckpt/.safetensors, ldm VAE or diffusers vae/ folder)");
+        const kl = isKLTrainSpec(spec);
+        if (o.init && !kl) throw new CliError(`--init is for KL autoencoders (Stable Diffusion's VAE); --config ${spec} is a VQGAN config`);
+        let init: AutoencoderKL | undefined;
+        if (o.init) {
+          const { loadLatentModel } = await import('./kl.ts');
+          if (latentModelKind(o.init) === 'taesd') throw new CliError(`--init ${o.init}: a TAESD tiny autoencoder, not a KL autoencoder (VAE)`);
+          init = loadLatentModel('kl', { model: o.init }) as AutoencoderKL;
+        }
+        const cfg = kl ? loadKLTrainConfig(spec, init && { config: init.config, scaling: init.scaling, source: o.init! }) : loadTrainConfig(spec);
+        if ('kind' in cfg && o.train) cfg.train = o.train as KLTrainPart;
         if (o.perceptualWeight) cfg.loss.perceptual_weight = Number(o.perceptualWeight);
         if (o.lpipsVgg) cfg.run.lpips = { vgg: o.lpipsVgg, lin: o.lpipsLin };
         if (o.data) cfg.run.data = o.data;
@@ -54,14 +69,14 @@ export function registerTrainCommands(program: Command): void {
         // error message starts on a line of its own
         const train = (events: Parameters<typeof trainVQGAN>[0]['events']) => {
           const common = { out: o.out, resume: o.resume, maxSteps, threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined, shouldStop: () => stop, events };
-          return 'kind' in cfg ? trainKL({ ...common, config: cfg }) : trainVQGAN({ ...common, config: cfg });
+          return 'kind' in cfg ? trainKL({ ...common, config: cfg, init: init?.weights }) : trainVQGAN({ ...common, config: cfg });
         };
         const r = await removeIfFailedStart(o.out, () => train({
             onMessage: (m) => bar.log(m),
             onStart: (i) => {
               first = i.startStep;
               console.error(
-                `${i.resumed ? 'resuming' : 'training'} ${kl ? 'KL autoencoder' : 'VQGAN'}: ${(i.params.ae / 1e6).toFixed(2)} M autoencoder + ${(i.params.disc / 1e6).toFixed(2)} M discriminator parameters, ` +
+                `${i.resumed ? 'resuming' : 'training'} ${kl ? 'KL autoencoder' : 'VQGAN'}${init ? ` from ${o.init}` : ''}: ${(i.params.ae / 1e6).toFixed(2)} M ${'kind' in cfg && cfg.train === 'decoder' ? 'decoder (encoder frozen)' : 'autoencoder'} + ${(i.params.disc / 1e6).toFixed(2)} M discriminator parameters, ` +
                   `${i.trainImages} train / ${i.valImages} val images, steps ${i.startStep}→${i.maxSteps}, discriminator from step ${cfg.loss.disc_start}`,
               );
               console.error(`run directory: ${path.resolve(o.out)}`);

@@ -2,7 +2,7 @@
 // ldm.models.autoencoder.AutoencoderKL, model.params.{embed_dim, ddconfig, lossconfig.params}
 // with LPIPSWithDiscriminator's parameters, data.params.batch_size) plus the same `latentkit:`
 // run section as the VQGAN configs (config.ts).
-import { parseKLConfig, type KLConfig } from '../models/autoencoder_kl/config.ts';
+import { parseKLConfig, type KLConfig, type LatentScaling } from '../models/autoencoder_kl/config.ts';
 import { readConfigFile } from '../models/vqgan/config.ts';
 import { LDM_KL_LOSS, type KLLossConfig } from '../losses/contperceptual.ts';
 import { parseRunOptions, type RunOptions } from './config.ts';
@@ -10,11 +10,26 @@ import { parseRunOptions, type RunOptions } from './config.ts';
 export const KL_TARGET = 'ldm.models.autoencoder.AutoencoderKL';
 export const KL_LOSS_TARGET = 'ldm.modules.losses.LPIPSWithDiscriminator';
 
+/** Which weights train: 'all' (encoder, decoder, quant convs) or 'decoder' (decoder + post_quant_conv; encoder and quant_conv frozen). */
+export type KLTrainPart = 'all' | 'decoder';
+export const KL_TRAIN_PARTS: readonly KLTrainPart[] = ['all', 'decoder'];
+
 export interface KLTrainConfig {
   kind: 'kl';
   model: KLConfig;
   loss: KLLossConfig;
   run: RunOptions;
+  /** 'decoder' keeps the latent space: the encoder and quant_conv get no optimizer at all. */
+  train: KLTrainPart;
+  /** the VAE the run started from (recorded in config.yaml; null = random initialization) */
+  init: string | null;
+}
+
+/** A loaded VAE to start from (an AutoencoderKL is one): its architecture and latent scaling carry over. */
+export interface KLInitModel {
+  config: KLConfig;
+  scaling: LatentScaling;
+  source: string;
 }
 
 /**
@@ -38,7 +53,36 @@ export const TINY_KL_PRESET = {
   latentkit: { data: 'emoji', size: 32, max_steps: 60, lr: 1e-3, lr_schedule: 'cosine', log_every: 10, image_every: 30, ckpt_every: 30 },
 };
 
-export const KL_PRESETS: Record<string, unknown> = { 'tiny-kl': TINY_KL_PRESET };
+/**
+ * Fine-tuning a given VAE (`train-ae --init VAE`, usually with `--train decoder`, as SD's
+ * ft-EMA / ft-MSE decoders were made): no model section — the architecture and latent scaling
+ * come from the VAE. Loss: latent-diffusion's kl-f8 values (kl_weight 1e-6, disc_weight 0.5,
+ * ldm's PatchGAN: 3 layers, 64 filters); L1 only by default so it runs without LPIPS weights
+ * (ft-EMA used L1 + LPIPS: add --perceptual-weight 1 --lpips-vgg …). The discriminator starts
+ * halfway: the VAE files people have carry no discriminator, and ldm's D only learns from
+ * disc_start, so a D from step 0 would push an untrained critic's gradient (at half the
+ * reconstruction gradient's norm, the adaptive weight) into a decoder that is already good;
+ * the first half adapts it to the new images with the reconstruction loss alone.
+ * Learning rate 2.5e-6 × batch (1e-5 at batch 4) with a 100-step warm-up and cosine decay:
+ * a fine-tune on a few hundred images at ldm's from-scratch rate (4.5e-6 × batch × GPUs)
+ * would overwrite more than it adapts. 256² images as SD's fine-tunes.
+ */
+export const KL_FINETUNE_PRESET = {
+  model: {
+    base_learning_rate: 2.5e-6,
+    target: KL_TARGET,
+    params: {
+      lossconfig: {
+        target: KL_LOSS_TARGET,
+        params: { disc_start: 1000, kl_weight: 1e-6, logvar_init: 0.0, disc_weight: 0.5, perceptual_weight: 0.0, disc_num_layers: 3, disc_ndf: 64, disc_loss: 'hinge' },
+      },
+    },
+  },
+  data: { params: { batch_size: 4 } },
+  latentkit: { size: 256, max_steps: 2000, lr_schedule: 'cosine', warmup_steps: 100, min_lr_ratio: 0.1, log_every: 25, image_every: 250, ckpt_every: 250 },
+};
+
+export const KL_PRESETS: Record<string, unknown> = { 'tiny-kl': TINY_KL_PRESET, 'kl-finetune': KL_FINETUNE_PRESET };
 
 /** Does this parsed config describe a KL autoencoder (ldm's AutoencoderKL) rather than a VQGAN? */
 export function isKLTrainObject(obj: any): boolean {
@@ -79,25 +123,40 @@ export function klLossFromLdm(lp: Record<string, any>, lk: Record<string, any>, 
   };
 }
 
-/** Build a KLTrainConfig from a parsed ldm-style object (a preset or a YAML/JSON file). */
-export function parseKLTrainConfig(obj: any, source = 'config'): KLTrainConfig {
+/** The model config a run from `init` trains: its architecture, with its latent scaling written in. */
+export function modelFromInit(init: KLInitModel): KLConfig {
+  const { embed_dim, ddconfig, use_quant_conv, use_post_quant_conv } = init.config;
+  const { scale, shift } = init.scaling;
+  return { embed_dim, ddconfig: structuredClone(ddconfig), use_quant_conv, use_post_quant_conv, scaling_factor: scale, ...(shift ? { shift_factor: shift } : {}) };
+}
+
+/**
+ * Build a KLTrainConfig from a parsed ldm-style object (a preset or a YAML/JSON file). With
+ * `init`, the model is the given VAE's (any model section of the object is not used).
+ */
+export function parseKLTrainConfig(obj: any, source = 'config', init?: KLInitModel): KLTrainConfig {
   const mp = obj?.model ?? {};
   const params = { ...(mp.params ?? {}) };
   const lp = params.lossconfig?.params ?? {};
   delete params.lossconfig;
-  const model = parseKLConfig({ params }, source);
+  if (!init && !params.ddconfig) throw new Error(`${source} has no model (model.params.ddconfig): it fine-tunes a given VAE — pass --init VAE`);
+  const model = init ? modelFromInit(init) : parseKLConfig({ params }, source);
   const run = parseRunOptions(obj, source);
+  // the run section's train / init are this config's own fields, not run options
+  for (const k of ['train', 'init']) delete (run as unknown as Record<string, unknown>)[k];
   const loss = klLossFromLdm(lp, obj?.latentkit ?? {}, source);
-  if (loss.disc.in_channels !== model.ddconfig.out_ch) throw new Error(`${source}: disc_in_channels (${loss.disc.in_channels}) must equal ddconfig.out_ch (${model.ddconfig.out_ch})`);
-  return { kind: 'kl', model, loss, run };
+  if (loss.disc.in_channels !== model.ddconfig.out_ch) throw new Error(`${source}: disc_in_channels (${loss.disc.in_channels}) must equal ddconfig.out_ch (${model.ddconfig.out_ch})${init ? ` of ${init.source}` : ''}`);
+  const train = obj?.latentkit?.train ?? 'all';
+  if (!KL_TRAIN_PARTS.includes(train)) throw new Error(`${source}: latentkit.train must be ${KL_TRAIN_PARTS.join(' or ')}, got ${JSON.stringify(train)}`);
+  return { kind: 'kl', model, loss, run, train, init: init ? init.source : null };
 }
 
-/** A preset name (tiny-kl) or a YAML/JSON file whose model is an AutoencoderKL. */
-export function loadKLTrainConfig(spec: string): KLTrainConfig {
-  if (KL_PRESETS[spec]) return parseKLTrainConfig(structuredClone(KL_PRESETS[spec]), `preset '${spec}'`);
+/** A preset name (tiny-kl, kl-finetune) or a YAML/JSON file whose model is an AutoencoderKL; `init`: start from that VAE. */
+export function loadKLTrainConfig(spec: string, init?: KLInitModel): KLTrainConfig {
+  if (KL_PRESETS[spec]) return parseKLTrainConfig(structuredClone(KL_PRESETS[spec]), `preset '${spec}'`, init);
   const obj = readConfigFile(spec, ` (KL presets: ${Object.keys(KL_PRESETS).join(', ')})`);
   if (!isKLTrainObject(obj)) throw new Error(`${spec}: not an AutoencoderKL config (model.target is not ${KL_TARGET})`);
-  return parseKLTrainConfig(obj, spec);
+  return parseKLTrainConfig(obj, spec, init);
 }
 
 /** Is `spec` (preset name or file) a KL training config? For train-ae's dispatch. */
@@ -112,7 +171,7 @@ export function isKLTrainSpec(spec: string): boolean {
 
 /** Back to latent-diffusion's layout (written into each run directory and checkpoint). */
 export function toLdmObject(c: KLTrainConfig): Record<string, unknown> {
-  const { embed_dim, ddconfig } = c.model;
+  const { embed_dim, ddconfig, use_quant_conv, use_post_quant_conv, scaling_factor, shift_factor } = c.model;
   const l = c.loss;
   return {
     model: {
@@ -120,6 +179,12 @@ export function toLdmObject(c: KLTrainConfig): Record<string, unknown> {
       target: KL_TARGET,
       params: {
         embed_dim,
+        // latentkit keys (ldm's AutoencoderKL has no such arguments; written only when they
+        // say something: the latent scaling a fine-tune keeps, SD3/FLUX-style missing convs)
+        ...(scaling_factor !== undefined ? { scaling_factor } : {}),
+        ...(shift_factor !== undefined ? { shift_factor } : {}),
+        ...(use_quant_conv === false ? { use_quant_conv } : {}),
+        ...(use_post_quant_conv === false ? { use_post_quant_conv } : {}),
         ddconfig,
         lossconfig: {
           target: KL_LOSS_TARGET,
@@ -140,6 +205,6 @@ export function toLdmObject(c: KLTrainConfig): Record<string, unknown> {
       },
     },
     data: { params: { batch_size: c.run.batch_size } },
-    latentkit: { ...c.run, adaptive_delta: l.adaptive_delta },
+    latentkit: { ...c.run, adaptive_delta: l.adaptive_delta, train: c.train, ...(c.init ? { init: c.init } : {}) },
   };
 }

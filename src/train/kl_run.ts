@@ -22,7 +22,8 @@ import { discShapes, initDiscriminator } from '../models/discriminator.ts';
 import { klLoss } from '../losses/contperceptual.ts';
 import { mean, psnr, ssim } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';
-import { Trainer } from './step.ts';
+import { Trainer, makeLayout, packFlat, splitFlat, unpackFlat, type ParamLayout } from './step.ts';
+import type { InputSpecs } from '../runtime/program.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { learningRateSchedule } from './config.ts';
 import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
@@ -35,23 +36,78 @@ export interface KLTrainRunOptions {
   maxSteps?: number;
   threads?: number;
   events?: TrainEvents;
+  /**
+   * Initial autoencoder weights (ldm keys; e.g. `AutoencoderKL.load(vae).weights`) for a
+   * config made with `loadKLTrainConfig(spec, vae)`; required when config.train is 'decoder'.
+   * A resumed run takes every weight from its checkpoint instead.
+   */
+  init?: StateDict;
   /** Polled after every step; true = save and stop (Ctrl-C). */
   shouldStop?: () => boolean;
 }
 
 const f0 = (t: HostTensor | undefined) => (t ? Number(t.data[0]) : NaN);
 
-/** Autoencoder (encoder, decoder, quant convs: ldm's opt_ae list) and discriminator as two Adam groups. */
-export function createKLTrainer(cfg: KLTrainConfig): Trainer {
-  const rng = new InitRng(cfg.run.seed + 1);
-  const ae = initAutoencoderKL(cfg.model, rng);
-  const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
-  const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
-  const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
-  return new Trainer(
-    { ae: { shapes: klShapes(cfg.model), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
-    { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
-  );
+/** Frozen under `train: 'decoder'`: the encoder and quant_conv, i.e. everything that makes the latents. */
+export const isKLEncoderKey = (k: string): boolean => k.startsWith('encoder.') || k.startsWith('quant_conv.');
+
+/**
+ * The KL trainer: groups 'ae' (ldm's opt_ae list: encoder, decoder, quant convs; only decoder
+ * + post_quant_conv with train 'decoder') and 'disc', each with its own Adam. Frozen weights
+ * are no group at all — no optimizer state, no gradient in any program — but one flat input
+ * (`frozen`) that every step is fed.
+ */
+export class KLTrainer extends Trainer {
+  /** the frozen weights (empty unless train is 'decoder') */
+  readonly frozen: StateDict;
+  readonly frozenLayout: ParamLayout;
+  private readonly frozenFlat: HostTensor<'float32'> | null;
+  private readonly aeKeys: string[];
+
+  constructor(cfg: KLTrainConfig, init?: StateDict) {
+    const rng = new InitRng(cfg.run.seed + 1);
+    const shapes = klShapes(cfg.model);
+    let ae: StateDict;
+    if (init) {
+      ae = new Map();
+      for (const [k, want] of Object.entries(shapes)) {
+        const t = init.get(k);
+        if (!t) throw new Error(`initial weights: missing '${k}' (expected an AutoencoderKL with this run's config)`);
+        if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) throw new Error(`initial weights: '${k}' has shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`);
+        ae.set(k, t);
+      }
+    } else {
+      ae = initAutoencoderKL(cfg.model, rng);
+    }
+    const frozenKeys = cfg.train === 'decoder' ? Object.keys(shapes).filter(isKLEncoderKey) : [];
+    const pick = (keep: (k: string) => boolean) => Object.fromEntries(Object.entries(shapes).filter(([k]) => keep(k)));
+    const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
+    const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
+    const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
+    super(
+      { ae: { shapes: pick((k) => !frozenKeys.includes(k)), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+      { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
+    );
+    this.aeKeys = Object.keys(shapes);
+    this.frozenLayout = makeLayout(pick((k) => frozenKeys.includes(k)));
+    this.frozenFlat = frozenKeys.length ? HostTensor.float32([this.frozenLayout.total], packFlat(ae, this.frozenLayout, 'frozen weights')) : null;
+    this.frozen = this.frozenFlat ? unpackFlat(this.frozenFlat.data, this.frozenLayout) : new Map();
+  }
+
+  /** The whole autoencoder (trained and frozen weights, klShapes order; views of the live buffers). */
+  autoencoder(): StateDict {
+    const trained = this.params('ae');
+    return new Map(this.aeKeys.map((k) => [k, trained.get(k) ?? this.frozen.get(k)!]));
+  }
+
+  override feeds(name: string, batch: Record<string, HostTensor>, lr: Record<string, number>) {
+    return super.feeds(name, this.frozenFlat ? { ...batch, frozen: this.frozenFlat } : batch, lr);
+  }
+}
+
+/** The trainer of a KL config, starting from `init` (a VAE's weights) or a seeded random initialization. */
+export function createKLTrainer(cfg: KLTrainConfig, init?: StateDict): KLTrainer {
+  return new KLTrainer(cfg, init);
 }
 
 /** The latents' shape for a batch: [B, embed_dim, size/f, size/f]. */
@@ -63,10 +119,15 @@ export const klLatentShape = (cfg: KLTrainConfig): number[] => {
 
 /** 'warmup' (autoencoder only, before disc_start) and 'gan' (both groups from one forward). */
 export function defineKLPrograms(trainer: Trainer, cfg: KLTrainConfig, note: (m: string) => void = () => {}): void {
-  const batchSpec = {
+  const frozen = trainer instanceof KLTrainer && trainer.frozenLayout.total ? trainer.frozenLayout : null;
+  const batchSpec: InputSpecs = {
     x: { shape: [cfg.run.batch_size, cfg.model.ddconfig.in_channels, cfg.run.size, cfg.run.size], dtype: 'float32' as const },
     eps: { shape: klLatentShape(cfg), dtype: 'float32' as const },
+    ...(frozen ? { frozen: { shape: [frozen.total], dtype: 'float32' as const } } : {}),
   };
+  // frozen weights join the parameters inside the graph, as inputs no gradient is taken for
+  const withFrozen = (loss: ReturnType<typeof klLoss>): ReturnType<typeof klLoss> =>
+    frozen ? (params, batch, buffers) => loss({ ...params, ...splitFlat(batch.frozen!, frozen) }, batch, buffers) : loss;
   let perceptual: ((x: Tensor, y: Tensor) => Tensor) | undefined;
   if (cfg.loss.perceptual_weight > 0) {
     if (!cfg.run.lpips) throw new Error('perceptual_weight > 0 needs LPIPS weights: pass --lpips-vgg <vgg16.pth> [--lpips-lin <vgg.pth>] (nothing is downloaded)');
@@ -77,8 +138,8 @@ export function defineKLPrograms(trainer: Trainer, cfg: KLTrainConfig, note: (m:
       return lpips({ vgg: c(w.vgg), lin: c(w.lin) }, x, y);
     };
   }
-  trainer.define('warmup', { batch: batchSpec, loss: klLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual }), train: ['ae'] });
-  trainer.define('gan', { batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } }, loss: klLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual }) });
+  trainer.define('warmup', { batch: batchSpec, loss: withFrozen(klLoss({ model: cfg.model, loss: cfg.loss, withDisc: false, perceptual })), train: ['ae'] });
+  trainer.define('gan', { batch: { ...batchSpec, disc_factor: { shape: [], dtype: 'float32' } }, loss: withFrozen(klLoss({ model: cfg.model, loss: cfg.loss, withDisc: true, perceptual })) });
 }
 
 function normalTensor(rng: Rng, shape: number[]): HostTensor<'float32'> {
@@ -110,6 +171,12 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
     throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
   }
   if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  if (resumeFrom) {
+    const was = (JSON.parse(resumeFrom.metadata.train_config ?? '{}') as { latentkit?: { train?: string } }).latentkit?.train ?? 'all';
+    if (was !== cfg.train) throw new Error(`${out} was trained with --train ${was}; resume it with --train ${was} (and the same --init)`);
+  } else if (cfg.train === 'decoder' && !o.init) {
+    throw new Error("train 'decoder' fine-tunes a given VAE's decoder: pass its weights (--init VAE)");
+  }
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
   });
@@ -127,7 +194,19 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   const valN = Math.min(16, data.valIdx.length);
   const valX = new BatchLoader({ images: data.images, indices: data.valIdx.slice(0, valN), batchSize: valN, augment: false, shuffle: false, dropLast: false }).next().x;
 
-  const trainer = createKLTrainer(cfg);
+  // a resumed run's weights all come from its checkpoint (the frozen ones too, kept in its model file)
+  const resumedAe = resumeFrom
+    ? new Map(Object.keys(klShapes(cfg.model)).map((k) => {
+        const t = resumeFrom.model.get(k);
+        if (!t) throw new Error(`${ckptRoot}: the last checkpoint has no '${k}' (started with a different model or --init?)`);
+        return [k, t] as const;
+      }))
+    : undefined;
+  const trainer = createKLTrainer(cfg, resumedAe ?? o.init);
+  if (cfg.train === 'decoder') {
+    const n = (x: number) => `${(x / 1e6).toFixed(2)} M`;
+    ev.onMessage?.(`train decoder: ${n(trainer.layouts.ae!.total)} decoder + post_quant_conv parameters train; ${n(trainer.frozenLayout.total)} encoder + quant_conv parameters are frozen (no optimizer), so the latents stay those of ${cfg.init ?? 'the initial VAE'}`);
+  }
   trainer.session = { threads: o.threads };
   defineKLPrograms(trainer, cfg, (m) => ev.onMessage?.(m));
   const noise = new Rng(`kl-eps:${cfg.run.seed}`);
@@ -155,7 +234,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   let lr = lrAt(step);
   ev.onStart?.({ startStep: step, maxSteps, params: { ae: trainer.layouts.ae!.total, disc: trainer.layouts.disc!.total }, trainImages: data.trainIdx.length, valImages: data.valIdx.length, resumed: !!resumeFrom });
 
-  const aeWeights = () => trainer.params('ae');
+  const aeWeights = () => trainer.autoencoder();
   const evalModel = new AutoencoderKL(cfg.model, aeWeights(), { session: { threads: o.threads }, source: 'training run' });
   evalModel.bakeWeights = false;
   const modelMeta = () => ({ format: 'latentkit-kl', config: JSON.stringify(cfg.model), train_config: JSON.stringify(toLdmObject(cfg)), step: String(step) });
@@ -163,7 +242,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
     const snap = trainer.snapshot();
     const dir = saveCheckpoint(ckptRoot, {
       step,
-      model: new Map([...trainer.params('ae'), ...trainer.params('disc'), ...trainer.buffers()]),
+      model: new Map([...aeWeights(), ...trainer.params('disc'), ...trainer.buffers()]),
       optim: { ...snap.tensors },
       state: { steps: snap.steps, loader: loader.state(), noise: noise.state(), lr },
       metadata: modelMeta(),
