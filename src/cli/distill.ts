@@ -2,6 +2,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { distillPreview } from '../train/distill_preview.ts';
+import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
+import { loadLatentModel } from './kl.ts';
 import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
 
 const fmt = (v: number | undefined, d = 4) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
@@ -17,6 +19,10 @@ export function registerDistillCommands(program: Command): void {
     .command('distill-preview')
     .description("train a TAESD-architecture preview decoder that imitates a KL autoencoder's decoder (on the VAE's own latents of your images); writes decoder.safetensors in taesd_decoder's layout")
     .requiredOption('-m, --model <vae>', 'the KL autoencoder: an SD .ckpt / .safetensors, an ldm VAE file, a diffusers vae/ folder or a train-ae run directory')
+    .option('-c, --config <file>', 'latent-diffusion YAML/JSON for the VAE (default: its config.json, a YAML beside it, or inferred)')
+    .option('--family <name>', 'sd | sdxl | sd3 | flux: the latent scaling when the file does not say (the preview learns the latents as scaled)')
+    .option('--scale <x>', 'latent scaling factor override')
+    .option('--shift <x>', 'latent shift override')
     .requiredOption('-d, --data <dir|emoji>', "a folder of images, or 'emoji' / 'emoji:google' / 'emoji:twitter' (bundled, 64×64)")
     .requiredOption('-o, --out <dir>', 'run directory (decoder.safetensors, samples/, metrics.jsonl, loss.png, checkpoints/)')
     .option('--steps <n>', 'training steps', '2000')
@@ -28,12 +34,14 @@ export function registerDistillCommands(program: Command): void {
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
-      action(async (o: { model: string; data: string; out: string; steps: string; batchSize: string; lr: string; mseWeight: string; size: string; seed: string; resume?: boolean; threads?: string }) => {
+      action(async (o: { model: string; config?: string; family?: string; scale?: string; shift?: string; data: string; out: string; steps: string; batchSize: string; lr: string; mseWeight: string; size: string; seed: string; resume?: boolean; threads?: string }) => {
         const steps = parseIntOpt(o.steps, '--steps');
         const seed = Number(o.seed);
         if (!Number.isInteger(seed) || seed < 0) throw new CliError(`--seed must be a whole number ≥ 0, got '${o.seed}'`);
+        const threads = o.threads ? parseIntOpt(o.threads, '--threads') : undefined;
+        const kl = loadLatentModel('kl', { model: o.model, config: o.config, family: o.family, scale: o.scale, shift: o.shift, threads: o.threads }) as AutoencoderKL;
         const opts = {
-          model: o.model,
+          model: kl,
           data: o.data,
           out: o.out,
           steps,
@@ -43,7 +51,7 @@ export function registerDistillCommands(program: Command): void {
           size: parseIntOpt(o.size, '--size'),
           seed,
           resume: o.resume,
-          threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined,
+          threads,
           logEvery: Math.max(1, Math.min(50, Math.floor(steps / 20))),
           sampleEvery: Math.max(1, Math.min(500, Math.floor(steps / 4))),
           ckptEvery: Math.max(1, Math.min(500, Math.floor(steps / 4))),
@@ -81,8 +89,9 @@ export function registerDistillCommands(program: Command): void {
               onSample: (f) => bar.log(`samples: ${f}`),
             },
           }),
-        ).finally(() => {
+        ).finally(async () => {
           bar.stop();
+          await kl.release();
           process.off('SIGINT', onSig);
           process.off('SIGTERM', onSig);
         });
