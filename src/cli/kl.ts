@@ -213,8 +213,8 @@ export function describeLatentModel(kind: LatentModelKind, o: KLCliOptions): { i
   let info: Record<string, unknown>;
   if (m instanceof TAESD) {
     const parts = (['encoder', 'decoder'] as const).filter((p) => m.parts[p]);
-    lines.push(`  TAESD preview autoencoder (${parts.join(' + ')}), ${M(m.paramCount)} parameters, f=8, ${m.latentChannels} latent channels; images [0, 1] inside, [−1, 1] at the API`);
-    info = { file: o.model, kind: 'taesd', parts, parameters: m.paramCount, downsampling_factor: 8, latent_channels: m.latentChannels, layout: m.layout, files: m.files };
+    lines.push(`  TAESD preview autoencoder (${parts.join(' + ')}), ${M(m.paramCount)} parameters, f=${m.factor}, ${m.latentChannels} latent channels; images [0, 1] inside, [−1, 1] at the API`);
+    info = { file: o.model, kind: 'taesd', parts, parameters: m.paramCount, downsampling_factor: m.factor, latent_channels: m.latentChannels, layout: m.layout, files: m.files };
     lines.push(`  files: ${m.files.join(', ')}`);
   } else {
     const dd = m.config.ddconfig;
