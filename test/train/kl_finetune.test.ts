@@ -14,7 +14,10 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { withMaxSteps } from '../../src/train/config.ts';
 import { KL_FINETUNE_PRESET, isKLTrainObject, loadKLTrainConfig, type KLTrainConfig, type KLTrainPart } from '../../src/train/kl_config.ts';
-import { KLTrainer, trainKL } from '../../src/train/kl_run.ts';
+import { KLTrainer, defineKLPrograms, trainKL } from '../../src/train/kl_run.ts';
+import type { ParamLayout } from '../../src/train/step.ts';
+import type { Program } from '../../src/runtime/program.ts';
+import type { Tensor } from '../../src/graph/ir.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { loadImage } from '../../src/io/image.ts';
@@ -93,6 +96,35 @@ describe('train-ae --train decoder (fine-tune a given VAE keeping its latent spa
     assert.equal(tr.layouts.ae!.total + tr.frozenLayout.total, src.paramCount);
     // initial weights are the VAE's, not random
     for (const [k, v] of tr.autoencoder()) assert.ok(same(v, src.weights.get(k)!), k);
+  });
+
+  it('no gradient program for the frozen weights: each is read once (its forward op); with --train all the encoder is differentiated through', () => {
+    /** How many graph nodes read each weight split out of the flat input `input` (slice, then reshape). */
+    const readers = (p: Program, input: string, lay: ParamLayout): Map<string, number> => {
+      const flat = p.inputs.find((i) => i.name === input)!.tensor;
+      const nodes = p.graph.nodes;
+      const uses = (t: Tensor) => nodes.filter((n) => n.inputs.includes(t));
+      const out = new Map<string, number>();
+      for (const n of uses(flat).filter((n) => n.prim === 'slice')) {
+        const name = lay.names[lay.offsets.indexOf((n.attrs.starts as number[])[0]!)]!;
+        let w = n.outputs[0]!;
+        const u = uses(w);
+        if (u.length === 1 && u[0]!.prim === 'reshape') w = u[0]!.outputs[0]!;
+        out.set(name, uses(w).length);
+      }
+      return out;
+    };
+    const dec = new KLTrainer(config(src, 'decoder'), src.weights);
+    defineKLPrograms(dec, config(src, 'decoder'));
+    for (const prog of ['warmup', 'gan']) {
+      const r = readers(dec.program(prog), 'frozen', dec.frozenLayout);
+      assert.equal(r.size, dec.frozenLayout.names.length);
+      for (const [k, n] of r) assert.equal(n, 1, `${prog}: ${k} is read by ${n} nodes`);
+    }
+    const all = new KLTrainer(config(src, 'all'), src.weights);
+    defineKLPrograms(all, config(src, 'all'));
+    const r = readers(all.program('warmup'), 'ae.params', all.layouts.ae!);
+    assert.ok([...r].some(([k, n]) => k.startsWith('encoder.') && n > 1), 'with train all the encoder weights are read by backward ops too');
   });
 
   it('6 steps: latents bit-identical to the source VAE, decoder moved, scaling kept, exact resume', async () => {
