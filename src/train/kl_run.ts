@@ -79,18 +79,18 @@ export class KLTrainer extends Trainer {
     } else {
       ae = initAutoencoderKL(cfg.model, rng);
     }
-    const frozenKeys = cfg.train === 'decoder' ? Object.keys(shapes).filter(isKLEncoderKey) : [];
+    const frozenKeys = new Set(cfg.train === 'decoder' ? Object.keys(shapes).filter(isKLEncoderKey) : []);
     const pick = (keep: (k: string) => boolean) => Object.fromEntries(Object.entries(shapes).filter(([k]) => keep(k)));
     const disc = initDiscriminator(cfg.loss.disc, rng, 'loss.discriminator.');
     const dShapes = discShapes(cfg.loss.disc, 'loss.discriminator.');
     const opt = { kind: 'adam' as const, beta1: cfg.run.beta1, beta2: cfg.run.beta2, eps: 1e-8 };
     super(
-      { ae: { shapes: pick((k) => !frozenKeys.includes(k)), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
+      { ae: { shapes: pick((k) => !frozenKeys.has(k)), optimizer: opt }, disc: { shapes: dShapes.params, optimizer: opt } },
       { params: new Map([...ae, ...disc.params]), buffers: disc.buffers, bufferShapes: dShapes.buffers },
     );
     this.aeKeys = Object.keys(shapes);
-    this.frozenLayout = makeLayout(pick((k) => frozenKeys.includes(k)));
-    this.frozenFlat = frozenKeys.length ? HostTensor.float32([this.frozenLayout.total], packFlat(ae, this.frozenLayout, 'frozen weights')) : null;
+    this.frozenLayout = makeLayout(pick((k) => frozenKeys.has(k)));
+    this.frozenFlat = frozenKeys.size ? HostTensor.float32([this.frozenLayout.total], packFlat(ae, this.frozenLayout, 'frozen weights')) : null;
     this.frozen = this.frozenFlat ? unpackFlat(this.frozenFlat.data, this.frozenLayout) : new Map();
   }
 
