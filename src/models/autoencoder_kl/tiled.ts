@@ -17,7 +17,11 @@
 // stage so its wider input can go, blocks of a stage's input are freed as soon as no later
 // tile needs them, and above LARGE_BYTES per activation the blocks are float16 (scaled by a
 // power of two per block, so activations beyond float16's range survive) and each stage's
-// program is released after the stage.
+// program is released after the stage. Where one activation exceeds RECOMPUTE_BYTES even so
+// (the top level at 2048²), a resnet block runs as a statistics pass over its first conv and
+// then whole in one stage (context 2 per side), so only its input and output are stored:
+// ~1.1 GB at the top level instead of ~2.2 GB, for one more first conv per block (measured in
+// bench/README.md, "KL autoencoder").
 import type { Tensor } from '../../graph/ir.ts';
 import * as o from '../../ops/core.ts';
 import * as nn from '../../ops/nn.ts';
