@@ -19,7 +19,7 @@ import type { ParamLayout } from '../../src/train/step.ts';
 import type { Program } from '../../src/runtime/program.ts';
 import type { Tensor } from '../../src/graph/ir.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
-import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { loadImage } from '../../src/io/image.ts';
 import { HostTensor } from '../../src/tensor.ts';
 
