@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BatchLoader } from '../io/datasets.ts';
-import { saveLabeledGrid } from '../io/image.ts';
 import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
@@ -24,10 +23,10 @@ import { mean, psnr, ssim } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';
 import { Trainer, makeLayout, packFlat, splitFlat, unpackFlat, type ParamLayout } from './step.ts';
 import type { InputSpecs } from '../runtime/program.ts';
-import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { saveCheckpoint } from './checkpoint.ts';
 import { learningRateSchedule } from './config.ts';
 import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
-import { loadTrainingData, type TrainEvents } from './vqgan_run.ts';
+import { loadTrainingData, openRun, saveValGrid, type TrainEvents } from './vqgan_run.ts';
 
 export interface KLTrainRunOptions {
   config: KLTrainConfig;
@@ -148,29 +147,13 @@ function normalTensor(rng: Rng, shape: number[]): HostTensor<'float32'> {
   return t;
 }
 
-function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
-  const [, c, h, w] = x.shape as [number, number, number, number];
-  const sz = c * h * w;
-  const out = HostTensor.float32([2 * n, c, h, w]);
-  for (let i = 0; i < n; i++) {
-    out.data.set((x.data as Float32Array).subarray(i * sz, (i + 1) * sz), 2 * i * sz);
-    out.data.set((y.data as Float32Array).subarray(i * sz, (i + 1) * sz), (2 * i + 1) * sz);
-  }
-  return out;
-}
 
 export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; stopped: boolean; out: string }> {
   let cfg = o.config;
   const ev = o.events ?? {};
   const out = o.out;
-  const ckptRoot = path.join(out, 'checkpoints');
   const maxSteps = o.maxSteps ?? cfg.run.max_steps;
-  const metricsFile = path.join(out, 'metrics.jsonl');
-  const resumeFrom = o.resume ? loadLastCheckpoint(ckptRoot) : null;
-  if (!o.resume && fs.existsSync(path.join(ckptRoot, 'last.json'))) {
-    throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
-  }
-  if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  const { ckptRoot, metricsFile, resumeFrom } = openRun(out, o.resume, ev);
   if (resumeFrom) {
     const was = (JSON.parse(resumeFrom.metadata.train_config ?? '{}') as { latentkit?: { train?: string } }).latentkit?.train ?? 'all';
     if (was !== cfg.train) throw new Error(`${out} was trained with --train ${was}; resume it with --train ${was} (and the same --init)`);
@@ -271,8 +254,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   const sample = async () => {
     const r = await evaluate([valX]);
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
-    const cols = Math.min(8, 2 * valN);
-    await saveLabeledGrid(file, interleave(valX, r.last!, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: cfg.run.size <= 64 ? 2 : 1 });
+    await saveValGrid(file, valX, r.last!, valN, cfg.run.size);
     fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim });

@@ -127,18 +127,30 @@ function interleave(x: HostTensor<'float32'>, y: HostTensor<'float32'>, n: numbe
   return out;
 }
 
+/** The validation grid both autoencoder runs write: input | reconstruction pairs, labelled. */
+export async function saveValGrid(file: string, valX: HostTensor<'float32'>, recon: HostTensor<'float32'>, valN: number, size: number): Promise<void> {
+  const cols = Math.min(8, 2 * valN);
+  await saveLabeledGrid(file, interleave(valX, recon, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: size <= 64 ? 2 : 1 });
+}
+
+/** A run directory's checkpoint root, metrics file and the checkpoint to resume from; refuses to overwrite a run without --resume. */
+export function openRun(out: string, resume: boolean | undefined, ev: TrainEvents) {
+  const ckptRoot = path.join(out, 'checkpoints');
+  const metricsFile = path.join(out, 'metrics.jsonl');
+  const resumeFrom = resume ? loadLastCheckpoint(ckptRoot) : null;
+  if (!resume && fs.existsSync(path.join(ckptRoot, 'last.json'))) {
+    throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
+  }
+  if (resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  return { ckptRoot, metricsFile, resumeFrom };
+}
+
 export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; stopped: boolean; out: string }> {
   let cfg = o.config;
   const ev = o.events ?? {};
   const out = o.out;
-  const ckptRoot = path.join(out, 'checkpoints');
   const maxSteps = o.maxSteps ?? cfg.run.max_steps;
-  const metricsFile = path.join(out, 'metrics.jsonl');
-  const resumeFrom = o.resume ? loadLastCheckpoint(ckptRoot) : null;
-  if (!o.resume && fs.existsSync(path.join(ckptRoot, 'last.json'))) {
-    throw new Error(`${out} already holds a run; pass --resume to continue it or choose another --out`);
-  }
-  if (o.resume && !resumeFrom) ev.onMessage?.(`no checkpoint in ${ckptRoot}; starting fresh`);
+  const { ckptRoot, metricsFile, resumeFrom } = openRun(out, o.resume, ev);
   // ---- data (checked before the run directory is made)
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
@@ -246,8 +258,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     const r = await evaluateBatches(evalModel, [valX]);
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
     // pairs side by side, headed "input" / "reconstruction"
-    const cols = Math.min(8, 2 * valN);
-    await saveLabeledGrid(file, interleave(valX, r.last!, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: cfg.run.size <= 64 ? 2 : 1 });
+    await saveValGrid(file, valX, r.last!, valN, cfg.run.size);
     fs.copyFileSync(file, path.join(out, 'samples', 'latest.png'));
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
