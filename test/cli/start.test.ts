@@ -128,7 +128,8 @@ describe('npm start stops on a signal to the npm process', { concurrency: true, 
           assert.match(s.output(), new RegExp(`${sig}: finishing in-flight requests`));
           assert.equal(code, 0, `npm start exits 0 after ${sig}:\n${s.output()}`);
         }
-        assert.doesNotMatch(s.output(), /npm warn/i);
+        // the one npm warning is about the checkout's .npmrc key (kept so any npm installs offline)
+        assert.deepEqual(s.output().split('\n').filter((l) => /npm warn/i.test(l) && !/Unknown project config "onnxruntime-node-install"/.test(l)), []);
       } finally {
         for (const p of leftovers(pids, s.port)) {
           try {
