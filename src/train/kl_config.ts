@@ -54,6 +54,30 @@ export const TINY_KL_PRESET = {
 };
 
 /**
+ * The emoji KL preset (`models/emoji-kl-f4`): the emoji VQGAN's architecture (f4: 64×64 →
+ * 16×16, ch 32, ch_mult 1-2-4, one res block per level) with a Gaussian posterior of 4 latent
+ * channels (SD's count) instead of a codebook, and the same run: batch 16, cosine from 6e-4,
+ * L1 nll without LPIPS, ldm's kl_weight 1e-6, and the VQ run's light PatchGAN from 75% of the
+ * steps — so the two models differ only in their bottleneck.
+ */
+export const EMOJI_KL_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: KL_TARGET,
+    params: {
+      embed_dim: 4,
+      ddconfig: { double_z: true, z_channels: 4, resolution: 64, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2, 4], num_res_blocks: 1, attn_resolutions: [], dropout: 0.0 },
+      lossconfig: {
+        target: KL_LOSS_TARGET,
+        params: { disc_start: 2850, kl_weight: 1e-6, logvar_init: 0.0, disc_weight: 0.1, perceptual_weight: 0.0, disc_num_layers: 2, disc_ndf: 32, disc_loss: 'hinge' },
+      },
+    },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { data: 'emoji', size: 64, max_steps: 3800, lr: 6e-4, lr_schedule: 'cosine', warmup_steps: 100, min_lr_ratio: 0.05, adaptive_delta: 1e-6 },
+};
+
+/**
  * Fine-tuning a given VAE (`train-ae --init VAE`, usually with `--train decoder`, as SD's
  * ft-EMA / ft-MSE decoders were made): no model section — the architecture and latent scaling
  * come from the VAE. Loss: latent-diffusion's kl-f8 values (kl_weight 1e-6, disc_weight 0.5,
@@ -82,7 +106,7 @@ export const KL_FINETUNE_PRESET = {
   latentkit: { size: 256, max_steps: 2000, lr_schedule: 'cosine', warmup_steps: 100, min_lr_ratio: 0.1, log_every: 25, image_every: 250, ckpt_every: 250 },
 };
 
-export const KL_PRESETS: Record<string, unknown> = { 'tiny-kl': TINY_KL_PRESET, 'kl-finetune': KL_FINETUNE_PRESET };
+export const KL_PRESETS: Record<string, unknown> = { 'emoji-kl': EMOJI_KL_PRESET, 'tiny-kl': TINY_KL_PRESET, 'kl-finetune': KL_FINETUNE_PRESET };
 
 /** Does this parsed config describe a KL autoencoder (ldm's AutoencoderKL) rather than a VQGAN? */
 export function isKLTrainObject(obj: any): boolean {
