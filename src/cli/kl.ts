@@ -255,13 +255,15 @@ export async function klConvert(kind: LatentModelKind, o: KLCliOptions & { outpu
   await m.release();
 }
 
-/** export-onnx: SD's ONNX names (models/export_onnx.ts klOnnx) at a fixed --size; --float16 weights. */
+/** export-onnx: SD's ONNX names (models/export_onnx.ts klOnnx); batch, height and width free unless --size; --float16 weights. */
 export async function klExportOnnx(kind: LatentModelKind, o: KLCliOptions & { output: string; size?: string; batch: string; float16?: boolean }): Promise<void> {
   if (kind === 'taesd') throw new CliError('export-onnx: TAESD export is not supported yet; KL models export encoder.onnx / decoder.onnx');
+  const batch = parseIntOpt(o.batch, '--batch');
+  if (!o.size && batch !== 1) throw new CliError('--batch fixes the batch of a fixed-size export: give --size too (without --size, batch, height and width are all free)');
   const m = loadLatentModel(kind, o) as AutoencoderKL;
-  const size = o.size ? parseSideOpt(o.size) : 512;
-  if (size % m.factor) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${m.factor}`);
-  const e = klOnnx(m, { size, batch: parseIntOpt(o.batch, '--batch'), float16: o.float16 });
+  const size = o.size ? parseSideOpt(o.size) : undefined;
+  if (size !== undefined && size % m.factor) throw new CliError(`--size ${size} is not a multiple of the downsampling factor ${m.factor}`);
+  const e = klOnnx(m, { size, batch, float16: o.float16 });
   const s = m.scaling;
   writeOnnxExport(e, o.output, `(latents unscaled: the diffusion model's are (z − ${s.shift}) · ${s.scale})`);
   await m.release();

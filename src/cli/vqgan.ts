@@ -252,8 +252,8 @@ export function registerVqganCommands(program: Command): void {
 
   modelOptions(program.command('export-onnx').description('standalone ONNX graphs (weights inside) for plain onnxruntime: VQGAN encoder/decoder; transformers: step/prefill/decoder + transformer.json'))
     .requiredOption('-o, --output <dir>', 'output folder')
-    .option('-s, --size <n>', 'image size the graphs are built for (default: config resolution)')
-    .option('-b, --batch <n>', 'batch size', '1')
+    .option('-s, --size <n>', 'image size the graphs are built for (default: config resolution; KL models: any size, batch and height/width free)')
+    .option('-b, --batch <n>', 'batch size (KL models: with --size)', '1')
     .option('--float16', 'KL models: weights stored as float16 (computed in float32)')
     .action(
       action(async (o: ModelOpts & { output: string; size?: string; batch: string; float16?: boolean }) => {

@@ -15,6 +15,7 @@ import { ParamView } from '../nn/params.ts';
 import type { AutoencoderKL } from './autoencoder_kl/load.ts';
 import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
+import { makeDynamic, type Traced } from '../onnx/dynamic.ts';
 import { ATTR_TYPE, encodeModel, type ModelObj } from '../onnx/proto.ts';
 import { decodeElements, toHalf } from '../io/formats/safetensors.ts';
 
@@ -155,34 +156,57 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
  * one size. `float16` rounds the weights to float16 first, so they are stored as float16
  * (half the bytes) and computed in float32 — what SD's fp16 VAE files hold.
  */
+/** The traced sizes behind a dynamic export (onnx/dynamic.ts): batch and latent height/width, distinct primes so each dim's formula is told apart. */
+const KL_TRACE_DIMS: [number, number, number][] = [[2, 3, 5], [3, 7, 11], [5, 13, 4]];
+
+/**
+ * A KL autoencoder as SD's ONNX pipelines name it: encoder `sample` → `latent_sample` (the
+ * posterior mode, unscaled), decoder `latent_sample` → `sample`. By default batch, height
+ * and width are free (traced at three sizes, onnx/dynamic.ts); `size` fixes them instead
+ * (batch `batch`, a `size`² image). `float16` stores the weights as float16, computed in
+ * float32 (see README: SDXL's VAE overflows in float16 arithmetic).
+ */
 export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; float16?: boolean } = {}): OnnxExport {
-  const size = o.size ?? 512;
-  const b = o.batch ?? 1;
   const f = m.factor;
-  if (size % f) throw new Error(`size ${size} is not a multiple of the downsampling factor ${f}`);
+  if (o.size !== undefined && o.size % f) throw new Error(`size ${o.size} is not a multiple of the downsampling factor ${f}`);
   const round = (t: HostTensor): HostTensor => HostTensor.float32(t.shape, decodeElements('F16', new Uint8Array(toHalf(t.data as Float32Array).buffer), t.size) as Float32Array);
-  const bake = Object.fromEntries([...m.weights].map(([k, v]) => [k, o.float16 ? round(v) : v]));
+  const bake = new Map([...m.weights].map(([k, v]) => [k, o.float16 ? round(v) : v]));
   const specs = Object.fromEntries([...m.weights].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
   const { scale, shift } = m.scaling;
   const meta = { producer: 'latentkit', config: JSON.stringify(m.config), scaling_factor: String(scale), shift_factor: String(shift) };
-  const [c, g, e] = [m.config.ddconfig.in_channels, size / f, m.latentChannels];
-  const enc = Program.trace((ins) => ({ latent_sample: encodePosterior(new ParamView(ins), m.config, ins.sample!).mean }), { ...specs, sample: { shape: [b, c, size, size], dtype: 'float32' } });
-  const dec = Program.trace((ins) => ({ sample: decodeLatents(new ParamView(ins), m.config, ins.latent_sample!) }), { ...specs, latent_sample: { shape: [b, e, g, g], dtype: 'float32' } });
+  const [c, e, oc] = [m.config.ddconfig.in_channels, m.latentChannels, m.config.ddconfig.out_ch];
+  const encAt = ([b, h, w]: number[]) => Program.trace((ins) => ({ latent_sample: encodePosterior(new ParamView(ins), m.config, ins.sample!).mean }), { ...specs, sample: { shape: [b!, c, h! * f, w! * f], dtype: 'float32' } });
+  const decAt = ([b, h, w]: number[]) => Program.trace((ins) => ({ sample: decodeLatents(new ParamView(ins), m.config, ins.latent_sample!) }), { ...specs, latent_sample: { shape: [b!, e, h!, w!], dtype: 'float32' } });
+  const lower = (p: Program) => lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, metadata: meta, bake }).model;
+  const finish = (model: ModelObj) => {
+    halveExactInitializers(model, new Set(bake.keys()));
+    return encodeModel(model);
+  };
+  const fixed = o.size !== undefined;
+  const b = o.batch ?? 1;
+  const g = fixed ? o.size! / f : 0;
+  const dynamic = (at: (d: number[]) => Program, input: string, scaleHW: number) =>
+    makeDynamic(
+      KL_TRACE_DIMS.map((d): Traced => ({ model: lower(at(d)), dims: [d[0]!, d[1]! * scaleHW, d[2]! * scaleHW] })),
+      { input, axes: { 0: 'batch', 2: 'height', 3: 'width' } },
+    );
   const files = new Map([
-    ['encoder.onnx', standalone(enc, bake, meta)],
-    ['decoder.onnx', standalone(dec, bake, meta)],
+    ['encoder.onnx', finish(fixed ? lower(encAt([b, g, g])) : dynamic(encAt, 'sample', f))],
+    ['decoder.onnx', finish(fixed ? lower(decAt([b, g, g])) : dynamic(decAt, 'latent_sample', 1))],
   ]);
+  // shapes in the manifest: numbers when fixed, SD's axis names (and f-multiples) when free
+  const [B, H, W, h, w] = fixed ? [b, o.size!, o.size!, g, g] : ['batch', 'height', 'width', `height/${f}`, `width/${f}`];
   const manifest = {
     format: 'latentkit-kl-onnx',
-    batch: b,
-    image_size: [size, size],
-    latent: [b, e, g, g],
+    dynamic_axes: !fixed,
+    factor: f,
+    ...(fixed ? { batch: b, image_size: [o.size, o.size], latent: [b, e, g, g] } : {}),
     scaling_factor: scale,
     shift_factor: shift,
     weights: o.float16 ? 'float16 (computed in float32)' : 'float32',
     files: { encoder: 'encoder.onnx', decoder: 'decoder.onnx' },
-    encoder: { inputs: { sample: ['float32', [b, c, size, size], 'RGB in [-1, 1]'] }, outputs: { latent_sample: ['float32', [b, e, g, g], 'posterior mode, unscaled: (z - shift) * scale for the diffusion model'] } },
-    decoder: { inputs: { latent_sample: ['float32', [b, e, g, g], 'unscaled: z = z\' / scale + shift'] }, outputs: { sample: ['float32', [b, m.config.ddconfig.out_ch, size, size], 'RGB in ~[-1, 1]'] } },
+    encoder: { inputs: { sample: ['float32', [B, c, H, W], `RGB in [-1, 1]${fixed ? '' : `; height and width multiples of ${f}`}`] }, outputs: { latent_sample: ['float32', [B, e, h, w], 'posterior mode, unscaled: (z - shift) * scale for the diffusion model'] } },
+    decoder: { inputs: { latent_sample: ['float32', [B, e, fixed ? h : 'height', fixed ? w : 'width'], "unscaled: z = z' / scale + shift"] }, outputs: { sample: ['float32', [B, oc, fixed ? H : `height*${f}`, fixed ? W : `width*${f}`], 'RGB in ~[-1, 1]'] } },
     config: m.config,
   };
   return { files, manifestName: 'vae.json', manifest };

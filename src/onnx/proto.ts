@@ -95,7 +95,9 @@ export interface TensorProtoObj {
 }
 export interface AttrObj { name: string; type: number; f?: number; i?: number; s?: Uint8Array; t?: TensorProtoObj; floats?: number[]; ints?: number[] }
 export interface NodeObj { input: string[]; output: string[]; name: string; opType: string; domain?: string; attribute: AttrObj[] }
-export interface ValueInfoObj { name: string; type: { tensorType: { elemType: number; shape: { dim: { dimValue: number }[] } } } }
+/** A dimension: a fixed size, or a symbolic name (dim_param) for one chosen at run time. */
+export type DimObj = { dimValue: number; dimParam?: undefined } | { dimParam: string; dimValue?: undefined };
+export interface ValueInfoObj { name: string; type: { tensorType: { elemType: number; shape: { dim: DimObj[] } } } }
 export interface ModelObj {
   irVersion: number;
   producerName: string;
@@ -129,7 +131,7 @@ function attrMsg(a: AttrObj): PbMessage {
 
 function valueInfoMsg(v: ValueInfoObj): PbMessage {
   const shape = new PbMessage();
-  for (const d of v.type.tensorType.shape.dim) shape.message(1, new PbMessage().varint(1, d.dimValue));
+  for (const d of v.type.tensorType.shape.dim) shape.message(1, d.dimParam !== undefined ? new PbMessage().string(2, d.dimParam) : new PbMessage().varint(1, d.dimValue));
   const tt = new PbMessage().varint(1, v.type.tensorType.elemType).message(2, shape);
   return new PbMessage().string(1, v.name).message(2, new PbMessage().message(1, tt));
 }

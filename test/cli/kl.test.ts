@@ -14,6 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { loadImage, loadImageU8 } from '../../src/io/image.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
+import { HostTensor } from '../../src/tensor.ts';
 import { hashStateDict } from '../../src/nn/hashinit.ts';
 import { taesdShapes } from '../../src/models/taesd/taesd.ts';
 import { relErr } from '../helpers.ts';
@@ -108,27 +109,48 @@ it('convert → a diffusers folder and an SD single file that load back the same
   assert.equal(info.scaling.scale, 0.18215);
 });
 
-it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → latent_sample (unscaled mode), decoder latent_sample → sample", async () => {
-  const r = cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnx'), '--size', '32');
+it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → latent_sample (unscaled mode), decoder latent_sample → sample — at any batch, height and width, like PyTorch", async () => {
+  const r = cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnx'));
   assert.equal(r.code, 0, r.err);
-  const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
-  const x = (await loadImage(IMG, { size: 32 })).reshape([1, 3, 32, 32]);
-  const e = await m.encode(x);
   const enc = await ort.InferenceSession.create(t('onnx/encoder.onnx'));
-  const lat = (await enc.run({ sample: new ort.Tensor('float32', x.data as Float32Array, [1, 3, 32, 32]) })).latent_sample!;
-  assert.ok(relErr(lat.data as Float32Array, e.mean.data as Float32Array) < 1e-5);
   const dec = await ort.InferenceSession.create(t('onnx/decoder.onnx'));
-  const img = (await dec.run({ latent_sample: lat })).sample!;
-  const want = await m.decode(e.latents);
-  assert.ok(relErr(img.data as Float32Array, want.data as Float32Array) < 1e-5);
+  const meta = (s: ort.InferenceSession, io: 'inputMetadata' | 'outputMetadata') => (s[io][0] as { shape: (number | string)[] }).shape;
+  assert.deepEqual(meta(enc, 'inputMetadata'), ['batch', 3, 'height', 'width']);
+  assert.deepEqual(meta(enc, 'outputMetadata'), ['batch', 4, 'height/2', 'width/2']);
+  assert.deepEqual(meta(dec, 'outputMetadata'), ['batch', 3, 'height*2', 'width*2']);
+  // the PyTorch reference's 16×12 image (test/fixtures/kl/io.safetensors): its posterior mode and reconstruction
+  const io = readSafetensorsFile(path.join(FX, 'io.safetensors')).tensors;
+  const x = io.get('x')!;
+  const lat = (await enc.run({ sample: new ort.Tensor('float32', x.data as Float32Array, [...x.shape]) })).latent_sample!;
+  assert.deepEqual(lat.dims, [1, 4, 8, 6]);
+  assert.ok(relErr(lat.data as Float32Array, io.get('tiny.mean')!.data as Float32Array) < 1e-4);
+  const rec = (await dec.run({ latent_sample: lat })).sample!;
+  assert.ok(relErr(rec.data as Float32Array, io.get('tiny.rec')!.data as Float32Array) < 1e-4);
+  // another batch and aspect: the same numbers as the library at that size
+  const m = AutoencoderKL.load(path.join(FX, 'diffusers_tiny'));
+  const img = (await loadImage(IMG, { size: 32 })).data as Float32Array;
+  const x2 = HostTensor.float32([2, 3, 32, 16], Float32Array.from({ length: 2 * 3 * 32 * 16 }, (_, i) => img[(i * 7) % img.length]!));
+  const e = await m.encode(x2);
+  const lat2 = (await enc.run({ sample: new ort.Tensor('float32', x2.data as Float32Array, [2, 3, 32, 16]) })).latent_sample!;
+  assert.ok(relErr(lat2.data as Float32Array, e.mean.data as Float32Array) < 1e-5);
+  const rec2 = (await dec.run({ latent_sample: lat2 })).sample!;
+  assert.deepEqual(rec2.dims, [2, 3, 32, 16]);
+  assert.ok(relErr(rec2.data as Float32Array, (await m.decode(e.latents)).data as Float32Array) < 1e-5);
   assert.equal(JSON.parse(fs.readFileSync(t('onnx/vae.json'), 'utf8')).scaling_factor, 0.18215);
-  // --float16: weights stored as float16 (the files shrink), computed in float32, close to the float32 export
+  // --size fixes batch and size; --float16: weights stored as float16 (the files shrink), computed in float32
   const r16 = cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnx16'), '--size', '32', '--float16');
   assert.equal(r16.code, 0, r16.err);
-  assert.ok(fs.statSync(t('onnx16/decoder.onnx')).size < 0.8 * fs.statSync(t('onnx/decoder.onnx')).size); // a tiny model: graph structure is a third of the file
   const dec16 = await ort.InferenceSession.create(t('onnx16/decoder.onnx'));
-  const img16 = (await dec16.run({ latent_sample: lat })).sample!;
-  assert.ok(relErr(img16.data as Float32Array, img.data as Float32Array) < 1e-2);
+  assert.deepEqual(meta(dec16, 'inputMetadata'), [1, 4, 16, 16]);
+  const lat1 = new ort.Tensor('float32', (lat2.data as Float32Array).slice(0, 4 * 16 * 8), [1, 4, 16, 8]);
+  await assert.rejects(dec16.run({ latent_sample: lat1 }), /dimension|shape/i);
+  assert.ok(fs.statSync(t('onnx16/decoder.onnx')).size < 0.8 * fs.statSync(t('onnx/decoder.onnx')).size); // a tiny model: graph structure is a third of the file
+  const sq = e.latents.data.slice(0, 4 * 16 * 8);
+  const latSq = new ort.Tensor('float32', Float32Array.from({ length: 4 * 16 * 16 }, (_, i) => sq[(i % 256 >> 4) * 8 + (i % 8) + ((i / 256) | 0) * 128]! / 0.18215), [1, 4, 16, 16]);
+  const img16 = (await dec16.run({ latent_sample: latSq })).sample!;
+  const img32 = (await dec.run({ latent_sample: latSq })).sample!;
+  assert.ok(relErr(img16.data as Float32Array, img32.data as Float32Array) < 1e-2);
+  assert.match(cli('export-onnx', '-m', path.join(FX, 'diffusers_tiny'), '-o', t('onnxb'), '--batch', '2').err, /--batch fixes the batch of a fixed-size export: give --size too/);
   await m.release();
 });
 
