@@ -3,8 +3,8 @@
 // `latentkit serve` at /api/models/<name>/onnx/), then:
 //   const ort = await import('onnxruntime-web');
 //   const vq = await StandaloneVQGAN.load(ort, manifest, (f) => fetchBytes(f), { executionProviders: ['wasm'] });
-export { StandaloneVQGAN, StandaloneNet2Net, type StandaloneOptions, type StandaloneSampleRequest, type ReadFile } from './runtime/standalone.ts';
-export type { VQGANOnnxManifest, Net2NetOnnxManifest } from './models/onnx_manifest.ts';
+export { StandaloneVQGAN, StandaloneNet2Net, StandaloneKL, type StandaloneOptions, type StandaloneSampleRequest, type ReadFile } from './runtime/standalone.ts';
+export type { VQGANOnnxManifest, Net2NetOnnxManifest, KLOnnxManifest } from './models/onnx_manifest.ts';
 export { interleavedToPlanar, u8ToFloat, floatToU8, planarFloatToRgba, rgbaOverWhite } from './io/pixels.ts';
 export { normalizeDrawing, sketchToFloat } from './io/sketch.ts';
 export { filteredDistribution, pickToken, makeChooser, type SamplingOptions } from './sample/filtering.ts';

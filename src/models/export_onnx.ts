@@ -13,6 +13,9 @@ import { Program } from '../runtime/program.ts';
 import { HostTensor } from '../tensor.ts';
 import { ParamView } from '../nn/params.ts';
 import type { AutoencoderKL } from './autoencoder_kl/load.ts';
+import type { TAESD } from './taesd/load.ts';
+import { taesdDecode } from './taesd/taesd.ts';
+import * as ops from '../ops/core.ts';
 import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
 import { makeDynamic, type Traced } from '../onnx/dynamic.ts';
@@ -166,7 +169,7 @@ const KL_TRACE_DIMS: [number, number, number][] = [[2, 3, 5], [3, 7, 11], [5, 13
  * (batch `batch`, a `size`² image). `float16` stores the weights as float16, computed in
  * float32 (see README: SDXL's VAE overflows in float16 arithmetic).
  */
-export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; float16?: boolean } = {}): OnnxExport {
+export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; float16?: boolean; preview?: TAESD } = {}): OnnxExport {
   const f = m.factor;
   if (o.size !== undefined && o.size % f) throw new Error(`size ${o.size} is not a multiple of the downsampling factor ${f}`);
   const round = (t: HostTensor): HostTensor => HostTensor.float32(t.shape, decodeElements('F16', new Uint8Array(toHalf(t.data as Float32Array).buffer), t.size) as Float32Array);
@@ -194,6 +197,8 @@ export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; flo
     ['encoder.onnx', finish(fixed ? lower(encAt([b, g, g])) : dynamic(encAt, 'sample', f))],
     ['decoder.onnx', finish(fixed ? lower(decAt([b, g, g])) : dynamic(decAt, 'latent_sample', 1))],
   ]);
+  const preview = o.preview ? previewDecoderOnnx(o.preview, m) : null;
+  if (preview) files.set('preview_decoder.onnx', preview);
   // shapes in the manifest: numbers when fixed, SD's axis names (and f-multiples) when free
   const [B, H, W, h, w] = fixed ? [b, o.size!, o.size!, g, g] : ['batch', 'height', 'width', `height/${f}`, `width/${f}`];
   const manifest = {
@@ -204,10 +209,35 @@ export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; flo
     scaling_factor: scale,
     shift_factor: shift,
     weights: o.float16 ? 'float16 (computed in float32)' : 'float32',
-    files: { encoder: 'encoder.onnx', decoder: 'decoder.onnx' },
+    files: { encoder: 'encoder.onnx', decoder: 'decoder.onnx', ...(preview ? { preview: 'preview_decoder.onnx' } : {}) },
+    ...(o.preview ? { preview: { factor: o.preview.factor, parameters: o.preview.paramCount } } : {}),
     encoder: { inputs: { sample: ['float32', [B, c, H, W], `RGB in [-1, 1]${fixed ? '' : `; height and width multiples of ${f}`}`] }, outputs: { latent_sample: ['float32', [B, e, h, w], 'posterior mode, unscaled: (z - shift) * scale for the diffusion model'] } },
     decoder: { inputs: { latent_sample: ['float32', [B, e, fixed ? h : 'height', fixed ? w : 'width'], "unscaled: z = z' / scale + shift"] }, outputs: { sample: ['float32', [B, oc, fixed ? H : `height*${f}`, fixed ? W : `width*${f}`], 'RGB in ~[-1, 1]'] } },
     config: m.config,
   };
   return { files, manifestName: 'vae.json', manifest };
+}
+
+/**
+ * A KL model's preview decoder (TAESD architecture, distill-preview) as one ONNX graph with free
+ * batch, height and width: scaled latents `latents` → `sample` in ≈[−1, 1] (TAESD's [0, 1]
+ * output mapped as the full decoder's).
+ */
+function previewDecoderOnnx(t: TAESD, m: AutoencoderKL): Uint8Array {
+  const sd = t.parts.decoder;
+  if (!sd) throw new Error("the preview has no decoder");
+  if (t.latentChannels !== m.latentChannels || t.factor !== m.factor) throw new Error(`the preview decoder reads ${t.latentChannels} channels at factor ${t.factor}; the VAE has ${m.latentChannels} at factor ${m.factor}`);
+  const specs = Object.fromEntries([...sd].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
+  const at = ([b, h, w]: number[]) =>
+    Program.trace((ins) => ({ sample: ops.sub(ops.mul(taesdDecode(new ParamView(ins), ins.latents!, t.stages), 2), 1) }), { ...specs, latents: { shape: [b!, t.latentChannels, h!, w!], dtype: 'float32' } });
+  const bake = new Map(sd);
+  const model = makeDynamic(
+    KL_TRACE_DIMS.map((d): Traced => {
+      const p = at(d);
+      return { model: lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, bake, metadata: { producer: 'latentkit', role: 'preview decoder (TAESD architecture)' } }).model, dims: d };
+    }),
+    { input: 'latents', axes: { 0: 'batch', 2: 'height', 3: 'width' } },
+  );
+  halveExactInitializers(model, new Set(bake.keys()));
+  return encodeModel(model);
 }

@@ -26,3 +26,21 @@ export interface Net2NetOnnxManifest {
   cache_capacity: number;
   files: Record<string, string>;
 }
+
+/** The manifest of a KL autoencoder export (vae.json): SD's ONNX names, unscaled latents. */
+export interface KLOnnxManifest {
+  format: 'latentkit-kl-onnx';
+  /** batch, height and width free (true) or fixed at `batch` / `image_size` */
+  dynamic_axes: boolean;
+  /** image pixels per latent pixel, per side */
+  factor: number;
+  batch?: number;
+  image_size?: [number, number];
+  /** the diffusion pipelines' latents are (z − shift_factor) · scaling_factor */
+  scaling_factor: number;
+  shift_factor: number;
+  files: { encoder: string; decoder: string; preview?: string };
+  config: { ddconfig: { in_channels: number; out_ch: number }; embed_dim: number };
+  /** a preview decoder (TAESD architecture): scaled latents `latents` → `sample` in ≈[−1, 1] */
+  preview?: { factor: number; parameters: number };
+}

@@ -4,7 +4,7 @@
 // goes through the same loop (sample/kv_loop.ts), chooser and seeded streams as the server,
 // so the same seed gives the same tokens wherever the logits agree.
 import type * as OrtNs from 'onnxruntime-common';
-import type { Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/onnx_manifest.ts';
+import type { KLOnnxManifest, Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/onnx_manifest.ts';
 import { kvDecode, type DecodeStats, type KVResult } from '../sample/kv_loop.ts';
 import { makeChooser, type SamplingOptions } from '../sample/filtering.ts';
 import { sampleStreams } from '../io/rng.ts';
@@ -72,6 +72,80 @@ export class StandaloneVQGAN {
   async release(): Promise<void> {
     await this.enc.release();
     await this.dec.release();
+  }
+}
+
+/**
+ * A KL autoencoder export (vae.json, batch / height / width free): images ⇄ latents as the
+ * diffusion pipelines use them — `encode` returns scaled latents (z − shift) · scale, `decode`
+ * and `preview` take them — with the preview decoder when the export has one.
+ */
+export class StandaloneKL {
+  private constructor(
+    readonly manifest: KLOnnxManifest,
+    private ort: Ort,
+    private enc: OrtNs.InferenceSession,
+    private dec: OrtNs.InferenceSession,
+    private prev: OrtNs.InferenceSession | null,
+  ) {}
+
+  static async load(ort: Ort, manifest: KLOnnxManifest, read: ReadFile, o: StandaloneOptions = {}): Promise<StandaloneKL> {
+    expectFormat(manifest, 'latentkit-kl-onnx');
+    if (!manifest.dynamic_axes) throw new Error('StandaloneKL runs exports with free sizes (export-onnx without --size)');
+    const f = manifest.files;
+    const names = [f.encoder, f.decoder, ...(f.preview ? [f.preview] : [])];
+    const [e, d, p] = await Promise.all(names.map(async (n) => createSession(ort, await read(n), n, o)));
+    return new StandaloneKL(manifest, ort, e!, d!, p ?? null);
+  }
+
+  get factor(): number {
+    return this.manifest.factor;
+  }
+
+  get latentChannels(): number {
+    return this.manifest.config.embed_dim;
+  }
+
+  get hasPreview(): boolean {
+    return this.prev !== null;
+  }
+
+  /** Planar image [C·H·W] in [−1, 1] → scaled latents [c·h·w] (the posterior's mode). */
+  async encode(image: Float32Array, h: number, w: number): Promise<{ latents: Float32Array; shape: [number, number, number] }> {
+    const c = this.manifest.config.ddconfig.in_channels;
+    const f = this.factor;
+    if (image.length !== c * h * w) throw new Error(`encode: expected ${c}×${h}×${w} = ${c * h * w} values, got ${image.length}`);
+    if (h % f || w % f) throw new Error(`encode: ${w}×${h} is not a multiple of the model's factor ${f}`);
+    const r = await this.enc.run({ sample: new this.ort.Tensor('float32', image, [1, c, h, w]) });
+    const z = Float32Array.from(r.latent_sample!.data as Float32Array);
+    const { scaling_factor: s, shift_factor: t } = this.manifest;
+    for (let i = 0; i < z.length; i++) z[i] = (z[i]! - t) * s;
+    return { latents: z, shape: [this.latentChannels, h / f, w / f] };
+  }
+
+  private checkLatents(latents: Float32Array, [c, h, w]: readonly number[]): void {
+    if (c !== this.latentChannels || latents.length !== c * h! * w!) throw new Error(`decode: expected ${this.latentChannels}×h×w latents, got [${[c, h, w].join(', ')}] with ${latents.length} values`);
+  }
+
+  /** Scaled latents [c·h·w] → planar image [C, H, W] in ≈[−1, 1] (the full decoder). */
+  async decode(latents: Float32Array, shape: readonly [number, number, number]): Promise<Float32Array> {
+    this.checkLatents(latents, shape);
+    const { scaling_factor: s, shift_factor: t } = this.manifest;
+    const z = Float32Array.from(latents, (v) => v / s + t);
+    const r = await this.dec.run({ latent_sample: new this.ort.Tensor('float32', z, [1, ...shape]) });
+    return r.sample!.data as Float32Array;
+  }
+
+  /** Scaled latents → planar image by the preview decoder (fast, approximate). */
+  async preview(latents: Float32Array, shape: readonly [number, number, number]): Promise<Float32Array> {
+    if (!this.prev) throw new Error('this export has no preview decoder');
+    this.checkLatents(latents, shape);
+    const r = await this.prev.run({ latents: new this.ort.Tensor('float32', Float32Array.from(latents), [1, ...shape]) });
+    return r.sample!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    for (const s of [this.enc, this.dec, this.prev]) await s?.release();
   }
 }
 

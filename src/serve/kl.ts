@@ -7,6 +7,8 @@
 // VQGAN routes': the queue sheds load (503) before a body is parsed, the pixel limit holds
 // for images read and for images latents would decode to, and every bad request is a 4xx
 // JSON error naming the problem.
+import fs from 'node:fs';
+import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { TAESD } from '../models/taesd/load.ts';
@@ -19,7 +21,17 @@ import { psnr } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';
 import { HttpError, num } from './http.ts';
 
-export type LatentServedModel = { name: string; kind: 'kl'; source: string; kl: AutoencoderKL } | { name: string; kind: 'taesd'; source: string; taesd: TAESD };
+export type LatentServedModel = { name: string; kind: 'kl'; source: string; kl: AutoencoderKL; preview?: TAESD } | { name: string; kind: 'taesd'; source: string; taesd: TAESD };
+
+/** A KL model's preview decoder (`latentkit distill-preview`'s decoder.safetensors), kept beside it under this name. */
+export const PREVIEW_FILE = 'preview_decoder.safetensors';
+
+/** The preview decoder beside a KL model (in its folder, or beside its file), if there is one. */
+export function previewBeside(p: string): string | null {
+  const dir = fs.statSync(p).isDirectory() ? p : path.dirname(p);
+  const f = path.join(dir, PREVIEW_FILE);
+  return fs.existsSync(f) ? f : null;
+}
 
 /** Content types a latents body may have besides JSON (raw safetensors bytes). */
 export const LATENT_BODY_TYPES = ['application/octet-stream', 'application/x-safetensors'];
@@ -27,7 +39,13 @@ export const LATENT_BODY_TYPES = ['application/octet-stream', 'application/x-saf
 /** A KL VAE (its YAML beside an SD .ckpt is used, as the CLI does) or a TAESD, for the server. */
 export function loadLatentServed(name: string, p: string, kind: LatentModelKind, session: SessionOptions): LatentServedModel {
   if (kind === 'taesd') return { name, kind, source: p, taesd: TAESD.load(p, { session }) };
-  return { name, kind, source: p, kl: AutoencoderKL.load(p, { config: klConfigBeside(p), session }) };
+  const kl = AutoencoderKL.load(p, { config: klConfigBeside(p), session });
+  const pf = previewBeside(p);
+  const preview = pf ? TAESD.load(pf, { session }) : undefined;
+  if (preview && (!preview.parts.decoder || preview.latentChannels !== kl.latentChannels || preview.factor !== kl.factor)) {
+    throw new Error(`${pf}: a preview decoder for '${name}' must decode its ${kl.latentChannels}-channel latents at factor ${kl.factor}; this one ${preview.parts.decoder ? `reads ${preview.latentChannels} channels at factor ${preview.factor}` : 'has no decoder'}`);
+  }
+  return { name, kind, source: p, kl, ...(preview ? { preview } : {}) };
 }
 
 const model = (m: LatentServedModel): AutoencoderKL | TAESD => (m.kind === 'kl' ? m.kl : m.taesd);
@@ -50,7 +68,9 @@ export function describeLatent(m: LatentServedModel): Record<string, unknown> {
     ...common,
     scaling: { scale: k.scaling.scale, shift: k.scaling.shift, source: k.scaling.source },
     channels: k.config.ddconfig.in_channels,
+    resolution: k.config.ddconfig.resolution,
     quant_conv: k.config.use_quant_conv !== false,
+    ...(m.preview ? { preview: { parameters: m.preview.paramCount, factor: m.preview.factor, decode: 'POST decode?preview=1' } } : {}),
     auto_tile: { above_latent_positions: AUTO_TILE_POSITIONS, tile: AUTO_TILE },
     endpoints: endpoints(m),
     notes: k.notes,
@@ -107,6 +127,13 @@ function posterior(q: Query, m: LatentServedModel): { sample: boolean; seed: num
   if (sample && m.kind === 'taesd') throw new HttpError(400, `'sample' draws from a KL posterior; the TAESD '${m.name}' encodes deterministically`);
   if (seed !== undefined && !sample) throw new HttpError(400, "'seed' goes with sample=1 (without it the latents are the posterior's mode, with no randomness)");
   return { sample, seed: seed ?? 0 };
+}
+
+/** ?preview=1: the KL model's preview decoder (a 400 naming how to get one when it has none). */
+function previewOf(m: LatentServedModel): TAESD {
+  if (m.kind === 'taesd') throw new HttpError(400, `'preview' is for KL models; '${m.name}' is itself a TAESD (decode without it)`);
+  if (!m.preview) throw new HttpError(400, `model '${m.name}' has no preview decoder: train one with \`latentkit distill-preview --model <vae> --data <images> --out <dir>\` and put its decoder.safetensors beside the model as ${PREVIEW_FILE}`);
+  return m.preview;
 }
 
 function needPart(m: LatentServedModel, part: 'encoder' | 'decoder', route: string): void {
@@ -226,11 +253,13 @@ export function latentRoutes(ctx: LatentRouteContext) {
       needPart(m, 'decoder', 'decode');
       const q = req.query as Query;
       const format = answerFormat(req, ['png'] as const);
+      const preview = flag(q, 'preview') ? previewOf(m) : null;
       const z = latentsInput(req, m);
       const [b, , h, w] = z.shape as [number, number, number, number];
       if (b > 1 && format !== 'json') throw new HttpError(422, `latents hold a batch of ${b}; a PNG answer is one image: send one latent, or ask for ?format=json (a list of images)`);
-      const tile = tileFor(q, m, h, w);
-      const img = await ctx.run(() => (m.kind === 'taesd' ? m.taesd.decode(z) : m.kl.decode(z, tile ? { tile } : {})));
+      const tile = preview ? undefined : tileFor(q, m, h, w);
+      const img = await ctx.run(() => (preview ? preview.decode(z) : m.kind === 'taesd' ? m.taesd.decode(z) : m.kl.decode(z, tile ? { tile } : {})));
+      if (preview) reply.header('x-decoder', 'preview');
       const f = model(m).factor;
       reply.header('x-image-size', `${w * f}x${h * f}`);
       if (tile) reply.header('x-tile', String(tile));

@@ -85,5 +85,6 @@ export function describe(m: ServedModel): Record<string, unknown> {
 
 /** Frees a served model's sessions. */
 export function releaseServed(m: ServedModel): Promise<void> {
-  return m.kind === 'vqgan' ? m.vqgan.release() : m.kind === 'transformer' ? m.net.release() : m.kind === 'kl' ? m.kl.release() : m.taesd.release();
+  if (m.kind === 'kl') return Promise.all([m.kl.release(), m.preview?.release()]).then(() => undefined);
+  return m.kind === 'vqgan' ? m.vqgan.release() : m.kind === 'transformer' ? m.net.release() : m.taesd.release();
 }

@@ -10,7 +10,7 @@ import { HostTensor } from '../tensor.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
 import { JobQueue, QueueFullError } from './queue.ts';
 import { describe, type ServedModel } from './models.ts';
-import { net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
+import { klOnnx, net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { codebookAtlas, codeUsage, type Atlas, type Usage } from './codebook.ts'
 import { registerTrainRoutes } from './train.ts';
 import { MAX_IMAGE_PIXELS } from '../io/limits.ts';
 import { EMOJI_INSTALL, EMOJI_PACKAGE, HttpError, emojiMissing, installed, num } from './http.ts';
-import { LATENT_BODY_TYPES, latentRoutes, registerLatentHooks, type LatentServedModel } from './kl.ts';
+import { LATENT_BODY_TYPES, PREVIEW_FILE, latentRoutes, registerLatentHooks, type LatentServedModel } from './kl.ts';
 
 export { HttpError };
 
@@ -211,8 +211,8 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   // The page's in-browser inference: each model as standalone ONNX files (batch 1, weights
   // inside) plus its manifest, made once on first request and kept.
   const exportOf = (m: ServedModel): Promise<OnnxExport> => {
-    notForLatent(m, 'the page\'s ONNX export is for VQGANs and transformers; `latentkit export-onnx --model <file>` writes its encoder and decoder');
-    return once(`onnx:${m.name}`, async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : net2netOnnx((m as Extract<ServedModel, { kind: 'transformer' }>).net, { batch: 1 })));
+    if (m.kind === 'taesd') throw new HttpError(400, `model '${m.name}' is a TAESD: the page runs TAESDs as a KL model's preview decoder (its ${PREVIEW_FILE}); \`latentkit export-onnx\` exports KL models`);
+    return once(`onnx:${m.name}`, async () => (m.kind === 'vqgan' ? vqganOnnx(m.vqgan, { batch: 1 }) : m.kind === 'kl' ? klOnnx(m.kl, { preview: m.preview }) : net2netOnnx(m.net, { batch: 1 })));
   };
   app.get('/api/models/:name/onnx', async (req) => {
     const e = await exportOf(lookup(req));

@@ -114,7 +114,7 @@ it("export-onnx: plain onnxruntime runs SD's ONNX names — encoder sample → l
   assert.equal(r.code, 0, r.err);
   const enc = await ort.InferenceSession.create(t('onnx/encoder.onnx'));
   const dec = await ort.InferenceSession.create(t('onnx/decoder.onnx'));
-  const meta = (s: ort.InferenceSession, io: 'inputMetadata' | 'outputMetadata') => (s[io][0] as { shape: (number | string)[] }).shape;
+  const meta = (s: ort.InferenceSession, io: 'inputMetadata' | 'outputMetadata') => (s[io][0] as { shape: readonly (number | string)[] }).shape;
   assert.deepEqual(meta(enc, 'inputMetadata'), ['batch', 3, 'height', 'width']);
   assert.deepEqual(meta(enc, 'outputMetadata'), ['batch', 4, 'height/2', 'width/2']);
   assert.deepEqual(meta(dec, 'outputMetadata'), ['batch', 3, 'height*2', 'width*2']);
