@@ -4,11 +4,11 @@
 // server for them. The page calls it through comlink (web/local.ts); a whole sampling loop
 // (hundreds of session runs) happens here, so drawing stays smooth while it runs.
 import * as Comlink from 'comlink';
-import { StandaloneNet2Net, StandaloneVQGAN, type Net2NetOnnxManifest, type VQGANOnnxManifest } from '../src/browser.ts';
+import { StandaloneKL, StandaloneNet2Net, StandaloneVQGAN, type KLOnnxManifest, type Net2NetOnnxManifest, type VQGANOnnxManifest } from '../src/browser.ts';
 import { fetchExport, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
 
 export type LocalBackend = 'wasm' | 'webgpu';
-type Local = StandaloneVQGAN | StandaloneNet2Net;
+type Local = StandaloneVQGAN | StandaloneNet2Net | StandaloneKL;
 type Progress = (msg: string) => void;
 
 const loaded = new Map<string, Promise<Local>>();
@@ -18,10 +18,12 @@ function model(name: string, backend: LocalBackend, progress?: Progress): Promis
   let p = loaded.get(key);
   if (!p) {
     p = (async () => {
-      const { manifest, read } = await fetchExport<VQGANOnnxManifest | Net2NetOnnxManifest>(pageUrl(`./api/models/${encodeURIComponent(name)}/onnx`), `${name} for the browser`, progress);
+      const { manifest, read } = await fetchExport<VQGANOnnxManifest | Net2NetOnnxManifest | KLOnnxManifest>(pageUrl(`./api/models/${encodeURIComponent(name)}/onnx`), `${name} for the browser`, progress);
       const rt = await ort();
       const o = { executionProviders: backend === 'webgpu' ? ['webgpu', 'wasm'] : ['wasm'] };
-      return manifest.format === 'latentkit-vqgan-onnx' ? StandaloneVQGAN.load(rt as never, manifest, read, o) : StandaloneNet2Net.load(rt as never, manifest as Net2NetOnnxManifest, read, o);
+      if (manifest.format === 'latentkit-vqgan-onnx') return StandaloneVQGAN.load(rt as never, manifest, read, o);
+      if (manifest.format === 'latentkit-kl-onnx') return StandaloneKL.load(rt as never, manifest, read, o);
+      return StandaloneNet2Net.load(rt as never, manifest, read, o);
     })();
     loaded.set(key, p);
     p.catch(() => loaded.delete(key));
@@ -38,6 +40,12 @@ async function vqgan(name: string, backend: LocalBackend, progress?: Progress): 
 async function net2net(name: string, backend: LocalBackend, progress?: Progress): Promise<StandaloneNet2Net> {
   const m = await model(name, backend, progress);
   if (!(m instanceof StandaloneNet2Net)) throw new Error(`${name} is a VQGAN, not a transformer`);
+  return m;
+}
+
+async function kl(name: string, backend: LocalBackend, progress?: Progress): Promise<StandaloneKL> {
+  const m = await model(name, backend, progress);
+  if (!(m instanceof StandaloneKL)) throw new Error(`${name} is not a KL autoencoder`);
   return m;
 }
 
@@ -66,6 +74,20 @@ const api = {
     const { indices, shape } = await m.encode(image);
     const out = (await m.decode(indices)).slice(); // own buffer, transferable
     return Comlink.transfer({ indices, shape, image: out, channels: m.manifest.channels, size: m.manifest.image_size }, [indices.buffer, out.buffer]);
+  },
+
+  /** KL model: planar image [3·h·w] in [−1, 1] → scaled latents [c·h/f·w/f] (the posterior's mode). */
+  async klEncode(name: string, backend: LocalBackend, image: Float32Array, h: number, w: number, progress?: Progress) {
+    const m = await kl(name, backend, progress);
+    const r = await m.encode(image, h, w);
+    return Comlink.transfer(r, [r.latents.buffer]);
+  },
+
+  /** KL model: scaled latents → planar image [3, H, W] by the full decoder, or by its preview decoder. */
+  async klDecode(name: string, backend: LocalBackend, latents: Float32Array, shape: [number, number, number], preview: boolean, progress?: Progress) {
+    const m = await kl(name, backend, progress);
+    const out = (preview ? await m.preview(latents, shape) : await m.decode(latents, shape)).slice();
+    return Comlink.transfer(out, [out.buffer]);
   },
 
   /** n samples under a class or a drawing → planar float images [3, H, W]. */

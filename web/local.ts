@@ -31,3 +31,13 @@ export async function localReconstruct(name: string, backend: LocalBackend, imag
 export async function localSample(name: string, backend: LocalBackend, r: LocalSampleRequest, progress: (m: string) => void) {
   return (await api()).sample(name, backend, r, Comlink.proxy(progress));
 }
+
+/** A served KL autoencoder in this browser: image [3·h·w] in [−1, 1] → scaled latents. */
+export async function localKLEncode(name: string, backend: LocalBackend, image: Float32Array, h: number, w: number, progress: (m: string) => void) {
+  return (await api()).klEncode(name, backend, Comlink.transfer(image, [image.buffer]), h, w, Comlink.proxy(progress));
+}
+
+/** Scaled latents → planar image by the model's full decoder or its preview decoder. */
+export async function localKLDecode(name: string, backend: LocalBackend, latents: Float32Array, shape: [number, number, number], preview: boolean, progress: (m: string) => void) {
+  return (await api()).klDecode(name, backend, latents.slice(), shape, preview, Comlink.proxy(progress));
+}

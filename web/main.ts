@@ -11,7 +11,8 @@ import { canvasToRgb, imageToPlanar, toDataUrl } from './pixels.ts';
 import { initCodebook } from './codebook.ts';
 import { initRuns } from './runs.ts';
 import { initTrain } from './train.ts';
-interface ModelInfo { name: string; kind: 'vqgan' | 'transformer'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
+import { initLatent, type KLInfo } from './latent.ts';
+interface ModelInfo { name: string; kind: 'vqgan' | 'transformer' | 'kl' | 'taesd'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 let models: ModelInfo[] = [];
@@ -227,6 +228,7 @@ const NEEDS: Partial<Record<View, string>> = {
   draw: `Drawing needs a sketch → image transformer, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-sketch among them), or add \`--model <dir>\` of a sketch-conditioned model.`,
   sample: `Sampling by category needs a class-conditional transformer, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-class among them), or add \`--model <dir>\` of a class-conditional model.`,
   reconstruct: `Reconstruction needs a VQGAN, and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-f4 among them), or add \`--model <file or dir>\` of a VQGAN.`,
+  latent: `The latent view needs a KL autoencoder (Stable Diffusion's kind), and this server serves none. To get one, ${SERVE_BUNDLED} (emoji-kl-f4 among them), or add \`--model <vae>\` of an SD VAE (a diffusers vae/ folder, an SD .ckpt or .safetensors).`,
   codebook: `The codebook view needs a VQGAN or a transformer, and this server serves none: ${SERVE_BUNDLED}.`,
 };
 function needs(view: View): void {
@@ -238,7 +240,7 @@ function needs(view: View): void {
     const r = await apiCall('./api/models');
     models = ((await r.json()) as { models: ModelInfo[] }).models;
   } catch (e) {
-    for (const v of ['draw', 'sample', 'reconstruct', 'codebook', 'runs', 'train'] as View[]) note(v, `cannot list the models: ${(e as Error).message}`, 'error');
+    for (const v of ['draw', 'sample', 'reconstruct', 'latent', 'codebook', 'runs', 'train'] as View[]) note(v, `cannot list the models: ${(e as Error).message}`, 'error');
     document.body.dataset.ready = '1';
     return;
   }
@@ -261,6 +263,7 @@ function needs(view: View): void {
   const health = (await apiFetch('./api/health').then((x) => x.json()).catch(() => null)) as { optional?: { emoji_images?: { installed: boolean; install: string } } } | null;
   const emoji = health?.optional?.emoji_images ?? { installed: true, install: '' };
   initCodebook(cbModels, statusFor('codebook'), emoji);
+  initLatent(models.filter((m): m is ModelInfo & KLInfo => m.kind === 'kl'), { timed, backend, needs: () => needs('latent') });
   initRuns(statusFor('runs'));
   initTrain(emoji);
   document.body.dataset.ready = '1';
