@@ -304,6 +304,19 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
     const r = await evaluate(Array.from({ length: Math.ceil(data.valIdx.length / valN) }, () => all.next().x));
     logLine({ step, split: 'val_full', images: r.images, psnr: r.psnr, ssim: r.ssim });
   }
+  // a VAE trained from scratch gets its latent scaling as SD's did (1 / std of the latents, on
+  // up to 512 training images); a fine-tune keeps the scaling of the VAE it started from
+  if (!stopped && !cfg.init && cfg.model.scaling_factor === undefined) {
+    const idx = data.trainIdx.slice(0, 512);
+    const imgs = new BatchLoader({ images: data.images, indices: idx, batchSize: Math.min(32, idx.length), augment: false, shuffle: false, dropLast: false });
+    evalModel.weights = aeWeights();
+    const fit = await evalModel.fitScale(Array.from({ length: Math.ceil(idx.length / Math.min(32, idx.length)) }, () => imgs.next().x));
+    cfg = { ...cfg, model: { ...cfg.model, scaling_factor: fit.scale } };
+    writeFileAtomicSync(path.join(out, 'config.yaml'), YAML.stringify(toLdmObject(cfg)));
+    writeSafetensorsFile(path.join(out, 'model.safetensors'), aeWeights(), modelMeta());
+    logLine({ step, split: 'latent_scale', images: idx.length, std: fit.std, mean: fit.mean, scaling_factor: fit.scale });
+    ev.onMessage?.(`latent scaling factor ${fit.scale} (1 / std of the latents of ${idx.length} training images, as SD's 0.18215 was found), written to config.yaml`);
+  }
   await evalModel.release();
   return { step, stopped, out };
 }

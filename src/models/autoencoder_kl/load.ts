@@ -201,6 +201,31 @@ export class AutoencoderKL {
     return (await this.run('decode', 'latents', z)).image as HostTensor<'float32'>;
   }
 
+  /**
+   * The latent scaling a diffusion model would want for this VAE, found as SD's 0.18215 was:
+   * 1 / the standard deviation of the posterior's mode over these images (all channels and
+   * positions together), so that scaled latents have unit variance. Rounded to 5 digits.
+   */
+  async fitScale(batches: Iterable<HostTensor>): Promise<{ scale: number; std: number; mean: number; values: number }> {
+    let n = 0;
+    let s1 = 0;
+    let s2 = 0;
+    for (const x of batches) {
+      this.checkImage(x);
+      const m = ((await this.run('encode', 'image', x)).mean as HostTensor<'float32'>).data;
+      for (const v of m) {
+        s1 += v;
+        s2 += v * v;
+      }
+      n += m.length;
+    }
+    if (n < 2) throw new Error('fitScale: no images');
+    const mean = s1 / n;
+    const std = Math.sqrt(Math.max(0, (s2 - n * mean * mean) / (n - 1)));
+    if (!(std > 0)) throw new Error(`fitScale: the latents do not vary (std ${std})`);
+    return { scale: Number((1 / std).toPrecision(5)), std, mean, values: n };
+  }
+
   /** encode then decode (tiled both ways with `tile`); returns the scaled latents too. */
   async reconstruct(x: HostTensor, opts: EncodeOptions = {}): Promise<{ image: HostTensor<'float32'>; latents: HostTensor<'float32'> }> {
     const { latents } = await this.encode(x, opts);
