@@ -15,7 +15,7 @@ import { loadImage, saveImage } from '../io/image.ts';
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { writeTorchCheckpoint } from '../io/formats/torch_write.ts';
 import { psnr } from '../eval/metrics.ts';
-import { klOnnx } from '../models/export_onnx.ts';
+import { klOnnx, taesdOnnx } from '../models/export_onnx.ts';
 import { writeOnnxExport } from './gpt.ts';
 import { HostTensor } from '../tensor.ts';
 import { MAX_IMAGE_SIDE } from '../io/limits.ts';
@@ -257,8 +257,11 @@ export async function klConvert(kind: LatentModelKind, o: KLCliOptions & { outpu
 
 /** export-onnx: SD's ONNX names (models/export_onnx.ts klOnnx); batch, height and width free unless --size; --float16 weights. */
 export async function klExportOnnx(kind: LatentModelKind, o: KLCliOptions & { output: string; size?: string; batch: string; float16?: boolean }): Promise<void> {
-  if (kind === 'taesd') throw new CliError('export-onnx: TAESD export is not supported yet; KL models export encoder.onnx / decoder.onnx');
   const batch = parseIntOpt(o.batch, '--batch');
+  if (kind === 'taesd') {
+    if (o.size || batch !== 1 || o.float16) throw new CliError('export-onnx: a TAESD exports with batch, height and width free; --size, --batch and --float16 are for KL models');
+    return taesdExportOnnx(o);
+  }
   if (!o.size && batch !== 1) throw new CliError('--batch fixes the batch of a fixed-size export: give --size too (without --size, batch, height and width are all free)');
   const m = loadLatentModel(kind, o) as AutoencoderKL;
   const size = o.size ? parseSideOpt(o.size) : undefined;
@@ -267,4 +270,15 @@ export async function klExportOnnx(kind: LatentModelKind, o: KLCliOptions & { ou
   const s = m.scaling;
   writeOnnxExport(e, o.output, `(latents unscaled: the diffusion model's are (z − ${s.shift}) · ${s.scale})`);
   await m.release();
+}
+
+/** export-onnx for a TAESD: taesd_encoder.onnx / taesd_decoder.onnx (the parts it has), free sizes, images in [−1, 1]. */
+async function taesdExportOnnx(o: KLCliOptions & { output: string }): Promise<void> {
+  const t = loadLatentModel('taesd', o) as TAESD;
+  const parts = (['encoder', 'decoder'] as const).filter((p) => t.parts[p]);
+  const files = new Map(parts.map((p) => [`taesd_${p}.onnx`, taesdOnnx(t, p)]));
+  const io = { encoder: { inputs: { sample: ['float32', ['batch', 3, 'height', 'width'], `RGB in [-1, 1]; height and width multiples of ${t.factor}`] }, outputs: { latents: ['float32', ['batch', t.latentChannels, `height/${t.factor}`, `width/${t.factor}`], 'scaled latents (as its VAE family scales them)'] } }, decoder: { inputs: { latents: ['float32', ['batch', t.latentChannels, 'height', 'width'], 'scaled latents'] }, outputs: { sample: ['float32', ['batch', 3, `height*${t.factor}`, `width*${t.factor}`], 'RGB in ~[-1, 1]'] } } };
+  const manifest = { format: 'latentkit-taesd-onnx', dynamic_axes: true, factor: t.factor, latent_channels: t.latentChannels, files: Object.fromEntries(parts.map((p) => [p, `taesd_${p}.onnx`])), ...Object.fromEntries(parts.map((p) => [p, io[p]])) };
+  writeOnnxExport({ files, manifestName: 'taesd.json', manifest }, o.output, '(images in [-1, 1]; TAESD works in [0, 1] inside)');
+  await t.release();
 }

@@ -14,7 +14,7 @@ import { HostTensor } from '../tensor.ts';
 import { ParamView } from '../nn/params.ts';
 import type { AutoencoderKL } from './autoencoder_kl/load.ts';
 import type { TAESD } from './taesd/load.ts';
-import { taesdDecode } from './taesd/taesd.ts';
+import { taesdDecode, taesdEncode } from './taesd/taesd.ts';
 import * as ops from '../ops/core.ts';
 import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
@@ -219,25 +219,35 @@ export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; flo
 }
 
 /**
- * A KL model's preview decoder (TAESD architecture, distill-preview) as one ONNX graph with free
- * batch, height and width: scaled latents `latents` → `sample` in ≈[−1, 1] (TAESD's [0, 1]
- * output mapped as the full decoder's).
+ * One part of a TAESD (or a KL model's preview decoder, distill-preview) as an ONNX graph with
+ * free batch, height and width, in the library's [−1, 1] image convention: decoder scaled
+ * latents `latents` → `sample` (TAESD's [0, 1] output mapped), encoder `sample` → `latents`.
  */
-function previewDecoderOnnx(t: TAESD, m: AutoencoderKL): Uint8Array {
-  const sd = t.parts.decoder;
-  if (!sd) throw new Error("the preview has no decoder");
-  if (t.latentChannels !== m.latentChannels || t.factor !== m.factor) throw new Error(`the preview decoder reads ${t.latentChannels} channels at factor ${t.factor}; the VAE has ${m.latentChannels} at factor ${m.factor}`);
+export function taesdOnnx(t: TAESD, part: 'encoder' | 'decoder'): Uint8Array {
+  const sd = t.parts[part];
+  if (!sd) throw new Error(`this TAESD has no ${part}`);
   const specs = Object.fromEntries([...sd].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
+  const f = t.factor;
   const at = ([b, h, w]: number[]) =>
-    Program.trace((ins) => ({ sample: ops.sub(ops.mul(taesdDecode(new ParamView(ins), ins.latents!, t.stages), 2), 1) }), { ...specs, latents: { shape: [b!, t.latentChannels, h!, w!], dtype: 'float32' } });
+    part === 'decoder'
+      ? Program.trace((ins) => ({ sample: ops.sub(ops.mul(taesdDecode(new ParamView(ins), ins.latents!, t.stages), 2), 1) }), { ...specs, latents: { shape: [b!, t.latentChannels, h!, w!], dtype: 'float32' } })
+      : Program.trace((ins) => ({ latents: taesdEncode(new ParamView(ins), ops.div(ops.add(ins.sample!, 1), 2), t.stages) }), { ...specs, sample: { shape: [b!, 3, h! * f, w! * f], dtype: 'float32' } });
   const bake = new Map(sd);
+  const scale = part === 'decoder' ? 1 : f;
   const model = makeDynamic(
     KL_TRACE_DIMS.map((d): Traced => {
       const p = at(d);
-      return { model: lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, bake, metadata: { producer: 'latentkit', role: 'preview decoder (TAESD architecture)' } }).model, dims: d };
+      return { model: lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, bake, metadata: { producer: 'latentkit', role: `TAESD ${part}`, factor: String(f) } }).model, dims: [d[0]!, d[1]! * scale, d[2]! * scale] };
     }),
-    { input: 'latents', axes: { 0: 'batch', 2: 'height', 3: 'width' } },
+    { input: part === 'decoder' ? 'latents' : 'sample', axes: { 0: 'batch', 2: 'height', 3: 'width' } },
   );
   halveExactInitializers(model, new Set(bake.keys()));
   return encodeModel(model);
+}
+
+/** A KL model's preview decoder, checked against the VAE it previews. */
+function previewDecoderOnnx(t: TAESD, m: AutoencoderKL): Uint8Array {
+  if (!t.parts.decoder) throw new Error('the preview has no decoder');
+  if (t.latentChannels !== m.latentChannels || t.factor !== m.factor) throw new Error(`the preview decoder reads ${t.latentChannels} channels at factor ${t.factor}; the VAE has ${m.latentChannels} at factor ${m.factor}`);
+  return taesdOnnx(t, 'decoder');
 }

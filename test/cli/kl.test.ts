@@ -15,6 +15,7 @@ import { readSafetensorsFile, writeSafetensorsFile } from '../../src/io/formats/
 import { loadImage, loadImageU8 } from '../../src/io/image.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl/load.ts';
 import { HostTensor } from '../../src/tensor.ts';
+import { TAESD } from '../../src/models/taesd/load.ts';
 import { hashStateDict } from '../../src/nn/hashinit.ts';
 import { taesdShapes } from '../../src/models/taesd/taesd.ts';
 import { relErr } from '../helpers.ts';
@@ -85,6 +86,26 @@ it('a TAESD decodes the latents a KL encode wrote; a 16-channel TAESD says the c
   assert.match(r.err, /latents have 4 channels, but .* decodes 16/);
   r = cli('info', '-m', t('taesd4'));
   assert.match(r.out, /TAESD preview autoencoder \(decoder\)/);
+});
+
+it('export-onnx of a TAESD (encoder and decoder): free sizes, images in [-1, 1], the library\'s numbers', async () => {
+  const d = t('taesd-both');
+  fs.mkdirSync(d);
+  for (const part of ['encoder', 'decoder'] as const) writeSafetensorsFile(path.join(d, `taesd_${part}.safetensors`), hashStateDict(taesdShapes(part, 4)));
+  const r = cli('export-onnx', '-m', d, '-o', t('taesd-onnx'));
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(JSON.parse(fs.readFileSync(t('taesd-onnx/taesd.json'), 'utf8')).files, { encoder: 'taesd_encoder.onnx', decoder: 'taesd_decoder.onnx' });
+  const lib = TAESD.load(d);
+  const x = HostTensor.float32([2, 3, 16, 24], Float32Array.from({ length: 2 * 3 * 16 * 24 }, (_, i) => Math.sin(i * 0.31) * 0.9));
+  const enc = await ort.InferenceSession.create(t('taesd-onnx/taesd_encoder.onnx'));
+  const z = (await enc.run({ sample: new ort.Tensor('float32', x.data as Float32Array, [2, 3, 16, 24]) })).latents!;
+  assert.deepEqual(z.dims, [2, 4, 2, 3]);
+  assert.ok(relErr(z.data as Float32Array, (await lib.encode(x)).data as Float32Array) < 1e-5);
+  const dec = await ort.InferenceSession.create(t('taesd-onnx/taesd_decoder.onnx'));
+  const img = (await dec.run({ latents: z })).sample!;
+  assert.ok(relErr(img.data as Float32Array, (await lib.decode(HostTensor.float32([2, 4, 2, 3], z.data as Float32Array))).data as Float32Array) < 1e-5);
+  assert.match(cli('export-onnx', '-m', d, '-o', t('taesd-onnx2'), '--size', '64').err, /a TAESD exports with batch, height and width free/);
+  await lib.release();
 });
 
 it('convert → a diffusers folder and an SD single file that load back the same; info describes them', async () => {
