@@ -17,6 +17,10 @@ Debian's torch: `/usr/bin/python3 scripts/make_gpt_fixtures.py`). Tests never ne
                        (tokens [5, 16]), the same by taming's uncached loop, the decoded
                        images, and the smallest top-1/top-2 logit gap met while sampling.
 
+  bidir_io.safetensors the gpt_io model's weights with every position unmasked (n_unmasked =
+                       block_size: taming's GPT as the bidirectional transformer MaskGIT uses),
+                       its logits over the same tokens (`--bidir` writes only this file)
+
 Run with `--roundtrip FILE.ckpt` to load a checkpoint written by `latentkit convert` into
 the reference Net2Net with load_state_dict(strict=True) and compare greedy samples with the
 fixture's: prints OK or FAIL.
@@ -113,6 +117,21 @@ def gpt_io():
     meta = {"config": json.dumps(GPT_CFG), "decay": json.dumps(decay), "made_by": MADE_BY}
     st.save(os.path.join(OUT, "gpt_io.safetensors"), out, meta)
     print("gpt_io:", len(out), "tensors, loss", loss.item())
+
+
+def bidir_io():
+    torch.manual_seed(0)
+    m = ref.GPT(**dict(GPT_CFG, n_unmasked=GPT_CFG["block_size"]))
+    randomize(m, 1, 0.3)  # the same draws as gpt_io: the same weights
+    g = torch.Generator().manual_seed(2)
+    c = torch.randint(0, 37, (2, 3), generator=g)
+    z = torch.randint(0, 37, (2, 17), generator=g)
+    m.eval()
+    with torch.no_grad():
+        logits = m(torch.cat((c, z), 1))[0]
+    out = {"out.logits": np32(logits), "check.head.weight": np32(m.head.weight)}
+    st.save(os.path.join(OUT, "bidir_io.safetensors"), out, {"n_unmasked": str(GPT_CFG["block_size"]), "made_by": MADE_BY})
+    print("bidir_io: logits", tuple(logits.shape))
 
 
 def greedy_gap(m, c, steps):
@@ -217,11 +236,15 @@ def roundtrip(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--roundtrip")
+    ap.add_argument("--bidir", action="store_true")
     a = ap.parse_args()
     if a.roundtrip:
         sys.exit(roundtrip(a.roundtrip))
+    if a.bidir:
+        return bidir_io()
     os.makedirs(OUT, exist_ok=True)
     gpt_io()
+    bidir_io()
     net2net()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")

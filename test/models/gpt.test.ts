@@ -42,6 +42,16 @@ perBackend('taming GPT vs PyTorch', () => {
     assert.ok(relErr(f32(out.logits!), f32(T.get('out.logits')!)) < 1e-5);
   });
 
+  it("every position unmasked (n_unmasked = block_size, MaskGIT's bidirectional transformer): logits within 1e-4 of PyTorch", async () => {
+    const bx = readSafetensorsFile(path.join(here, '../fixtures/gpt/bidir_io.safetensors')).tensors;
+    assert.deepEqual(f32(bx.get('check.head.weight')!), f32(params.get('head.weight')!)); // the same weights as gpt_io
+    const bcfg = { ...cfg, n_unmasked: cfg.block_size };
+    const prog = Program.trace((ins) => ({ logits: gpt(new ParamView(ins), bcfg, ins.idx!).logits }), { ...specs, idx: { shape: [2, 20], dtype: 'int64' } });
+    const out = await (await prog.compile()).run({ ...Object.fromEntries(params), idx: cz });
+    assert.ok(relErr(f32(out.logits!), f32(bx.get('out.logits')!)) < 1e-5);
+    assert.ok(relErr(f32(out.logits!), f32(T.get('out.logits')!)) > 1e-2); // not the causal logits
+  });
+
   it('prefill + cached steps reproduce taming forward_with_past logits', async () => {
     const L = 24;
     const nh = cfg.n_head;
