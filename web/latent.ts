@@ -177,6 +177,7 @@ export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => B
   for (const which of ['a', 'b'] as const) {
     files[which].onchange = () => {
       const f = files[which].files?.[0];
+      files[which].value = ''; // picking the same file again (say, on another backend) runs again
       if (f) void load(which, f);
     };
   }

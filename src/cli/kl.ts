@@ -54,14 +54,18 @@ export function loadLatentModel(kind: LatentModelKind, o: KLCliOptions, quiet = 
     m = TAESD.load(o.model, { session });
   } else {
     if (o.family !== undefined && !(o.family in FAMILY_SCALING)) throw new CliError(`--family must be one of ${Object.keys(FAMILY_SCALING).join(', ')}, got '${o.family}'`);
-    // a latentkit model/run directory (model.safetensors + config.yaml), not a diffusers folder
-    const dir = fs.existsSync(o.model) && fs.statSync(o.model).isDirectory() && !fs.existsSync(path.join(o.model, 'config.json')) && fs.existsSync(path.join(o.model, 'model.safetensors'));
-    const file = dir ? path.join(o.model, 'model.safetensors') : o.model;
+    const file = klWeightsPath(o.model);
     const opts: KLLoadOptions = { config: o.config ?? klConfigBeside(file), session, scale: number(o.scale, '--scale'), shift: number(o.shift, '--shift'), noScale: o.noScale, family: o.family as KLFamily | undefined };
     m = AutoencoderKL.load(file, opts);
   }
   if (!quiet) for (const n of m.notes) console.error(`note: ${n}`);
   return m;
+}
+
+/** What AutoencoderKL.load takes for `p`: a latentkit model/run directory (model.safetensors + config.yaml, no config.json) by its weights file; anything else as given. */
+export function klWeightsPath(p: string): string {
+  const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() && !fs.existsSync(path.join(p, 'config.json')) && fs.existsSync(path.join(p, 'model.safetensors'));
+  return dir ? path.join(p, 'model.safetensors') : p;
 }
 
 /** A latent-diffusion YAML beside a checkpoint file (sd.ckpt + sd.yaml, as SD's releases ship), if one names an AutoencoderKL. */

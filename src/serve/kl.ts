@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { TAESD } from '../models/taesd/load.ts';
 import type { LatentModelKind } from '../models/load_model.ts';
-import { AUTO_TILE, AUTO_TILE_POSITIONS, klConfigBeside } from '../cli/kl.ts';
+import { AUTO_TILE, AUTO_TILE_POSITIONS, klConfigBeside, klWeightsPath } from '../cli/kl.ts';
 import type { SessionOptions } from '../runtime/backend.ts';
 import { readSafetensors, writeSafetensors } from '../io/formats/safetensors.ts';
 import { encodePng } from '../io/image.ts';
@@ -39,7 +39,8 @@ export const LATENT_BODY_TYPES = ['application/octet-stream', 'application/x-saf
 /** A KL VAE (its YAML beside an SD .ckpt is used, as the CLI does) or a TAESD, for the server. */
 export function loadLatentServed(name: string, p: string, kind: LatentModelKind, session: SessionOptions): LatentServedModel {
   if (kind === 'taesd') return { name, kind, source: p, taesd: TAESD.load(p, { session }) };
-  const kl = AutoencoderKL.load(p, { config: klConfigBeside(p), session });
+  const file = klWeightsPath(p);
+  const kl = AutoencoderKL.load(file, { config: klConfigBeside(file), session });
   const pf = previewBeside(p);
   const preview = pf ? TAESD.load(pf, { session }) : undefined;
   if (preview && (!preview.parts.decoder || preview.latentChannels !== kl.latentChannels || preview.factor !== kl.factor)) {

@@ -64,10 +64,12 @@ async function loadBoth(page: Page): Promise<void> {
 async function slide(page: Page, t: number): Promise<string[]> {
   await page.waitForFunction(() => !document.body.dataset.busy, null, { timeout: 60_000 });
   await page.evaluate(() => {
-    const w = window as unknown as { stages: string[] };
+    const w = window as unknown as { stages: string[]; stageObserver?: MutationObserver };
     w.stages = [];
     const img = document.getElementById('lat-mix')!;
-    new MutationObserver(() => w.stages.push(img.dataset.stage ?? '')).observe(img, { attributes: true, attributeFilter: ['data-stage'] });
+    w.stageObserver?.disconnect();
+    w.stageObserver = new MutationObserver(() => w.stages.push(img.dataset.stage ?? ''));
+    w.stageObserver.observe(img, { attributes: true, attributeFilter: ['data-stage'] });
   });
   await page.evaluate((t) => {
     const s = document.getElementById('lat-t') as HTMLInputElement;
