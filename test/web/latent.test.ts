@@ -5,38 +5,27 @@
 // 2/255. UPDATE_SCREENSHOTS=1 writes docs/screenshots/latent.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import type { FastifyInstance } from 'fastify';
-import { createServer } from '../../src/serve/server.ts';
-import { loadServedModel, releaseServed, type ServedModel } from '../../src/serve/models.ts';
+import type { Browser, Page } from 'playwright-core';
+import { loadServedModel } from '../../src/serve/models.ts';
+import { root, servePage, type PageServer } from './harness.ts';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const webRoot = path.join(root, 'web', 'dist');
 const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs', 'screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
 const EMOJI = path.join(root, 'node_modules/emoji-datasource-google/img/google/64');
 const [A, B] = ['1f600.png', '1f63a.png'].map((f) => path.join(EMOJI, f));
-let app: FastifyInstance;
-let models: ServedModel[];
+let server: PageServer | undefined;
 let browser: Browser;
 let url: string;
 
 before(async () => {
-  if (!fs.existsSync(path.join(webRoot, 'index.html'))) execFileSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
-  models = [loadServedModel(path.join(root, 'models', 'emoji-kl-f4'))];
-  ({ app } = await createServer({ models, webRoot }));
-  url = await app.listen({ host: '127.0.0.1', port: 0 });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
+  server = await servePage([loadServedModel(path.join(root, 'models', 'emoji-kl-f4'))]);
+  ({ browser, url } = server);
   fs.mkdirSync(shots, { recursive: true });
 });
 after(async () => {
-  await browser?.close();
-  await app?.close();
-  for (const m of models ?? []) await releaseServed(m);
+  await server?.close();
 });
 
 /** An image element's pixels (RGBA) as the page shows them. */

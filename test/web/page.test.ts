@@ -9,20 +9,17 @@
 // (and no 500 anywhere). UPDATE_SCREENSHOTS=1 writes docs/screenshots/*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { createServer } from '../../src/serve/server.ts';
-import { loadServedModel, releaseServed, type ServedModel } from '../../src/serve/models.ts';
+import { loadServedModel, type ServedModel } from '../../src/serve/models.ts';
+import { root, servePage, webRoot, type PageServer } from './harness.ts';
 import { encodePng } from '../../src/io/image.ts';
 import { HostTensor } from '../../src/tensor.ts';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const webRoot = path.join(root, 'web', 'dist');
 const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs', 'screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
 /** Screenshots to look at, not in the README: always in a temporary folder. */
 const extraShots = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
@@ -31,18 +28,16 @@ let models: ServedModel[];
 let browser: Browser;
 let url: string;
 
+let server: PageServer | undefined;
+
 before(async () => {
-  if (!fs.existsSync(path.join(webRoot, 'index.html'))) execFileSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
   models = ['emoji-f4', 'emoji-class', 'emoji-sketch'].map((d) => loadServedModel(path.join(root, 'models', d)));
-  ({ app } = await createServer({ models, webRoot, runs: models.map((m) => m.source) }));
-  url = await app.listen({ host: '127.0.0.1', port: 0 });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
+  server = await servePage(models, { runs: models.map((m) => m.source) });
+  ({ app, browser, url } = server);
   fs.mkdirSync(shots, { recursive: true });
 });
 after(async () => {
-  await browser?.close();
-  await app?.close();
-  for (const m of models ?? []) await releaseServed(m);
+  await server?.close();
 });
 
 async function open(viewport = { width: 1100, height: 760 }): Promise<Page> {

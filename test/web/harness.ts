@@ -1,0 +1,37 @@
+// The browser tests' set-up: the page built (web/dist, once), `latentkit serve` in-process on
+// a free port with the given models, and Debian's Chromium driven by playwright-core.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser } from 'playwright-core';
+import type { FastifyInstance } from 'fastify';
+import { createServer } from '../../src/serve/server.ts';
+import { releaseServed, type ServedModel } from '../../src/serve/models.ts';
+
+export const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const webRoot = path.join(root, 'web', 'dist');
+
+export interface PageServer {
+  app: FastifyInstance;
+  browser: Browser;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function servePage(models: ServedModel[], o: { runs?: string[] } = {}): Promise<PageServer> {
+  if (!fs.existsSync(path.join(webRoot, 'index.html'))) execFileSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
+  const { app } = await createServer({ models, webRoot, ...(o.runs ? { runs: o.runs } : {}) });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-background-networking'] });
+  return {
+    app,
+    browser,
+    url,
+    async close() {
+      await browser.close();
+      await app.close();
+      for (const m of models) await releaseServed(m);
+    },
+  };
+}
