@@ -39,7 +39,9 @@ Round trip (what `AutoencoderKL.save` writes, loaded back into this reference st
       PATH a diffusers folder (config.json + diffusion_pytorch_model[.fp16].safetensors) or an
       ldm-named .safetensors with latentkit's config metadata; load_state_dict(strict=True),
       then decode the fixture's latents (io.safetensors REF.mean) and print OK when the
-      reconstruction matches REF.rec within 1e-4 relative (FAIL otherwise).
+      reconstruction matches REF.rec within 1e-4 relative (FAIL otherwise). A trained model
+      (a decoder fine-tune) decodes differently: `--expect FILE.safetensors` (tensor "rec",
+      latentkit's decode of the same latents) is compared instead.
 """
 
 import argparse
@@ -486,7 +488,7 @@ def from_diffusers_config(c):
     return dd, c["latent_channels"], c.get("use_quant_conv", True), c.get("use_post_quant_conv", True)
 
 
-def roundtrip(path, ref):
+def roundtrip(path, ref, expect=None):
     if os.path.isdir(path):
         with open(os.path.join(path, "config.json")) as f:
             dd, e, uq, upq = from_diffusers_config(json.load(f))
@@ -508,9 +510,11 @@ def roundtrip(path, ref):
     io, _ = st.load(os.path.join(OUT, "io.safetensors"))
     with torch.no_grad():
         rec = model.decode(torch.from_numpy(io[ref + ".mean"])).numpy()
-    want = io[ref + ".rec"]
+    # a trained model (a fine-tune) decodes differently from the fixture: compare with what
+    # latentkit decodes from the same latents (--expect FILE with tensor "rec") instead
+    want = st.load(expect)[0]["rec"] if expect else io[ref + ".rec"]
     err = float(np.linalg.norm(rec - want) / np.linalg.norm(want))
-    print(("OK" if err < 1e-4 else "FAIL") + f" {path}: strict load, decode vs {ref}.rec relative error {err:.2e}")
+    print(("OK" if err < 1e-4 else "FAIL") + f" {path}: strict load, decode vs {expect or ref + '.rec'} relative error {err:.2e}")
     return err < 1e-4
 
 
@@ -518,7 +522,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--roundtrip")
     ap.add_argument("--ref", default="tiny")
+    ap.add_argument("--expect")
     a = ap.parse_args()
     if a.roundtrip:
-        sys.exit(0 if roundtrip(a.roundtrip, a.ref) else 1)
+        sys.exit(0 if roundtrip(a.roundtrip, a.ref, a.expect) else 1)
     main()
