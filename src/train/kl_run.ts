@@ -205,7 +205,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
       const kept = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => {
         if (!l) return false;
         const j = JSON.parse(l) as { step: number; split?: string };
-        return j.step <= step && j.split !== 'val_full';
+        return j.step <= step && j.split !== 'val_full' && j.split !== 'latent_scale'; // both made again at the end
       });
       writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
     }

@@ -43,7 +43,7 @@ describe('CLI inference', () => {
     let r = cli('train-ae', '--help');
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /-o, --out <dir>[\s\S]*?\(required\)/);
-    assert.match(r.out, /preset \(emoji, sketch, tiny, taming; KL: emoji-kl,\s+tiny-kl,\s+kl-finetune\)[\s\S]*?\(default: emoji; with --init:\s+kl-finetune\)/);
+    assert.match(r.out, /preset \(emoji, sketch, tiny, taming; KL: emoji-kl,\s+tiny-kl,\s+kl-finetune\)[\s\S]*?\(default: emoji; with\s+--init:\s+kl-finetune\)/);
     r = cli('train-gpt', '--help');
     assert.match(r.out, /preset \(class, sketch, tiny\)/);
     assert.match(r.out, /--codes <file>[\s\S]*?\(required\)/);

@@ -54,14 +54,14 @@ describe('the npm package', { timeout: 900_000 }, () => {
   it('ships only the build, the CLI, the web page, the bundled models (float16 weights), README and LICENSE', () => {
     const r = sh('npm', ['pack', '--ignore-scripts', '--dry-run', '--json'], root);
     const files = (JSON.parse(r.out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
-    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|web\/dist\/(index\.html|assets\/[\w.-]+\.(js|css))|models\/(emoji-f4|emoji-class|emoji-sketch|sketch-f4)\/(model\.safetensors|config\.yaml|README\.md|metrics\.jsonl|loss\.png|val_psnr\.png)|models\/emoji-sketch\/drawings\/\w+\.png|README\.md|LICENSE|package\.json)$/.test(f));
+    const bad = files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|bin\/latentkit\.js|web\/dist\/(index\.html|assets\/[\w.-]+\.(js|css))|models\/(emoji-f4|emoji-class|emoji-sketch|sketch-f4|emoji-kl-f4)\/(model\.safetensors|config\.yaml|README\.md|metrics\.jsonl|loss\.png|val_psnr\.png)|models\/emoji-kl-f4\/preview_decoder\.safetensors|models\/emoji-sketch\/drawings\/\w+\.png|README\.md|LICENSE|package\.json)$/.test(f));
     assert.deepEqual(bad, []);
     // the bundled models, each with what it loads (the transformers' first and condition stages)
-    const models = ['emoji-f4', 'emoji-class', 'emoji-sketch', 'sketch-f4'];
+    const models = ['emoji-f4', 'emoji-class', 'emoji-sketch', 'sketch-f4', 'emoji-kl-f4'];
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/latentkit.js', 'web/dist/index.html', 'LICENSE', ...models.flatMap((m) => [`models/${m}/model.safetensors`, `models/${m}/config.yaml`])]) assert.ok(files.includes(f), f);
     // weights stored as float16: the package stays small
     const pack = (JSON.parse(r.out) as { size: number; unpackedSize: number }[])[0]!;
-    assert.ok(pack.size < 32e6 && pack.unpackedSize < 36e6, `${pack.size} bytes packed, ${pack.unpackedSize} unpacked`);
+    assert.ok(pack.size < 40e6 && pack.unpackedSize < 45e6, `${pack.size} bytes packed, ${pack.unpackedSize} unpacked`);
   });
 
   it('a plain npm install works, app.mjs reconstructs an emoji, a TypeScript consumer builds', () => {
@@ -179,6 +179,11 @@ describe('the npm package', { timeout: 900_000 }, () => {
       await view('reconstruct');
       await page.setInputFiles('#file', path.join(app, 'grinning.png'));
       await page.waitForFunction(() => document.querySelectorAll('#codes span').length === 256, null, { timeout: 60_000 });
+      // Latent: the KL model's channels and reconstruction of the same emoji
+      await view('latent');
+      await page.setInputFiles('#lat-file-a', path.join(app, 'grinning.png'));
+      await page.waitForSelector('#lat-rec-a[data-psnr]', { timeout: 60_000 });
+      assert.equal(await page.$$eval('#lat-ch-a canvas', (c) => c.length), 4);
       // Codebook: the entries; the usage map says it needs the emoji images and the command
       await view('codebook');
       await page.waitForFunction(() => (document.getElementById('cb-atlas') as HTMLImageElement).naturalWidth > 0 && !document.getElementById('msg-codebook')!.hidden, null, { timeout: 180_000 });
@@ -186,7 +191,7 @@ describe('the npm package', { timeout: 900_000 }, () => {
       // Runs: the shipped models' training curves
       await view('runs');
       await page.waitForFunction(() => document.querySelector('#run-plot svg path'), null, { timeout: 30_000 });
-      assert.deepEqual(await page.$$eval('#run option', (o) => o.map((e) => (e as HTMLOptionElement).value)), ['emoji-f4', 'emoji-class', 'emoji-sketch']);
+      assert.deepEqual(await page.$$eval('#run option', (o) => o.map((e) => (e as HTMLOptionElement).value)), ['emoji-f4', 'emoji-class', 'emoji-sketch', 'emoji-kl-f4']);
       // Train: says what training on emoji needs before and after trying
       await view('train');
       assert.match((await page.textContent('#msg-train'))!, /npm install emoji-datasource-google@16/);
