@@ -64,14 +64,14 @@ function channelCanvas(z: Float32Array, k: number, h: number, w: number): HTMLCa
   return c;
 }
 
-export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => Backend; needs: () => void }): void {
+export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => Backend; needs: () => void; note: (msg: string) => void; emoji: { installed: boolean; install: string } }): void {
   const sel = $<HTMLSelectElement>('lat-model');
   sel.replaceChildren(...models.map((m) => Object.assign(document.createElement('option'), { value: m.name, textContent: m.name })));
   const slider = $<HTMLInputElement>('lat-t');
   const files = { a: $<HTMLInputElement>('lat-file-a'), b: $<HTMLInputElement>('lat-file-b') };
   if (!models.length) {
     o.needs();
-    for (const el of [sel, slider, files.a, files.b]) el.disabled = true;
+    for (const el of [sel, slider, files.a, files.b, $<HTMLButtonElement>('lat-example')]) el.disabled = true;
     return;
   }
   const model = (): KLInfo => models.find((m) => m.name === sel.value)!;
@@ -82,7 +82,7 @@ export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => B
   };
   describeModel();
   const enc: { a?: Encoded; b?: Encoded } = {};
-  const files0: { a?: Blob; b?: Blob } = {};
+  const files0: { a?: Blob | Uint8Array; b?: Blob | Uint8Array } = {};
 
   const encode = async (input: Uint8Array, progress: (m: string) => void): Promise<Omit<Encoded, 'input'>> => {
     const m = model();
@@ -108,12 +108,13 @@ export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => B
     img.src = toDataUrl([u8ToFloat(u8)], 3, h, w);
   };
 
-  const load = async (which: 'a' | 'b', file: Blob) => {
+  /** An image (a file, or uint8 RGB [3, S, S] at the model's size) → channels, reconstruction, PSNR. */
+  const load = async (which: 'a' | 'b', file: Blob | Uint8Array) => {
     files0[which] = file;
     const s = size();
     try {
       await o.timed('latent', `encoding and decoding image ${which.toUpperCase()}`, async (progress) => {
-        const input = await imageToU8(file, s);
+        const input = file instanceof Uint8Array ? file : await imageToU8(file, s);
         show($<HTMLImageElement>(`lat-in-${which}`), input, s, s);
         const e = { input, ...(await encode(input, progress)) };
         enc[which] = e;
@@ -181,9 +182,29 @@ export function initLatent(models: KLInfo[], o: { timed: Timed; backend: () => B
       if (f) void load(which, f);
     };
   }
+  // two held-out emoji from the server (the emoji images are an optional package there)
+  const example = $<HTMLButtonElement>('lat-example');
+  let exampleSeed = 0;
+  const exampleOk = () => o.emoji.installed && size() <= 64;
+  example.disabled = !exampleOk();
+  example.title = o.emoji.installed ? '' : `the server lacks the emoji images: ${o.emoji.install}`;
+  example.onclick = async () => {
+    const s = size();
+    try {
+      const r = await apiCall(`./api/train/data?split=val&n=2&size=${s}&seed=${exampleSeed++}`);
+      const u8 = new Uint8Array(await r.arrayBuffer());
+      const n = 3 * s * s;
+      await load('a', u8.slice(0, n));
+      await load('b', u8.slice(n, 2 * n));
+    } catch (e) {
+      o.note((e as Error).message);
+    }
+  };
+
   // another model: everything again, from the same files
   sel.onchange = () => {
     describeModel();
+    example.disabled = !exampleOk();
     delete enc.a;
     delete enc.b;
     slider.disabled = true;

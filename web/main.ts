@@ -263,7 +263,7 @@ function needs(view: View): void {
   const health = (await apiFetch('./api/health').then((x) => x.json()).catch(() => null)) as { optional?: { emoji_images?: { installed: boolean; install: string } } } | null;
   const emoji = health?.optional?.emoji_images ?? { installed: true, install: '' };
   initCodebook(cbModels, statusFor('codebook'), emoji);
-  initLatent(models.filter((m): m is ModelInfo & KLInfo => m.kind === 'kl'), { timed, backend, needs: () => needs('latent') });
+  initLatent(models.filter((m): m is ModelInfo & KLInfo => m.kind === 'kl'), { timed, backend, needs: () => needs('latent'), note: (msg) => note('latent', msg, 'error'), emoji });
   initRuns(statusFor('runs'));
   initTrain(emoji);
   document.body.dataset.ready = '1';

@@ -2,7 +2,7 @@
 // decoder: two emoji give their latent channels (drawn as images) and reconstructions with
 // PSNR; the slider's decode shows the preview before the full decoder; in the browser
 // (onnxruntime-web, WASM) the reconstruction and the interpolation match the server's within
-// 2/255. UPDATE_SCREENSHOTS=1 writes docs/screenshots/latent.png.
+// 2/255; one click loads two held-out emoji. UPDATE_SCREENSHOTS=1 writes docs/screenshots/latent.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -108,6 +108,13 @@ test('Latent view: channels, reconstructions with PSNR and the interpolation, on
   const stagesWasm = await slide(page, 0.3);
   assert.deepEqual(stagesWasm.slice(-2), ['preview', 'full']);
   assert.ok(maxDiff(await pixels(page, 'lat-mix'), serverMix) <= 2);
+  // one click: two held-out emoji from the server
+  await page.selectOption('#backend', 'server');
+  await page.evaluate(() => ['lat-rec-a', 'lat-rec-b'].forEach((id) => delete document.getElementById(id)!.dataset.psnr));
+  await page.click('#lat-example');
+  await page.waitForSelector('#lat-rec-a[data-psnr]', { timeout: 60_000 });
+  await page.waitForSelector('#lat-rec-b[data-psnr]', { timeout: 60_000 });
+  assert.notDeepEqual(await pixels(page, 'lat-in-a'), await pixels(page, 'lat-in-b'));
   assert.deepEqual(errors, []);
   await page.close();
 });
