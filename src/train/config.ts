@@ -302,3 +302,21 @@ export function withMaxSteps(cfg: { run: RunOptions; loss: { disc_start: number 
   cfg.run.max_steps = n;
   return `--max-steps ${n} ${n < was.max ? 'shortens' : 'stretches'} the config's ${was.max}-step schedule to ${n} steps: warm-up ${cfg.run.warmup_steps} steps, ${cfg.run.lr_schedule} learning rate, discriminator from step ${cfg.loss.disc_start}${was.disc < was.max ? ` (was ${was.disc})` : ' (after the run: off)'}`;
 }
+
+/**
+ * The mid-block attention's memory in a training step: the encoder's and the decoder's score
+ * matrices, [batch, (h·w)²] float32 each at the lowest resolution, with their softmax and
+ * gradients — about 6·batch·(h·w)²·4 bytes (measured: an f2 VAE fine-tuned at 256², batch 4,
+ * 128×128 latents, peaked at 22 GB, 5.1 such matrices). It grows with the fourth power of the
+ * image side. Refused with what to change when it would take more than 60% of the machine's
+ * memory.
+ */
+export function checkAttentionMemory(ddconfig: { ch_mult: readonly number[] }, size: number, batch: number, totalBytes: number, source: string): void {
+  const f = 2 ** (ddconfig.ch_mult.length - 1);
+  const n = (size / f) ** 2;
+  const need = 6 * batch * n * n * 4;
+  if (need <= 0.6 * totalBytes) return;
+  const gb = (b: number) => `${(b / 2 ** 30).toFixed(1)} GB`;
+  const fit = Math.floor(Math.sqrt(Math.sqrt((0.6 * totalBytes) / (24 * batch)))) * f;
+  throw new Error(`${source}: at ${size}×${size} the mid-block attention runs over ${size / f}×${size / f} = ${n} latent positions (f = ${f}); one training step at batch ${batch} would hold about ${gb(need)} of attention scores, and this machine has ${gb(totalBytes)}. Train at ${fit > 0 ? `${fit}×${fit} or less` : 'a smaller size'} (latentkit.size in a --config file) or with a smaller --batch-size`);
+}

@@ -3,6 +3,7 @@
 // posterior's noise drawn on the host from a seeded stream (its state is checkpointed, so a
 // resumed run draws the same noise as an uninterrupted one).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BatchLoader } from '../io/datasets.ts';
@@ -24,7 +25,7 @@ import { HostTensor } from '../tensor.ts';
 import { Trainer, makeLayout, packFlat, splitFlat, unpackFlat, type ParamLayout } from './step.ts';
 import type { InputSpecs } from '../runtime/program.ts';
 import { saveCheckpoint } from './checkpoint.ts';
-import { learningRateSchedule } from './config.ts';
+import { checkAttentionMemory, learningRateSchedule } from './config.ts';
 import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
 import { loadTrainingData, openRun, saveValGrid, type TrainEvents } from './vqgan_run.ts';
 
@@ -160,6 +161,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   } else if (cfg.train === 'decoder' && !o.init) {
     throw new Error("train 'decoder' fine-tunes a given VAE's decoder: pass its weights (--init VAE)");
   }
+  checkAttentionMemory(cfg.model.ddconfig, cfg.run.size, cfg.run.batch_size, os.totalmem(), cfg.init ? `fine-tuning ${cfg.init}` : 'train-ae');
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
   });

@@ -20,7 +20,7 @@ import { discShapes, initDiscriminator } from '../models/discriminator.ts';
 import { vqganLoss } from '../losses/vqperceptual.ts';
 import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import { learningRateSchedule, toTamingObject, type TrainConfig } from './config.ts';
+import { checkAttentionMemory, learningRateSchedule, toTamingObject, type TrainConfig } from './config.ts';
 import { mean } from '../eval/metrics.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
@@ -152,6 +152,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   const maxSteps = o.maxSteps ?? cfg.run.max_steps;
   const { ckptRoot, metricsFile, resumeFrom } = openRun(out, o.resume, ev);
   // ---- data (checked before the run directory is made)
+  checkAttentionMemory(cfg.model.ddconfig, cfg.run.size, cfg.run.batch_size, os.totalmem(), 'train-ae');
   const data = await loadTrainingData(cfg.run.data, cfg.run.size, cfg.run.val_fraction, (d, t) => {
     if (d === t || d % 1000 === 0) ev.onMessage?.(`decoding images: ${d}/${t}`);
   });
