@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { distillPreview } from '../train/distill_preview.ts';
 import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { loadLatentModel } from './kl.ts';
-import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart, stopOnSignal } from './util.ts';
 
 const fmt = (v: number | undefined, d = 4) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
 
@@ -56,21 +56,14 @@ export function registerDistillCommands(program: Command): void {
           sampleEvery: Math.max(1, Math.min(500, Math.floor(steps / 4))),
           ckptEvery: Math.max(1, Math.min(500, Math.floor(steps / 4))),
         };
-        let stop = false;
         const bar = new LiveBar();
-        const onSig = () => {
-          if (stop) process.exit(130);
-          stop = true;
-          bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
-        };
-        process.on('SIGINT', onSig);
-        process.on('SIGTERM', onSig);
+        const signals = stopOnSignal(bar);
         const t0 = Date.now();
         let first = 0;
         const r = await removeIfFailedStart(o.out, () =>
           distillPreview({
             ...opts,
-            shouldStop: () => stop,
+            shouldStop: signals.stopRequested,
             events: {
               onMessage: (m) => bar.log(m),
               onStart: (i) => {
@@ -92,8 +85,7 @@ export function registerDistillCommands(program: Command): void {
         ).finally(async () => {
           bar.stop();
           await kl.release();
-          process.off('SIGINT', onSig);
-          process.off('SIGTERM', onSig);
+          signals.release();
         });
         const abs = path.resolve(r.out);
         console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}; preview decoder: ${path.resolve(r.decoder)}`);

@@ -19,7 +19,7 @@ import { HostTensor } from '../tensor.ts';
 import type { DecodeStats } from '../sample/decode.ts';
 import { net2netOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import { checkSamplingOptions } from '../sample/filtering.ts';
-import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart, stopOnSignal } from './util.ts';
 import { aboutDuration, checkImageHeader, parseHxW, parseSideOpt, timedProgress } from './limits.ts';
 import { MODEL_PATH_HELP, resolveModelPath } from '../io/model_path.ts';
 
@@ -145,15 +145,8 @@ export function registerGptCommands(program: Command): void {
         if (o.batchSize) cfg.run.batch_size = parseIntOpt(o.batchSize, '--batch-size');
         if (o.lr) cfg.run.lr = parseNum(o.lr, '--lr')!;
         const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
-        let stop = false;
         const bar = new LiveBar();
-        const onSig = () => {
-          if (stop) process.exit(130);
-          stop = true;
-          bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
-        };
-        process.on('SIGINT', onSig);
-        process.on('SIGTERM', onSig);
+        const signals = stopOnSignal(bar);
         const t0 = Date.now();
         const f = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '-');
         let first = 0;
@@ -164,7 +157,7 @@ export function registerGptCommands(program: Command): void {
           resume: o.resume,
           maxSteps,
           threads: threadsOpt(o.threads),
-          shouldStop: () => stop,
+          shouldStop: signals.stopRequested,
           events: {
             onMessage: (m) => bar.log(m),
             onStart: (i) => {
@@ -182,8 +175,7 @@ export function registerGptCommands(program: Command): void {
             onSample: (file) => bar.log(`samples: ${file}`),
           },
         })).finally(() => bar.stop());
-        process.off('SIGINT', onSig);
-        process.off('SIGTERM', onSig);
+        signals.release();
         const abs = path.resolve(r.out);
         console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}${r.valBpt !== null ? `; validation ${r.valBpt.toFixed(3)} bits/token` : ''}`);
         console.error(`model directory: ${abs} (latentkit sample --model ${o.out} …)`);

@@ -10,7 +10,7 @@ import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { latentModelKind } from '../models/load_model.ts';
 import { BatchLoader } from '../io/datasets.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
-import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart } from './util.ts';
+import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart, stopOnSignal } from './util.ts';
 
 const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
 
@@ -54,21 +54,14 @@ export function registerTrainCommands(program: Command): void {
         const maxSteps = o.maxSteps ? parseIntOpt(o.maxSteps, '--max-steps') : cfg.run.max_steps;
         const rescaled = withMaxSteps(cfg, maxSteps);
         if (rescaled) console.error(`note: ${rescaled}; pass the same --max-steps to --resume`);
-        let stop = false;
         const bar = new LiveBar();
-        const onSig = () => {
-          if (stop) process.exit(130);
-          stop = true;
-          bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
-        };
-        process.on('SIGINT', onSig);
-        process.on('SIGTERM', onSig);
+        const signals = stopOnSignal(bar);
         const t0 = Date.now();
         let first = 0;
         // the bar is stopped (its line ended, the cursor shown) however the run ends, so an
         // error message starts on a line of its own
         const train = (events: Parameters<typeof trainVQGAN>[0]['events']) => {
-          const common = { out: o.out, resume: o.resume, maxSteps, threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined, shouldStop: () => stop, events };
+          const common = { out: o.out, resume: o.resume, maxSteps, threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined, shouldStop: signals.stopRequested, events };
           return 'kind' in cfg ? trainKL({ ...common, config: cfg, init: init?.weights }) : trainVQGAN({ ...common, config: cfg });
         };
         const r = await removeIfFailedStart(o.out, () => train({
@@ -98,8 +91,7 @@ export function registerTrainCommands(program: Command): void {
             onSample: (f) => bar.log(`samples: ${f}`),
         })).finally(() => {
           bar.stop();
-          process.off('SIGINT', onSig);
-          process.off('SIGTERM', onSig);
+          signals.release();
         });
         const abs = path.resolve(r.out);
         console.error(`${r.stopped ? 'stopped' : 'finished'} at step ${r.step}; model: ${path.join(abs, 'model.safetensors')}`);

@@ -210,3 +210,26 @@ export async function removeIfFailedStart<T>(out: string, run: () => Promise<T>)
     throw e;
   }
 }
+
+/**
+ * Ctrl-C or SIGTERM (a supervisor's stop) asks a training loop to stop after its current step,
+ * which then saves a checkpoint; a second one aborts at once (exit 130). `stopRequested` is the
+ * loop's shouldStop; `release` removes the handlers.
+ */
+export function stopOnSignal(bar: LiveBar): { stopRequested: () => boolean; release: () => void } {
+  let stop = false;
+  const onSig = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    bar.log('stopping after this step (saving a checkpoint); press Ctrl-C again to abort');
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  return {
+    stopRequested: () => stop,
+    release: () => {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    },
+  };
+}
