@@ -26,6 +26,7 @@ import { mean, psnr } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';
 import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { StepCadence } from './cadence.ts';
 import { cosine } from './schedule.ts';
 import { loadTrainingData, type TrainEvents } from './vqgan_run.ts';
 
@@ -292,7 +293,22 @@ export async function distillPreview(o: DistillPreviewOptions): Promise<DistillP
 
   if (step === 0 && valN > 0) await sample(); // the untrained preview, for comparison
   let stopped = false;
-  let acc: Record<string, number[]> = {};
+  const cadence = new StepCadence({
+    maxSteps: steps,
+    logEvery,
+    sampleEvery,
+    ckptEvery,
+    log: logLine,
+    sample: async () => {
+      if (valN === 0) return;
+      await sample();
+      await plot();
+    },
+    checkpoint,
+    shouldStop: o.shouldStop,
+    onStep: ev.onStep,
+    keys: ['l1', 'mse'],
+  });
   while (step < steps) {
     const b = loader.next();
     const { z, t } = await batchOf(b.rows, b.x);
@@ -302,18 +318,7 @@ export async function distillPreview(o: DistillPreviewOptions): Promise<DistillP
     for (const [k, v] of Object.entries(res)) m[k.replace(/^(loss|metric)\./, '')] = f0(v);
     if (!Number.isFinite(m.dec!)) throw new Error(`loss became ${m.dec} at step ${step + 1}; stopped without saving — the last good checkpoint is in ${ckptRoot}. Try a lower --lr.`);
     step++;
-    for (const k of ['l1', 'mse']) (acc[k] ??= []).push(m[k]!);
-    ev.onStep?.(step, m);
-    if (step % logEvery === 0 || step === steps) {
-      logLine({ step, split: 'train', lr, l1: mean(acc.l1!), mse: mean(acc.mse!) });
-      acc = {};
-    }
-    if ((step % sampleEvery === 0 || step === steps) && valN > 0) {
-      await sample();
-      await plot();
-    }
-    stopped = o.shouldStop?.() ?? false;
-    if (step % ckptEvery === 0 || step === steps || stopped) checkpoint();
+    stopped = await cadence.after(step, lr, m);
     if (stopped) break;
   }
   let final: DistillPreviewResult['final'];

@@ -26,6 +26,7 @@ import { Trainer, makeLayout, packFlat, splitFlat, unpackFlat, type ParamLayout 
 import type { InputSpecs } from '../runtime/program.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 import { checkAttentionMemory, learningRateSchedule } from './config.ts';
+import { StepCadence } from './cadence.ts';
 import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
 import { loadTrainingData, openRun, saveValGrid, type TrainEvents } from './vqgan_run.ts';
 
@@ -270,7 +271,20 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   };
 
   let stopped = false;
-  let acc: Record<string, number[]> = {};
+  const cadence = new StepCadence({
+    maxSteps,
+    logEvery: cfg.run.log_every,
+    sampleEvery: cfg.run.image_every,
+    ckptEvery: cfg.run.ckpt_every,
+    log: logLine,
+    sample: async () => {
+      await sample();
+      await plot();
+    },
+    checkpoint,
+    shouldStop: o.shouldStop,
+    onStep: ev.onStep,
+  });
   while (step < maxSteps) {
     const batch = loader.next();
     const gan = step >= cfg.loss.disc_start;
@@ -285,20 +299,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
       throw new Error(`loss became ${m.ae} (ae) / ${m.disc ?? '-'} (disc) at step ${step + 1}; stopped without saving — the last good checkpoint is in ${ckptRoot}. Try a lower learning rate.`);
     }
     step++;
-    for (const [k, v] of Object.entries(m)) (acc[k] ??= []).push(v);
-    ev.onStep?.(step, m);
-    if (step % cfg.run.log_every === 0 || step === maxSteps) {
-      const line: Record<string, unknown> = { step, split: 'train', lr };
-      for (const [k, vs] of Object.entries(acc)) line[k] = mean(vs);
-      logLine(line);
-      acc = {};
-    }
-    if (step % cfg.run.image_every === 0 || step === maxSteps) {
-      await sample();
-      await plot();
-    }
-    stopped = o.shouldStop?.() ?? false;
-    if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
+    stopped = await cadence.after(step, lr, m);
     if (stopped) break;
   }
   if (!stopped && valN > 0) {

@@ -21,7 +21,7 @@ import { vqganLoss } from '../losses/vqperceptual.ts';
 import { Trainer } from './step.ts';
 import { loadLastCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { checkAttentionMemory, learningRateSchedule, toTamingObject, type TrainConfig } from './config.ts';
-import { mean } from '../eval/metrics.ts';
+import { StepCadence } from './cadence.ts';
 import { evaluateBatches, take } from '../eval/evaluate.ts';
 import { LatentPool, kmeans, latentRows, setCodes } from './codebook.ts';
 import { Rng } from '../io/datasets.ts';
@@ -273,7 +273,20 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
   };
 
   let stopped = false;
-  let acc: Record<string, number[]> = {};
+  const cadence = new StepCadence({
+    maxSteps,
+    logEvery: cfg.run.log_every,
+    sampleEvery: cfg.run.image_every,
+    ckptEvery: cfg.run.ckpt_every,
+    log: logLine,
+    sample: async () => {
+      await sample();
+      await plot();
+    },
+    checkpoint,
+    shouldStop: o.shouldStop,
+    onStep: ev.onStep,
+  });
   while (step < maxSteps) {
     const batch = loader.next();
     const gan = step >= cfg.loss.disc_start;
@@ -329,20 +342,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     const u = codeUsage(usageWindow.flat(), cfg.model.n_embed);
     m.usage = u.usage;
     m.perplexity = u.perplexity;
-    for (const [k, v] of Object.entries(m)) (acc[k] ??= []).push(v);
-    ev.onStep?.(step, m);
-    if (step % cfg.run.log_every === 0 || step === maxSteps) {
-      const line: Record<string, unknown> = { step, split: 'train', lr };
-      for (const [k, vs] of Object.entries(acc)) line[k] = mean(vs);
-      logLine(line);
-      acc = {};
-    }
-    if (step % cfg.run.image_every === 0 || step === maxSteps) {
-      await sample();
-      await plot();
-    }
-    stopped = o.shouldStop?.() ?? false;
-    if (step % cfg.run.ckpt_every === 0 || step === maxSteps || stopped) checkpoint();
+    stopped = await cadence.after(step, lr, m);
     if (stopped) break;
   }
   // final evaluation on the whole validation split (every image; the last batch may be smaller)
