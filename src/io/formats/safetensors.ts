@@ -28,7 +28,7 @@ export function plainBytes(b: Uint8Array): Uint8Array {
 let halfTable: Float32Array | undefined;
 
 /** float16 bit pattern → float32, via a 64K-entry table built once. */
-function halfToFloatTable(): Float32Array {
+export function halfToFloatTable(): Float32Array {
   if (halfTable) return halfTable;
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {

@@ -29,6 +29,7 @@ import { ParamView, type StateDict } from '../../nn/params.ts';
 import { Program, type CompiledProgram } from '../../runtime/program.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
+import { floatToHalfBits, halfToFloatTable } from '../../io/formats/safetensors.ts';
 import { conv, midBlock, normGroups } from '../vqgan/modules.ts';
 import type { KLConfig } from './config.ts';
 import { posteriorFromMoments } from './autoencoder.ts';
@@ -198,42 +199,6 @@ export function tileMoments(y: HostTensor<'float32'>, groups: number, h: number,
   return { n, mean, m2 };
 }
 
-let halfTable: Float32Array | undefined;
-/** float16 bit pattern → value. */
-function halfToFloat(): Float32Array {
-  if (halfTable) return halfTable;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  return (halfTable = t);
-}
-
-/** float32 bit pattern → nearest float16 bit pattern (ties to even; beyond the range → ±∞). */
-function floatBitsToHalf(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const e = ((x >>> 23) & 0xff) - 112; // float16's biased exponent
-  const m = x & 0x7fffff;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const full = m | 0x800000;
-    const shift = 14 - e;
-    let h = full >>> shift;
-    const rem = full & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (m >>> 13);
-  const rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is right (up to ∞)
-  return sign | h;
-}
-
 interface Block {
   data: Float32Array | Uint16Array;
   /** stored = value / scale (a power of two; float16 blocks only) */
@@ -301,14 +266,11 @@ export class Plane {
       // keep |value / scale| ≤ 2^14 (float16's largest finite value is 65504)
       const scale = max > 2 ** 14 && Number.isFinite(max) ? 2 ** Math.ceil(Math.log2(max / 2 ** 14)) : 1;
       const d = new Uint16Array(bc * h * w);
-      const row = new Float32Array(w);
-      const bits = new Uint32Array(row.buffer);
       for (let i = 0; i < bc; i++) {
         for (let y = 0; y < h; y++) {
-          row.set(s.subarray((i * sh + y) * sw, (i * sh + y) * sw + w));
-          if (scale !== 1) for (let k = 0; k < w; k++) row[k] = row[k]! / scale;
+          const i0 = (i * sh + y) * sw;
           const o0 = (i * h + y) * w;
-          for (let k = 0; k < w; k++) d[o0 + k] = floatBitsToHalf(bits[k]!);
+          for (let k = 0; k < w; k++) d[o0 + k] = floatToHalfBits(s[i0 + k]! / scale);
         }
       }
       block = { data: d, scale, h, w };
@@ -320,7 +282,7 @@ export class Plane {
   read(r0: number, c0: number, h: number, w: number): HostTensor<'float32'> {
     const bc = this.b * this.c;
     const out = new Float32Array(bc * h * w);
-    const tab = this.half ? halfToFloat() : null;
+    const tab = this.half ? halfToFloatTable() : null;
     const [y0, y1, x0, x1] = [Math.max(0, r0), Math.min(this.H, r0 + h), Math.max(0, c0), Math.min(this.W, c0 + w)];
     for (let bi = Math.floor(y0 / this.bh); bi * this.bh < y1; bi++) {
       for (let bj = Math.floor(x0 / this.bw); bj * this.bw < x1; bj++) {
