@@ -7,7 +7,6 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BatchLoader } from '../io/datasets.ts';
-import { saveLossCurve, type Series } from '../io/plot.ts';
 import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { Rng } from '../io/rng.ts';
@@ -28,7 +27,7 @@ import { saveCheckpoint } from './checkpoint.ts';
 import { checkAttentionMemory, learningRateSchedule } from './config.ts';
 import { StepCadence } from './cadence.ts';
 import { toLdmObject, type KLTrainConfig } from './kl_config.ts';
-import { loadTrainingData, openRun, saveValGrid, type TrainEvents } from './vqgan_run.ts';
+import { loadTrainingData, openRun, saveRunPlots, saveValGrid, type TrainEvents } from './vqgan_run.ts';
 
 export interface KLTrainRunOptions {
   config: KLTrainConfig;
@@ -262,13 +261,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim });
   };
-  const plot = async () => {
-    const lines = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>) : [];
-    const pick = (k: string, split = 'train'): Series => ({ name: k, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
-    await saveLossCurve(path.join(out, 'loss.png'), [pick('rec_loss'), pick('kl'), pick('disc_loss')].filter((s) => s.points.length), { title: 'training losses', logY: true });
-    const val = pick('psnr', 'val');
-    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)', yLabel: 'PSNR (dB)' });
-  };
+  const plot = () => saveRunPlots(out, metricsFile, ['rec_loss', 'kl', 'disc_loss']);
 
   let stopped = false;
   const cadence = new StepCadence({

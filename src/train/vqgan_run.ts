@@ -133,6 +133,15 @@ export async function saveValGrid(file: string, valX: HostTensor<'float32'>, rec
   await saveLabeledGrid(file, interleave(valX, recon, valN), { cols, colLabels: Array.from({ length: cols }, (_, i) => (i % 2 ? 'reconstruction' : 'input')), scale: size <= 64 ? 2 : 1 });
 }
 
+/** An autoencoder run's plots from its metrics.jsonl: the training losses `lossKeys` (loss.png, log scale) and the validation PSNR (val_psnr.png). */
+export async function saveRunPlots(out: string, metricsFile: string, lossKeys: readonly string[]): Promise<void> {
+  const lines = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>) : [];
+  const pick = (k: string, split = 'train'): Series => ({ name: k, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
+  await saveLossCurve(path.join(out, 'loss.png'), lossKeys.map((k) => pick(k)).filter((s) => s.points.length), { title: 'training losses', logY: true });
+  const val = pick('psnr', 'val');
+  if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)', yLabel: 'PSNR (dB)' });
+}
+
 /** A run directory's checkpoint root, metrics file and the checkpoint to resume from; refuses to overwrite a run without --resume. */
 export function openRun(out: string, resume: boolean | undefined, ev: TrainEvents) {
   const ckptRoot = path.join(out, 'checkpoints');
@@ -264,13 +273,7 @@ export async function trainVQGAN(o: TrainRunOptions): Promise<{ step: number; st
     ev.onSample?.(file);
     logLine({ step, split: 'val', psnr: r.psnr, ssim: r.ssim, usage: r.usage, perplexity: r.perplexity });
   };
-  const plot = async () => {
-    const lines = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>) : [];
-    const pick = (k: string, split = 'train'): Series => ({ name: `${k}`, points: lines.filter((l) => (l.split ?? 'train') === split && Number.isFinite(l[k])).map((l) => [Number(l.step), Number(l[k])]) });
-    await saveLossCurve(path.join(out, 'loss.png'), [pick('rec'), pick('qloss'), pick('g_loss'), pick('d_loss')].filter((s) => s.points.length), { title: 'training losses', logY: true });
-    const val = pick('psnr', 'val');
-    if (val.points.length) await saveLossCurve(path.join(out, 'val_psnr.png'), [val], { title: 'validation PSNR (dB)', yLabel: 'PSNR (dB)' });
-  };
+  const plot = () => saveRunPlots(out, metricsFile, ['rec', 'qloss', 'g_loss', 'd_loss']);
 
   let stopped = false;
   const cadence = new StepCadence({
