@@ -14,8 +14,7 @@ import { HostTensor } from '../tensor.ts';
 import { ParamView } from '../nn/params.ts';
 import type { AutoencoderKL } from './autoencoder_kl/load.ts';
 import type { TAESD } from './taesd/load.ts';
-import { taesdDecode, taesdEncode } from './taesd/taesd.ts';
-import * as ops from '../ops/core.ts';
+import { taesdDecodeImage, taesdEncodeImage } from './taesd/taesd.ts';
 import { decodeLatents, encodePosterior } from './autoencoder_kl/autoencoder.ts';
 import { lowerToModel } from '../onnx/lower.ts';
 import { makeDynamic, type Traced } from '../onnx/dynamic.ts';
@@ -152,15 +151,14 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
   return { files, manifestName: 'transformer.json', manifest };
 }
 
-/**
- * A KL autoencoder with the names SD's ONNX pipelines use: encoder.onnx `sample` [B, C, H, W]
- * in [−1, 1] → `latent_sample`, the posterior's mode, unscaled (the pipelines apply the
- * scaling factor themselves); decoder.onnx `latent_sample` (unscaled) → `sample`. Traced at
- * one size. `float16` rounds the weights to float16 first, so they are stored as float16
- * (half the bytes) and computed in float32 — what SD's fp16 VAE files hold.
- */
 /** The traced sizes behind a dynamic export (onnx/dynamic.ts): batch and latent height/width, distinct primes so each dim's formula is told apart. */
 const KL_TRACE_DIMS: [number, number, number][] = [[2, 3, 5], [3, 7, 11], [5, 13, 4]];
+
+/** `at` traced at the three KL_TRACE_DIMS sizes (its input's height and width are the latent's × `scaleHW`), lowered, and merged into one model whose `input` has free batch, height and width. */
+function freeSizes(at: (d: number[]) => Program, lower: (p: Program) => ModelObj, input: string, scaleHW: number): ModelObj {
+  const traces = KL_TRACE_DIMS.map((d): Traced => ({ model: lower(at(d)), dims: [d[0]!, d[1]! * scaleHW, d[2]! * scaleHW] }));
+  return makeDynamic(traces, { input, axes: { 0: 'batch', 2: 'height', 3: 'width' } });
+}
 
 /**
  * A KL autoencoder as SD's ONNX pipelines name it: encoder `sample` → `latent_sample` (the
@@ -188,14 +186,9 @@ export function klOnnx(m: AutoencoderKL, o: { size?: number; batch?: number; flo
   const fixed = o.size !== undefined;
   const b = o.batch ?? 1;
   const g = fixed ? o.size! / f : 0;
-  const dynamic = (at: (d: number[]) => Program, input: string, scaleHW: number) =>
-    makeDynamic(
-      KL_TRACE_DIMS.map((d): Traced => ({ model: lower(at(d)), dims: [d[0]!, d[1]! * scaleHW, d[2]! * scaleHW] })),
-      { input, axes: { 0: 'batch', 2: 'height', 3: 'width' } },
-    );
   const files = new Map([
-    ['encoder.onnx', finish(fixed ? lower(encAt([b, g, g])) : dynamic(encAt, 'sample', f))],
-    ['decoder.onnx', finish(fixed ? lower(decAt([b, g, g])) : dynamic(decAt, 'latent_sample', 1))],
+    ['encoder.onnx', finish(fixed ? lower(encAt([b, g, g])) : freeSizes(encAt, lower, 'sample', f))],
+    ['decoder.onnx', finish(fixed ? lower(decAt([b, g, g])) : freeSizes(decAt, lower, 'latent_sample', 1))],
   ]);
   const preview = o.preview ? previewDecoderOnnx(o.preview, m) : null;
   if (preview) files.set('preview_decoder.onnx', preview);
@@ -230,17 +223,11 @@ export function taesdOnnx(t: TAESD, part: 'encoder' | 'decoder'): Uint8Array {
   const f = t.factor;
   const at = ([b, h, w]: number[]) =>
     part === 'decoder'
-      ? Program.trace((ins) => ({ sample: ops.sub(ops.mul(taesdDecode(new ParamView(ins), ins.latents!, t.stages), 2), 1) }), { ...specs, latents: { shape: [b!, t.latentChannels, h!, w!], dtype: 'float32' } })
-      : Program.trace((ins) => ({ latents: taesdEncode(new ParamView(ins), ops.div(ops.add(ins.sample!, 1), 2), t.stages) }), { ...specs, sample: { shape: [b!, 3, h! * f, w! * f], dtype: 'float32' } });
+      ? Program.trace((ins) => ({ sample: taesdDecodeImage(new ParamView(ins), ins.latents!, t.stages) }), { ...specs, latents: { shape: [b!, t.latentChannels, h!, w!], dtype: 'float32' } })
+      : Program.trace((ins) => ({ latents: taesdEncodeImage(new ParamView(ins), ins.sample!, t.stages) }), { ...specs, sample: { shape: [b!, 3, h! * f, w! * f], dtype: 'float32' } });
   const bake = new Map(sd);
-  const scale = part === 'decoder' ? 1 : f;
-  const model = makeDynamic(
-    KL_TRACE_DIMS.map((d): Traced => {
-      const p = at(d);
-      return { model: lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, bake, metadata: { producer: 'latentkit', role: `TAESD ${part}`, factor: String(f) } }).model, dims: [d[0]!, d[1]! * scale, d[2]! * scale] };
-    }),
-    { input: part === 'decoder' ? 'latents' : 'sample', axes: { 0: 'batch', 2: 'height', 3: 'width' } },
-  );
+  const lower = (p: Program) => lowerToModel(p.graph, { inputs: p.inputs, outputs: p.outputs, bake, metadata: { producer: 'latentkit', role: `TAESD ${part}`, factor: String(f) } }).model;
+  const model = part === 'decoder' ? freeSizes(at, lower, 'latents', 1) : freeSizes(at, lower, 'sample', f);
   halveExactInitializers(model, new Set(bake.keys()));
   return encodeModel(model);
 }

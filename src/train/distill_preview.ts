@@ -18,10 +18,9 @@ import { writeFileAtomicSync } from '../io/atomic.ts';
 import { writeSafetensorsFile } from '../io/formats/safetensors.ts';
 import { InitRng, ParamView, initConv, type StateDict } from '../nn/params.ts';
 import * as ops from '../ops/core.ts';
-import type { Tensor } from '../graph/ir.ts';
 import { Program, type CompiledProgram } from '../runtime/program.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
-import { taesdDecode, taesdShapes } from '../models/taesd/taesd.ts';
+import { taesdDecodeImage, taesdShapes } from '../models/taesd/taesd.ts';
 import { mean, psnr } from '../eval/metrics.ts';
 import { HostTensor } from '../tensor.ts';
 import { Trainer } from './step.ts';
@@ -93,7 +92,7 @@ export function initPreviewDecoder(latentChannels: number, stages: number, seed:
 }
 
 /** The preview's output in the library's [−1, 1] convention (TAESD works in [0, 1]). */
-const previewImage = (p: ParamView, z: Tensor, stages: number) => ops.sub(ops.mul(taesdDecode(p, z, stages), 2), 1);
+const previewImage = taesdDecodeImage;
 
 function pairs(a: HostTensor<'float32'>, b: HostTensor<'float32'>, n: number): HostTensor<'float32'> {
   const [, c, h, w] = a.shape as [number, number, number, number];

@@ -9,11 +9,10 @@ import { ParamView, checkStateDict, countParams, type StateDict } from '../../nn
 import { Program, type CompiledProgram } from '../../runtime/program.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
-import * as o from '../../ops/core.ts';
 import type { Tensor } from '../../graph/ir.ts';
 import { loadStateDict } from '../../io/formats/checkpoint.ts';
 import { splitTAESD, type TAESDLayout } from '../../io/formats/taesd_keys.ts';
-import { taesdDecode, taesdEncode, taesdShapes, taesdStages, type TAESDPart } from './taesd.ts';
+import { taesdDecodeImage, taesdEncodeImage, taesdShapes, taesdStages, type TAESDPart } from './taesd.ts';
 
 export interface TAESDLoadOptions {
   session?: SessionOptions;
@@ -131,8 +130,8 @@ export class TAESD {
       const specs = Object.fromEntries([...sd].map(([k, v]) => [k, { shape: v.shape, dtype: v.dtype }]));
       const prog = Program.trace((ins): Record<string, Tensor> => {
         const pv = new ParamView(ins);
-        if (part === 'decoder') return { image: o.sub(o.mul(taesdDecode(pv, ins.latents!, this.stages), 2), 1) }; // [0,1] → [−1,1]
-        return { latents: taesdEncode(pv, o.div(o.add(ins.image!, 1), 2), this.stages) };
+        if (part === 'decoder') return { image: taesdDecodeImage(pv, ins.latents!, this.stages) };
+        return { latents: taesdEncodeImage(pv, ins.image!, this.stages) };
       }, { ...specs, [part === 'decoder' ? 'latents' : 'image']: { shape, dtype: 'float32' } });
       p = prog.compile({ ...this.session, bake: Object.fromEntries(sd) });
       this.programs.set(key, p);

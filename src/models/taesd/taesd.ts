@@ -95,3 +95,13 @@ export function taesdDecode(p: ParamView, z: Tensor, stages = 3): Tensor {
 export function taesdEncode(p: ParamView, x: Tensor, stages = 3): Tensor {
   return run(p, 'encoder', x, stages);
 }
+
+/** taesdDecode in the library's image convention: scaled latents → images in ≈[−1, 1] (TAESD's [0, 1] mapped). */
+export function taesdDecodeImage(p: ParamView, z: Tensor, stages = 3): Tensor {
+  return o.sub(o.mul(taesdDecode(p, z, stages), 2), 1);
+}
+
+/** taesdEncode in the library's image convention: images in [−1, 1] → scaled latents. */
+export function taesdEncodeImage(p: ParamView, x: Tensor, stages = 3): Tensor {
+  return taesdEncode(p, o.div(o.add(x, 1), 2), stages);
+}
