@@ -84,6 +84,7 @@ export function makeDynamic(traces: readonly Traced[], dyn: DynamicAxes): ModelO
   const fail = (what: string): never => {
     throw new Error(`ONNX export with free ${names.join(', ')}: ${what} — the model is not shape-polymorphic in them`);
   };
+  if (!A.graph.input.some((v) => v.name === dyn.input)) fail(`'${dyn.input}' is not a graph input`);
   for (const M of rest) if (M.graph.node.length !== A.graph.node.length) fail(`the traces have ${A.graph.node.length} and ${M.graph.node.length} nodes`);
   const inits = [A, ...rest].map((M) => new Map(M.graph.initializer.map((t) => [t.name, t])));
 
@@ -125,8 +126,8 @@ export function makeDynamic(traces: readonly Traced[], dyn: DynamicAxes): ModelO
   };
   const vecCache = new Map<string, string>();
 
+  // A's nodes and declared shapes are rewritten in a copy; its initializers are kept by reference (below)
   const out = structuredClone({ ...A, graph: { ...A.graph, initializer: [] } }) as ModelObj;
-  out.graph.initializer = A.graph.initializer;
   out.graph.node.forEach((n, k) => {
     const others = rest.map((M) => M.graph.node[k]!);
     for (const o of others) {
@@ -186,7 +187,5 @@ export function makeDynamic(traces: readonly Traced[], dyn: DynamicAxes): ModelO
       vi.type.tensorType.shape.dim = all[0]!.map((_, a) => dimOf(all.map((s) => s[a]!), `axis ${a} of ${io} '${vi.name}'`));
     });
   }
-  const input = out.graph.input.find((v) => v.name === dyn.input);
-  if (!input) fail(`'${dyn.input}' is not a graph input`);
   return out;
 }
