@@ -18,14 +18,86 @@ import { trainGPT } from '../train/gpt_run.ts';
 import { HostTensor } from '../tensor.ts';
 import type { DecodeStats } from '../sample/decode.ts';
 import { net2netOnnx, type OnnxExport } from '../models/export_onnx.ts';
-import { checkSamplingOptions } from '../sample/filtering.ts';
+import { samplingSettings, type SamplingFlags } from '../models/cond_transformer/sampling.ts';
 import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart, stopOnSignal } from './util.ts';
 import { aboutDuration, checkImageHeader, parseHxW, parseSideOpt, timedProgress } from './limits.ts';
 import { MODEL_PATH_HELP, resolveModelPath } from '../io/model_path.ts';
 
 const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
 
-function parseNum(v: string | undefined, name: string): number | undefined {
+/** Read and check a --cond image before any model loads. */
+export function readCondImage(file: string | undefined): Uint8Array | null {
+  if (!file) return null;
+  if (!fs.existsSync(file)) throw new CliError(`input not found: ${file}`);
+  if (!fs.statSync(file).isFile()) throw new CliError(`--cond ${file} is a directory; give one image (a drawing for sketch models)`);
+  checkImageHeader(file);
+  return new Uint8Array(fs.readFileSync(file));
+}
+
+/** The condition tokens of --class / --cond (or the SOS token), with a label for titles. */
+export async function conditionFor(m: Net2Net, o: { class?: string; cond?: string; condBytes: Uint8Array | null }, grid: [number, number]): Promise<{ cond: ArrayLike<number>; condGrid?: [number, number]; condImage: HostTensor<'float32'> | null; label: string }> {
+  if (o.class !== undefined) {
+    const c = m.classIndex(o.class);
+    return { cond: [c], condImage: null, label: `class ${c} (${m.classes![c]})` };
+  }
+  if (o.cond) {
+    if (!m.condStage) throw new CliError(`this model's condition is ${m.config.cond_stage.kind === 'label' ? 'a class: use --class' : 'none (unconditional)'}, not an image`);
+    const { cond, condGrid, condImage } = await m.conditionFromImage(o.condBytes!, o.cond, grid);
+    return { cond, condGrid, condImage, label: `condition ${o.cond}` };
+  }
+  return { cond: m.sosCondition(), condImage: null, label: 'unconditional' };
+}
+
+/** A whole number ≥ 0 (0 = off for --top-k). */
+export function parseCount(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a whole number ≥ 0, got '${v}'`);
+  return n;
+}
+
+/** The sampling flags shared by `sample` and `edit`. */
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option('--temperature <t>', "softmax temperature (default: the model's recommended settings, else 1)")
+    .option('--top-k <k>', "keep the k most likely tokens (0: all; default: the model's)")
+    .option('--top-p <p>', 'nucleus: keep the most likely tokens up to probability p (works without --top-k; 1: off)')
+    .option('--greedy', 'always take the most likely token')
+    .option('--cfg <scale>', "classifier-free guidance scale (models trained with condition dropout; 0: off; default: the model's)")
+    .option('--steps <T>', "MaskGIT models: parallel decoding passes (default: the model's, else 12)")
+    .option('--choice-temperature <tau>', 'MaskGIT models: Gumbel noise on the confidences at the first pass (default 4.5)');
+}
+
+export interface SamplingFlagStrings {
+  temperature?: string;
+  topK?: string;
+  topP?: string;
+  greedy?: boolean;
+  cfg?: string;
+  steps?: string;
+  choiceTemperature?: string;
+}
+
+export function samplingFlags(o: SamplingFlagStrings): SamplingFlags {
+  return {
+    temperature: parseNum(o.temperature, '--temperature'),
+    topK: o.topK !== undefined ? parseCount(o.topK, '--top-k') : undefined,
+    topP: parseNum(o.topP, '--top-p'),
+    greedy: o.greedy,
+    guidance: parseNum(o.cfg, '--cfg'),
+    steps: o.steps !== undefined ? parseStepsOpt(o.steps) : undefined,
+    choiceTemperature: parseNum(o.choiceTemperature, '--choice-temperature'),
+  };
+}
+
+/** --steps: MaskGIT passes, a whole number ≥ 1 (0 would decode nothing). */
+function parseStepsOpt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`--steps must be a whole number ≥ 1 (parallel decoding passes), got '${v}'`);
+  return n;
+}
+
+
+export function parseNum(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n)) throw new CliError(`${name} must be a number, got '${v}'`);
@@ -184,26 +256,23 @@ export function registerGptCommands(program: Command): void {
       }),
     );
 
-  program
+  const sample = program
     .command('sample')
     .description('sample images from a transformer: unconditional, by class (--class) or from a condition image such as a sketch (--cond)')
     .requiredOption('-m, --model <dir|file>', 'a model directory (model.safetensors + config.yaml) or a checkpoint file: taming Net2NetTransformer .ckpt, .safetensors')
     .option('-c, --config <file>', "the Net2NetTransformer YAML (default: the directory's config.yaml, the file's metadata, or a config beside the file)")
     .option('--class <name|id>', 'class to sample (class-conditional models)')
     .option('--cond <image>', 'condition image (sketch models: a drawing, any size, black strokes on white or transparent)')
-    .option('-n, --n <n>', 'number of samples', '8')
-    .option('--temperature <t>', 'softmax temperature', '1.0')
-    .option('--top-k <k>', 'keep the k most likely tokens')
-    .option('--top-p <p>', 'nucleus: keep the most likely tokens up to probability p (works without --top-k)')
-    .option('--greedy', 'always take the most likely token')
-    .option('--cfg <scale>', 'classifier-free guidance scale (models trained with class dropout)')
+    .option('-n, --n <n>', 'number of samples', '8');
+  addSamplingOptions(sample);
+  sample
     .option('--seed <s>', 'random seed (sample i of a seed is the same whatever --n)', '0')
     .option('--size <HxW>', 'output size in pixels (default: the training size; larger sizes use a sliding window)')
     .option('--batch <b>', 'samples decoded together', '8')
     .requiredOption('-o, --out <dir>', 'output directory: sample-NNN.png and grid.png')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .action(
-      action(async (o: { model: string; config?: string; class?: string; cond?: string; n: string; temperature: string; topK?: string; topP?: string; greedy?: boolean; cfg?: string; seed: string; size?: string; batch: string; out: string; threads?: string }) => {
+      action(async (o: SamplingFlagStrings & { model: string; config?: string; class?: string; cond?: string; n: string; seed: string; size?: string; batch: string; out: string; threads?: string }) => {
         const t0 = performance.now();
         // every option and input is checked before the model loads
         const n = parseIntOpt(o.n, '--n');
@@ -212,13 +281,7 @@ export function registerGptCommands(program: Command): void {
         if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got '${o.seed}'`);
         const size = o.size ? parseHxW(o.size) : null;
         if (o.class && o.cond) throw new CliError('give --class or --cond, not both');
-        let condBytes: Uint8Array | null = null;
-        if (o.cond) {
-          if (!fs.existsSync(o.cond)) throw new CliError(`input not found: ${o.cond}`);
-          if (!fs.statSync(o.cond).isFile()) throw new CliError(`--cond ${o.cond} is a directory; give one image (a drawing for sketch models)`);
-          checkImageHeader(o.cond);
-          condBytes = new Uint8Array(fs.readFileSync(o.cond));
-        }
+        const condBytes = readCondImage(o.cond);
         const m = Net2Net.load(o.model, { config: o.config, session: { threads: threadsOpt(o.threads) } });
         for (const note of m.notes) console.error(`note: ${note}`);
         const f = downFactor(m.config.first_stage);
@@ -229,37 +292,20 @@ export function registerGptCommands(program: Command): void {
           grid = [h / f, w / f];
           if (grid[0] < m.grid[0] || grid[1] < m.grid[1]) throw new CliError(`--size ${h}x${w} is smaller than the training size ${m.grid[0] * f}x${m.grid[1] * f}`);
         }
-        let cond: ArrayLike<number>;
-        let condGrid: [number, number] | undefined;
-        let condImage: HostTensor<'float32'> | null = null;
-        let label = 'unconditional';
-        if (o.class !== undefined) {
-          const c = m.classIndex(o.class);
-          cond = [c];
-          label = `class ${c} (${m.classes![c]})`;
-        } else if (o.cond) {
-          if (!m.condStage) throw new CliError(`this model's condition is ${m.config.cond_stage.kind === 'label' ? 'a class: use --class' : 'none (unconditional)'}, not an image`);
-          ({ cond, condGrid, condImage } = await m.conditionFromImage(condBytes!, o.cond, grid));
-          label = `condition ${o.cond}`;
-        } else {
-          cond = m.sosCondition();
-        }
-        const sampling = {
-          temperature: parseNum(o.temperature, '--temperature'),
-          topK: o.topK ? parseIntOpt(o.topK, '--top-k') : undefined,
-          topP: parseNum(o.topP, '--top-p'),
-          greedy: o.greedy,
-          guidance: parseNum(o.cfg, '--cfg'),
-        };
-        checkSamplingOptions(sampling, m.config.transformer.vocab_size);
-        const steps = grid[0] * grid[1];
+        const { cond, condGrid, condImage, label } = await conditionFor(m, { class: o.class, cond: o.cond, condBytes }, grid);
+        const { sampling, fromModel } = samplingSettings(m, samplingFlags(o));
+        const mg = m.isMaskGit;
+        if (mg && size && (grid[0] !== m.grid[0] || grid[1] !== m.grid[1])) throw new CliError(`--size: a MaskGIT model fills its training size ${m.grid[0] * f}x${m.grid[1] * f}`);
+        if (!mg && (o.steps !== undefined || o.choiceTemperature !== undefined)) throw new CliError('--steps and --choice-temperature are for MaskGIT models; this one decodes one token at a time');
+        const steps = mg ? sampling.steps! : grid[0] * grid[1];
         const windowed = grid[0] !== m.grid[0] || grid[1] !== m.grid[1];
-        console.error(`sampling ${n} × ${grid[0]}×${grid[1]} codes (${grid[0] * f}x${grid[1] * f} pixels${windowed ? `, sliding ${m.grid[0]}×${m.grid[1]} window` : ''}), ${label}`);
+        console.error(`sampling ${n} × ${grid[0]}×${grid[1]} codes (${grid[0] * f}x${grid[1] * f} pixels${windowed ? `, sliding ${m.grid[0]}×${m.grid[1]} window` : ''}${mg ? `, ${steps} parallel passes` : ''}), ${label}`);
+        if (fromModel.length) console.error(`the model's recommended settings: ${fromModel.join(', ')} (override with the flags)`);
         fs.mkdirSync(o.out, { recursive: true });
         const batches = Math.ceil(n / batch);
         const totalSteps = batches * steps;
         // time the first steps, say what the whole will take, then show the bar
-        const bar = timedProgress(totalSteps, 'tokens', (ms, s) => `${totalSteps} token steps${batches > 1 ? ` (${batches} batches of ≤ ${batch})` : batch > 1 ? ` (batch of ${batch})` : ''} at ${ms < 10 ? ms.toFixed(1) : ms.toFixed(0)} ms: ${aboutDuration(s)} on this machine`);
+        const bar = timedProgress(totalSteps, mg ? 'passes' : 'tokens', (ms, s) => `${totalSteps} ${mg ? 'passes' : 'token steps'}${batches > 1 ? ` (${batches} batches of ≤ ${batch})` : batch > 1 ? ` (batch of ${batch})` : ''} at ${ms < 10 ? ms.toFixed(1) : ms.toFixed(0)} ms: ${aboutDuration(s)} on this machine`);
         const images: HostTensor<'float32'>[] = [];
         const stats: DecodeStats = { prefillMs: 0, stepMs: [], compileMs: 0 };
         const tSample = performance.now();
@@ -284,11 +330,11 @@ export function registerGptCommands(program: Command): void {
         const sampleS = (performance.now() - tSample) / 1000;
         const gridFile = path.join(o.out, 'grid.png');
         const tiles = condImage ? [condImage.shape[0] === 3 ? condImage : HostTensor.float32([3, ...condImage.shape.slice(1)], Float32Array.from({ length: 3 * condImage.size }, (_, i) => condImage!.data[i % condImage!.size] as number)), ...images] : images;
-        await saveLabeledGrid(gridFile, tiles, { cols: Math.min(8, tiles.length), title: `${label}${sampling.guidance !== undefined ? `, cfg ${sampling.guidance}` : ''}, T ${sampling.temperature ?? 1}${sampling.topK ? `, top-k ${sampling.topK}` : ''}${sampling.topP ? `, top-p ${sampling.topP}` : ''}${sampling.greedy ? ', greedy' : ''}, seed ${seed}` });
+        await saveLabeledGrid(gridFile, tiles, { cols: Math.min(8, tiles.length), title: `${label}${sampling.guidance !== undefined ? `, cfg ${sampling.guidance}` : ''}, T ${sampling.temperature ?? 1}${sampling.topK ? `, top-k ${sampling.topK}` : ''}${sampling.topP ? `, top-p ${sampling.topP}` : ''}${sampling.greedy ? ', greedy' : ''}${mg ? `, ${steps} passes` : ''}, seed ${seed}` });
         const sorted = [...stats.stepMs].sort((a, b) => a - b);
         const med = sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN;
         const rss = process.resourceUsage().maxRSS / 1024;
-        console.error(`${n} samples in ${sampleS.toFixed(2)} s (${(n / sampleS).toFixed(2)} images/s)${windowed ? '' : `: ${med.toFixed(2)} ms per token step (median, batch ${batch}), prefill ${stats.prefillMs.toFixed(1)} ms, session set-up ${stats.compileMs.toFixed(0)} ms`}; peak RSS ${rss.toFixed(0)} MB; whole process so far ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+        console.error(`${n} samples in ${sampleS.toFixed(2)} s (${(n / sampleS).toFixed(2)} images/s)${windowed || mg ? '' : `: ${med.toFixed(2)} ms per token step (median, batch ${batch}), prefill ${stats.prefillMs.toFixed(1)} ms, session set-up ${stats.compileMs.toFixed(0)} ms`}; peak RSS ${rss.toFixed(0)} MB; whole process so far ${((performance.now() - t0) / 1000).toFixed(2)} s`);
         console.error(`wrote ${n} images to ${path.resolve(o.out)}; grid: ${path.resolve(gridFile)}`);
         await m.release();
       }),

@@ -5,6 +5,7 @@ import { registerTrainCommands } from './train.ts';
 import { registerGptCommands } from './gpt.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerDistillCommands } from './distill.ts';
+import { registerEditCommand } from './edit.ts';
 
 const program = new Command();
 program
@@ -17,6 +18,7 @@ registerTrainCommands(program);
 registerGptCommands(program);
 registerServeCommand(program);
 registerDistillCommands(program);
+registerEditCommand(program);
 
 // --help marks required options (commander lists them like optional ones)
 for (const cmd of program.commands) for (const opt of cmd.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;

@@ -25,6 +25,8 @@ export type U8Tensor = HostTensor<'uint8'>;
 export interface LoadImageOptions {
   /** Resize the shorter side to `size` (Lanczos-3), then center-crop to size×size. */
   size?: number;
+  /** What transparency is laid over (default white; edit masks use black: transparent = keep). */
+  background?: 'white' | 'black';
 }
 
 export type ImageFormat = 'png' | 'jpeg' | 'webp';
@@ -68,13 +70,13 @@ async function readBytes(file: string): Promise<Buffer> {
 }
 
 /** Decode to interleaved RGB uint8 (HWC), alpha over white, optional cover-resize. */
-async function decodeRaw(bytes: Uint8Array, size: number | undefined, name: string) {
+async function decodeRaw(bytes: Uint8Array, size: number | undefined, name: string, background: 'white' | 'black' = 'white') {
   const sharp = await getSharp();
   try {
     let img = sharp(bytes).autoOrient();
     if (size !== undefined) img = img.resize({ width: size, height: size, fit: 'cover', position: 'centre', kernel: 'lanczos3' });
     const { data, info } = await img
-      .flatten({ background: WHITE })
+      .flatten({ background: background === 'black' ? { r: 0, g: 0, b: 0 } : WHITE })
       .toColourspace('srgb')
       .removeAlpha()
       .raw()
@@ -89,7 +91,7 @@ async function decodeRaw(bytes: Uint8Array, size: number | undefined, name: stri
 /** Decode encoded bytes to planar uint8 [3, H, W]. `name` is used in error messages. */
 export async function decodeImageBytesU8(bytes: Uint8Array, opts: LoadImageOptions = {}, name = '<bytes>'): Promise<U8Tensor> {
   checkSize(opts.size, 'decodeImage');
-  const { data, width, height } = await decodeRaw(bytes, opts.size, name);
+  const { data, width, height } = await decodeRaw(bytes, opts.size, name, opts.background);
   return new HostTensor('uint8', [3, height, width], hwcToChwU8(data, height, width));
 }
 

@@ -50,7 +50,8 @@ export function tracePrefill(c: GPTConfig, weights: StateDict, B: number, T: num
   }, { ...weightSpecs(weights), idx: { shape: [B, T], dtype: 'int64' } });
 }
 
-abstract class BaseDecoder {
+/** Compiled sessions of one GPT's weights, by size (weights baked in as initializers). */
+abstract class GPTSessions {
   readonly cfg: GPTConfig;
   protected weights: StateDict;
   readonly session: SessionOptions;
@@ -72,14 +73,16 @@ abstract class BaseDecoder {
     return p;
   }
 
-  protected check(B: number, Lc: number, steps: number): void {
-    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(Lc) && Lc > 0 && Number.isInteger(steps) && steps > 0)) throw new Error(`decode: bad sizes B=${B}, condition ${Lc}, steps ${steps}`);
-    if (Lc + steps - 1 > this.cfg.block_size) throw new Error(`decode: ${Lc} condition tokens + ${steps} steps need ${Lc + steps - 1} positions, the GPT has block_size ${this.cfg.block_size}`);
-  }
-
   async release(): Promise<void> {
     for (const p of this.programs.values()) await (await p).release();
     this.programs.clear();
+  }
+}
+
+abstract class BaseDecoder extends GPTSessions {
+  protected check(B: number, Lc: number, steps: number): void {
+    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(Lc) && Lc > 0 && Number.isInteger(steps) && steps > 0)) throw new Error(`decode: bad sizes B=${B}, condition ${Lc}, steps ${steps}`);
+    if (Lc + steps - 1 > this.cfg.block_size) throw new Error(`decode: ${Lc} condition tokens + ${steps} steps need ${Lc + steps - 1} positions, the GPT has block_size ${this.cfg.block_size}`);
   }
 
   abstract decode(cond: ArrayLike<number>, B: number, steps: number, choose: Chooser, stats?: DecodeStats): Promise<Int32Array>;
@@ -185,5 +188,30 @@ export class RecomputeDecoder extends BaseDecoder {
       }
     }
     return out;
+  }
+}
+
+/**
+ * A bidirectional (MaskGIT) transformer's forward for parallel decoding: tokens [B, Lc + Lz]
+ * (condition, then image codes with [MASK] where unknown) → logits [B, Lz, vocab] at the image
+ * positions. One session per (B, Lc, Lz), weights baked in; each MaskGIT pass is one call.
+ */
+export class BidirectionalRunner extends GPTSessions {
+  program(B: number, Lc: number, Lz: number): Promise<CompiledProgram> {
+    const c = this.cfg;
+    if (Lc + Lz > c.block_size) throw new Error(`MaskGIT: ${Lc} condition + ${Lz} image tokens exceed block_size ${c.block_size}`);
+    return this.compiled(`bidir:${B}:${Lc}:${Lz}`, () =>
+      Program.trace((ins) => {
+        const { logits } = gpt(new ParamView(ins), c, ins.idx!);
+        return { logits: o.narrow(logits, 1, Lc, Lc + Lz) };
+      }, { ...weightSpecs(this.weights), idx: { shape: [B, Lc + Lz], dtype: 'int64' } }),
+    );
+  }
+
+  /** Logits [B·Lz·vocab] for tokens idx [B, Lc + Lz]. */
+  async logits(idx: HostTensor<'int64'>, Lc: number): Promise<Float32Array> {
+    const [B, T] = idx.shape as [number, number];
+    const prog = await this.program(B, Lc, T - Lc);
+    return (await prog.run({ idx })).logits!.data as Float32Array;
   }
 }

@@ -79,7 +79,11 @@ export function describe(m: ServedModel): Record<string, unknown> {
     grid: n.grid,
     image_size: [n.grid[0] * f, n.grid[1] * f],
     vocab_size: n.config.transformer.vocab_size,
-    endpoints: ['sample'],
+    // 'maskgit': parallel decoding, edits repaint exactly the masked cells; 'autoregressive': one code at a time
+    decoding: n.isMaskGit ? 'maskgit' : 'autoregressive',
+    guidance: !!n.config.null_class,
+    sampling: n.config.sampling ?? null,
+    endpoints: ['sample', 'edit'],
   };
 }
 

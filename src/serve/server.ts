@@ -5,9 +5,13 @@
 // type, checked by size (bodyLimit) and by pixel count read from the header before decoding.
 // Every error answer is JSON { "error": "…" } with a 4xx/5xx status.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { decodeImageBytes, encodePng, headerSize, imageGrid, imageInfo } from '../io/image.ts';
+import { decodeImageBytes, decodeImageBytesU8, encodePng, headerSize, imageGrid, imageInfo } from '../io/image.ts';
+import { downFactor } from '../models/vqgan/config.ts';
 import { HostTensor } from '../tensor.ts';
-import { checkSamplingOptions } from '../sample/filtering.ts';
+import { samplingSettings } from '../models/cond_transformer/sampling.ts';
+import { editImage } from '../models/cond_transformer/edit.ts';
+import { grayOf } from '../sample/edit.ts';
+import type { Net2Net } from '../models/cond_transformer/load.ts';
 import { JobQueue, QueueFullError } from './queue.ts';
 import { describe, type ServedModel } from './models.ts';
 import { klOnnx, net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
@@ -334,38 +338,14 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     const q: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...(!isImage && req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {}) };
     const n = num(q, 'n', { int: true, min: 1, max: maxSamples }) ?? 4;
     const seed = num(q, 'seed', { int: true, min: 0 }) ?? 0;
-    const sampling = {
-      temperature: num(q, 'temperature', { min: 0.05, max: 10 }) ?? 1,
-      topK: num(q, 'top_k', { int: true, min: 1 }),
-      topP: num(q, 'top_p', { min: 0, max: 1 }),
-    };
-    try {
-      checkSamplingOptions(sampling, net.config.transformer.vocab_size);
-    } catch (e) {
-      throw new HttpError(400, (e as Error).message);
-    }
+    const sampling = requestSampling(net, q);
     let cond: ArrayLike<number>;
     let condGrid: [number, number] | undefined;
-    const kind = net.config.cond_stage.kind;
-    if (kind === 'label') {
-      if (q.class === undefined || q.class === '') throw new HttpError(400, `this model samples by class: pass 'class' (one of ${net.classes!.join(', ')})`);
-      try {
-        cond = [net.classIndex(String(q.class))];
-      } catch (e) {
-        throw new HttpError(400, (e as Error).message);
-      }
-    } else if (kind === 'sos') {
-      cond = net.sosCondition();
-    } else {
+    if (net.config.cond_stage.kind === 'vqgan' || net.config.cond_stage.kind === 'first_stage') {
       if (!isImage) throw new HttpError(415, `this model samples from a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: send it as the body (${IMAGE_TYPES.join(', ')})`);
       const { bytes } = await imageBody(req);
-      const c = await run(() => net.conditionFromImage(bytes, 'request body')).catch((e: Error) => {
-        if (e instanceof QueueFullError) throw e;
-        throw new HttpError(400, e.message);
-      });
-      cond = c.cond;
-      condGrid = c.condGrid;
-    }
+      ({ cond, condGrid } = await imageCondition(net, bytes, 'request body'));
+    } else cond = labelCondition(net, q);
     const img = await run(async () => {
       const tokens = await net.sample({ ...sampling, n, cond, condGrid, seed });
       return net.decodeTokens(tokens, n, net.grid);
@@ -378,6 +358,91 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     }
     const grid = imageGrid(tiles, { cols: Math.min(n, 8), pad: 2 });
     return sendImage(reply, grid.reshape([1, ...grid.shape]), null, false);
+  });
+
+  /** A request's sampling settings: its own, then the model's recommended ones. */
+  const requestSampling = (net: Net2Net, q: Record<string, unknown>) => {
+    try {
+      return samplingSettings(net, {
+        temperature: num(q, 'temperature', { min: 0.05, max: 10 }),
+        topK: num(q, 'top_k', { int: true, min: 0 }),
+        topP: num(q, 'top_p', { min: 0, max: 1 }),
+        guidance: num(q, 'cfg', { min: 0, max: 20 }),
+        steps: num(q, 'steps', { int: true, min: 1, max: 64 }),
+        choiceTemperature: num(q, 'choice_temperature', { min: 0, max: 50 }),
+      }).sampling;
+    } catch (e) {
+      if (e instanceof HttpError) throw e;
+      throw new HttpError(400, (e as Error).message);
+    }
+  };
+  /** The class (or SOS) condition of a request. */
+  const labelCondition = (net: Net2Net, q: Record<string, unknown>): number[] => {
+    if (net.config.cond_stage.kind !== 'label') return net.sosCondition();
+    if (q.class === undefined || q.class === '') throw new HttpError(400, `this model samples by class: pass 'class' (one of ${net.classes!.join(', ')})`);
+    try {
+      return [net.classIndex(String(q.class))];
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+  };
+  const imageCondition = (net: Net2Net, bytes: Uint8Array, name: string) =>
+    run(() => net.conditionFromImage(bytes, name)).catch((e: Error) => {
+      if (e instanceof QueueFullError) throw e;
+      throw new HttpError(400, e.message);
+    });
+  /** A data URL (or bare base64) image field of a JSON body → its bytes, checked like an image body. */
+  const dataUrlImage = (v: unknown, key: string): Uint8Array => {
+    if (typeof v !== 'string' || !v) throw new HttpError(400, `'${key}' must be a PNG, JPEG or WebP image as a data URL (data:image/png;base64,…)`);
+    const bytes = new Uint8Array(Buffer.from(v.replace(/^data:image\/(png|jpeg|webp);base64,/, ''), 'base64'));
+    const h = headerSize(bytes);
+    if (!h) throw new HttpError(415, `'${key}' is not a PNG, JPEG or WebP image`);
+    if (h.width * h.height > maxPixels) throw new HttpError(413, `'${key}' is ${h.width}×${h.height} pixels, over the limit of ${maxPixels}`);
+    return bytes;
+  };
+
+  /**
+   * Edit: JSON { image, mask (data URLs; white = repaint), class | cond (a sketch, data URL),
+   * n, seed, sampling settings } → the edits as data URLs, which cells were regenerated and
+   * what was decided (a resized mask, an autoregressive model's raster suffix, plain sampling).
+   * An empty mask answers 200 with no images and the note saying there is nothing to do.
+   */
+  app.post('/api/models/:name/edit', async (req) => {
+    const m = model(req, 'transformer') as Extract<ServedModel, { kind: 'transformer' }>;
+    const net = m.net;
+    const q = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : null;
+    if (!q) throw new HttpError(400, 'send JSON {"image": "data:image/png;base64,…", "mask": "data:image/png;base64,…", …}');
+    const n = num(q, 'n', { int: true, min: 1, max: maxSamples }) ?? 4;
+    const seed = num(q, 'seed', { int: true, min: 0 }) ?? 0;
+    const sampling = requestSampling(net, q);
+    const imageBytes = dataUrlImage(q.image, 'image');
+    const maskBytes = dataUrlImage(q.mask, 'mask');
+    const [H, W] = [net.grid[0], net.grid[1]].map((g) => g * downFactor(net.config.first_stage)) as [number, number];
+    let cond: ArrayLike<number>;
+    if (net.config.cond_stage.kind === 'vqgan' || net.config.cond_stage.kind === 'first_stage') {
+      if (q.cond === undefined) throw new HttpError(400, `this model is conditioned on a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: pass 'cond' (a data URL)`);
+      ({ cond } = await imageCondition(net, dataUrlImage(q.cond, 'cond'), 'cond'));
+    } else cond = labelCondition(net, q);
+    const r = await run(async () => {
+      const info = await imageInfo(imageBytes, 'image');
+      const notes: string[] = [];
+      if (info.width !== W || info.height !== H) notes.push(`the image is ${info.width}x${info.height}; resized to the model's ${W}x${H}`);
+      const image = await decodeImageBytes(imageBytes, info.width === W && info.height === H ? {} : { size: H }, 'image');
+      const u8 = await decodeImageBytesU8(maskBytes, { background: 'black' }, 'mask');
+      const [, mh, mw] = u8.shape as [number, number, number];
+      const e = await editImage(net, { ...sampling, image, mask: { gray: grayOf(u8.data as Uint8Array, 3, mh, mw), height: mh, width: mw }, n, cond, seed });
+      e.plan.notes.unshift(...notes);
+      return e;
+    }).catch((e: Error) => {
+      if (e instanceof QueueFullError || e instanceof HttpError) throw e;
+      throw new HttpError(400, e.message);
+    });
+    const out: Record<string, unknown> = { model: m.name, n, seed, ...sampling, kind: r.plan.kind, regenerated: r.plan.generate, cells: Array.from(r.cells), notes: r.plan.notes, images: [] };
+    if (r.images) {
+      const [, c, h, w] = r.images.shape as [number, number, number, number];
+      out.images = await Promise.all(Array.from({ length: n }, (_, k) => encodePng(HostTensor.float32([c, h, w], (r.images!.data as Float32Array).slice(k * c * h * w, (k + 1) * c * h * w))).then((b) => `data:image/png;base64,${Buffer.from(b).toString('base64')}`)));
+    }
+    return out;
   });
 
   return { app, queue };

@@ -8,11 +8,14 @@ import { Rng } from '../io/datasets.ts';
 import { HostTensor } from '../tensor.ts';
 import type { CodeSet } from '../io/codes.ts';
 import type { CondKind } from './gpt_config.ts';
+import { sampleTrainingMask } from '../losses/maskgit.ts';
 
 export interface GPTBatch {
   c: HostTensor<'int64'>;
   a: HostTensor<'int64'>;
   z: HostTensor<'int64'>;
+  /** MaskGIT: 1 where `a` holds [MASK] (the positions scored), [B, Lz] */
+  m?: HostTensor<'float32'>;
   rows: Int32Array;
 }
 
@@ -31,6 +34,13 @@ export interface GPTBatcherOptions {
   seed: number;
   /** false: fixed order, view 0, no corruption (validation). */
   train: boolean;
+  /**
+   * MaskGIT: the [MASK] id. Each row masks ⌈cos(πr/2)·Lz⌉ codes of `a` (r ~ U(0, 1)); validation
+   * rows draw theirs from a stream seeded by the row, so every validation pass scores the same
+   * masks. An image condition is dropped (every token [MASK]) with probability condDropout.
+   */
+  maskToken?: number;
+  condDropout?: number;
 }
 
 export interface GPTBatcherState {
@@ -102,6 +112,8 @@ export class GPTBatcher {
     const c = HostTensor.int64([B, lc]);
     const a = HostTensor.int64([B, lz]);
     const z = HostTensor.int64([B, lz]);
+    const mg = o.maskToken !== undefined;
+    const m = mg ? HostTensor.float32([B, lz]) : undefined;
     for (let b = 0; b < B; b++) {
       const r = rows[b]!;
       const view = o.train && o.flip && views > 1 ? this.rng.int(views) : 0;
@@ -109,17 +121,23 @@ export class GPTBatcher {
       for (let i = 0; i < lz; i++) {
         const v = BigInt(zsrc[i]!);
         z.data[b * lz + i] = v;
-        a.data[b * lz + i] = o.train && o.pkeep < 1 && this.rng.next() >= o.pkeep ? BigInt(this.rng.int(o.vocab)) : v;
+        a.data[b * lz + i] = !mg && o.train && o.pkeep < 1 && this.rng.next() >= o.pkeep ? BigInt(this.rng.int(o.vocab)) : v;
+      }
+      if (mg) {
+        const mask = sampleTrainingMask(o.train ? this.rng : new Rng(`maskgit-val:${o.seed}:${r}`), lz);
+        m!.data.set(mask, b * lz);
+        for (let i = 0; i < lz; i++) if (mask[i]) a.data[b * lz + i] = BigInt(o.maskToken!);
       }
       if (o.cond === 'image') {
         const cs = o.set.cond!.data.subarray((r * views + view) * lc, (r * views + view + 1) * lc);
-        for (let i = 0; i < lc; i++) c.data[b * lc + i] = BigInt(cs[i]!);
+        const dropped = mg && o.train && (o.condDropout ?? 0) > 0 && this.rng.next() < o.condDropout!;
+        for (let i = 0; i < lc; i++) c.data[b * lc + i] = BigInt(dropped ? o.maskToken! : cs[i]!);
       } else if (o.cond === 'class') {
         const drop = o.train && o.classDropout > 0 && this.rng.next() < o.classDropout;
         c.data[b] = BigInt(drop ? o.nullClass : o.set.labels[r]!);
       } else c.data[b] = BigInt(o.sosToken);
     }
-    return { c, a, z, rows, real };
+    return { c, a, z, ...(m ? { m } : {}), rows, real };
   }
 
   /** Bool keep-masks (true = keep) with P(keep) = 1 − p, from the same stream. */

@@ -7,6 +7,8 @@ import { readConfigFile } from '../models/vqgan/config.ts';
 import { parseGPTConfig, type GPTConfig } from '../models/mingpt/config.ts';
 
 export type CondKind = 'class' | 'image' | 'none';
+/** 'ar': taming's next-code objective; 'maskgit': predict randomly masked codes (bidirectional). */
+export type Objective = 'ar' | 'maskgit';
 
 export interface GPTRunOptions {
   batch_size: number;
@@ -22,6 +24,12 @@ export interface GPTRunOptions {
   weight_decay: number;
   /** Probability of replacing the class token by the null class (classifier-free guidance); 0 = off. */
   class_dropout: number;
+  /** The training objective (default 'ar'). */
+  objective: Objective;
+  /** MaskGIT: label smoothing of the masked-code cross-entropy (MaskGIT: 0.1). */
+  label_smoothing: number;
+  /** MaskGIT with an image condition: probability of masking the whole condition (guidance); 0 = off. */
+  cond_dropout: number;
   /** Use the flipped views the code set holds (default true when present). */
   flip: boolean;
   log_every: number;
@@ -37,7 +45,7 @@ export interface GPTRunOptions {
    */
   pos_init: 'zeros' | 'aligned' | 'aligned_head';
   /** Sampling for the grids written during training. */
-  sample: { temperature: number; top_k: number | null; top_p: number | null; per_class: number };
+  sample: { temperature: number; top_k: number | null; top_p: number | null; per_class: number; steps: number; choice_temperature: number; guidance: number | null };
 }
 
 export interface GPTTrainConfig {
@@ -60,6 +68,9 @@ const RUN_DEFAULTS: GPTRunOptions = {
   beta2: 0.95,
   weight_decay: 0.01,
   class_dropout: 0,
+  objective: 'ar',
+  label_smoothing: 0.1,
+  cond_dropout: 0,
   flip: true,
   log_every: 25,
   val_every: 500,
@@ -67,7 +78,7 @@ const RUN_DEFAULTS: GPTRunOptions = {
   ckpt_every: 500,
   seed: 0,
   pos_init: 'zeros',
-  sample: { temperature: 1.0, top_k: null, top_p: null, per_class: 4 },
+  sample: { temperature: 1.0, top_k: null, top_p: null, per_class: 4, steps: 12, choice_temperature: 4.5, guidance: null },
 };
 
 const TRANSFORMER = (n_layer: number, n_embd: number, n_head: number, block_size: number, pdrop: number) => ({
@@ -119,6 +130,53 @@ export const SKETCH_GPT_PRESET = {
   latentkit: { ...EMOJI_RUN, pos_init: 'aligned_head', max_steps: 1650, warmup_steps: 100, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...EMOJI_RUN.sample, per_class: 1 } },
 };
 
+const MASKGIT_TRANSFORMER = (n_layer: number, n_embd: number, n_head: number, block_size: number, pdrop: number) => {
+  const t = TRANSFORMER(n_layer, n_embd, n_head, block_size, pdrop);
+  // the 1,024 codes + [MASK]; every position sees every other (taming's GPT with n_unmasked = block_size)
+  return { ...t, params: { ...t.params, vocab_size: 1025, n_unmasked: block_size } };
+};
+
+/**
+ * maskgit-class: MaskGIT (Chang et al. 2022) over emoji-f4's codes, conditioned on the emoji
+ * category: the class preset's transformer made bidirectional (1 class token + 256 codes, all
+ * visible), [MASK] = 1024, cosine masking, loss on masked codes with label smoothing 0.1, 10%
+ * class dropout for guidance; the class preset's schedule (≈ 90 minutes on 2 cores).
+ */
+export const MASKGIT_CLASS_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.cond_transformer.Net2NetTransformer',
+    params: { cond_stage_config: { target: 'taming.modules.util.Labelator', params: { n_classes: 10 } }, transformer_config: MASKGIT_TRANSFORMER(8, 256, 8, 257, 0.1) },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { ...EMOJI_RUN, objective: 'maskgit', class_dropout: 0.1, sample: { ...EMOJI_RUN.sample, steps: 12 } },
+};
+
+/**
+ * maskgit-sketch: the sketch's 16×16 codes as a 256-token prefix, then the 256 image codes, all
+ * visible to each other (block 512); the whole condition masked 10% of the time for guidance.
+ * pos_init 'aligned_head' as the sketch preset: condition cell j and image cell j (position
+ * 256 + j) start from the same position vector.
+ */
+export const MASKGIT_SKETCH_PRESET = {
+  model: {
+    base_learning_rate: 4.5e-6,
+    target: 'taming.models.cond_transformer.Net2NetTransformer',
+    params: { cond_stage_config: '__cond_from_codes__', transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 512, 0.1) },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { ...SKETCH_GPT_PRESET.latentkit, objective: 'maskgit', cond_dropout: 0.1, sample: { ...SKETCH_GPT_PRESET.latentkit.sample, steps: 12 } },
+};
+
+/** tiny-maskgit: the tiny preset, bidirectional, for tests and smoke runs. */
+export const TINY_MASKGIT_PRESET = {
+  model: {
+    params: { cond_stage_config: { target: 'taming.modules.util.Labelator', params: { n_classes: 10 } }, transformer_config: MASKGIT_TRANSFORMER(2, 32, 2, 257, 0.1) },
+  },
+  data: { params: { batch_size: 4 } },
+  latentkit: { max_steps: 20, lr: 1e-3, log_every: 5, val_every: 10, sample_every: 10, ckpt_every: 10, class_dropout: 0.1, objective: 'maskgit', sample: { temperature: 1.0, top_k: 50, top_p: null, per_class: 1, steps: 4 } },
+};
+
 /** tiny: seconds per hundred steps (tests, smoke runs). */
 export const TINY_GPT_PRESET = {
   model: {
@@ -128,7 +186,14 @@ export const TINY_GPT_PRESET = {
   latentkit: { max_steps: 20, lr: 1e-3, log_every: 5, val_every: 10, sample_every: 10, ckpt_every: 10, class_dropout: 0.1, sample: { temperature: 1.0, top_k: 50, top_p: null, per_class: 1 } },
 };
 
-export const GPT_PRESETS: Record<string, unknown> = { class: CLASS_PRESET, sketch: SKETCH_GPT_PRESET, tiny: TINY_GPT_PRESET };
+export const GPT_PRESETS: Record<string, unknown> = {
+  class: CLASS_PRESET,
+  sketch: SKETCH_GPT_PRESET,
+  tiny: TINY_GPT_PRESET,
+  'maskgit-class': MASKGIT_CLASS_PRESET,
+  'maskgit-sketch': MASKGIT_SKETCH_PRESET,
+  'tiny-maskgit': TINY_MASKGIT_PRESET,
+};
 
 function condKind(c: unknown, params: Record<string, any>, source: string): CondKind {
   if (params.unconditional === true || c === '__is_unconditional__') return 'none';
@@ -153,6 +218,10 @@ export function parseGPTTrainConfig(obj: any, source = 'config'): GPTTrainConfig
   }
   if (run.lr_schedule !== 'constant' && run.lr_schedule !== 'cosine') throw new Error(`${source}: lr_schedule must be 'constant' or 'cosine', got ${JSON.stringify(run.lr_schedule)}`);
   if (!['zeros', 'aligned', 'aligned_head'].includes(run.pos_init)) throw new Error(`${source}: pos_init must be 'zeros', 'aligned' or 'aligned_head', got ${JSON.stringify(run.pos_init)}`);
+  if (run.objective !== 'ar' && run.objective !== 'maskgit') throw new Error(`${source}: objective must be 'ar' or 'maskgit', got ${JSON.stringify(run.objective)}`);
+  if (!(run.label_smoothing >= 0 && run.label_smoothing < 1)) throw new Error(`${source}: label_smoothing must be in [0, 1), got ${JSON.stringify(run.label_smoothing)}`);
+  if (!(run.cond_dropout >= 0 && run.cond_dropout < 1)) throw new Error(`${source}: cond_dropout must be in [0, 1), got ${JSON.stringify(run.cond_dropout)}`);
+  if (!Number.isInteger(run.sample.steps) || run.sample.steps < 1) throw new Error(`${source}: sample.steps must be a whole number ≥ 1, got ${JSON.stringify(run.sample.steps)}`);
   if (!(run.class_dropout >= 0 && run.class_dropout < 1)) throw new Error(`${source}: class_dropout must be in [0, 1), got ${JSON.stringify(run.class_dropout)}`);
   const pkeep = mp.pkeep ?? 1.0;
   if (!(pkeep >= 0 && pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(pkeep)}`);

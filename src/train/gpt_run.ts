@@ -18,7 +18,8 @@ import { Program } from '../runtime/program.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
 import { gptDecays, gptShapes, initGPT, tokenNLL, type GPTDropout } from '../models/mingpt/gpt.ts';
 import { gptParamCount, type GPTConfig as GPTRunConfig } from '../models/mingpt/config.ts';
-import { net2netLogits } from '../models/cond_transformer/net2net.ts';
+import { maskgitLogits, net2netLogits } from '../models/cond_transformer/net2net.ts';
+import { maskedTokenLoss } from '../losses/maskgit.ts';
 import { toTamingNet2Net, type Net2NetConfig } from '../models/cond_transformer/config.ts';
 import { Net2Net } from '../models/cond_transformer/load.ts';
 import { Trainer } from './step.ts';
@@ -68,8 +69,13 @@ export function net2netConfigFor(cfg: GPTTrainConfig, set: CodeSet, first: VQGAN
         : { kind: 'sos', token: cfg.sos_token };
   const lc = cfg.cond === 'image' ? set.cond!.shape[2]! * set.cond!.shape[3]! : 1;
   const need = Math.max(set.nCodes, cfg.cond === 'image' ? set.condCodes : 0, cfg.cond === 'class' ? set.classes.length + (cfg.run.class_dropout > 0 ? 1 : 0) : 0);
-  if (t.vocab_size < need) throw new Error(`transformer_config.vocab_size ${t.vocab_size} is smaller than the ${need} tokens this code set needs`);
-  if (t.block_size < lc + h * w - 1) throw new Error(`transformer_config.block_size ${t.block_size} is smaller than the ${lc} condition + ${h * w} image tokens (− 1) this code set needs`);
+  const mg = cfg.run.objective === 'maskgit';
+  // MaskGIT's [MASK] is the first id after every code, condition code and class token
+  if (t.vocab_size < need + (mg ? 1 : 0)) throw new Error(`transformer_config.vocab_size ${t.vocab_size} is smaller than the ${need} tokens this code set needs${mg ? ' + [MASK]' : ''}`);
+  const positions = mg ? lc + h * w : lc + h * w - 1;
+  if (t.block_size < positions) throw new Error(`transformer_config.block_size ${t.block_size} is smaller than the ${lc} condition + ${h * w} image tokens${mg ? '' : ' (− 1)'} this code set needs`);
+  if (mg && t.n_unmasked !== t.block_size) throw new Error(`objective 'maskgit' needs a bidirectional transformer: set transformer_config n_unmasked to block_size (${t.block_size}), got ${t.n_unmasked}`);
+  if (mg && cfg.pkeep !== 1) throw new Error(`objective 'maskgit' masks codes itself: pkeep must be 1, got ${cfg.pkeep}`);
   return {
     transformer: t,
     first_stage: first.config,
@@ -82,8 +88,10 @@ export function net2netConfigFor(cfg: GPTTrainConfig, set: CodeSet, first: VQGAN
     cond_stage_key: cfg.cond === 'class' ? 'class_label' : cfg.cond === 'image' ? 'condition' : 'image',
     base_learning_rate: cfg.run.base_learning_rate,
     ...(cfg.cond === 'class' ? { classes: set.classes, null_class: cfg.run.class_dropout > 0 } : {}),
+    ...(mg && cfg.cond === 'image' && cfg.run.cond_dropout > 0 ? { null_class: true } : {}),
     grid: [h, w],
     ...(cfg.cond === 'image' ? { cond_input: set.info.cond === 'sketch' ? ('sketch' as const) : ('image' as const) } : {}),
+    ...(mg ? { maskgit: { mask_token: need } } : {}),
   };
 }
 
@@ -118,17 +126,22 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   const trainRows = rows(false);
   const valRows = rows(true);
   const nClasses = set.classes.length;
-  const common = { set, batchSize: run.batch_size, cond: cfg.cond, sosToken: cfg.sos_token, vocab: gc.vocab_size, pkeep: cfg.pkeep, classDropout: run.class_dropout, nullClass: nClasses, flip: run.flip, seed: run.seed };
+  const mg = n2n.maskgit;
+  const common = {
+    set, batchSize: run.batch_size, cond: cfg.cond, sosToken: cfg.sos_token, vocab: gc.vocab_size, pkeep: cfg.pkeep, classDropout: run.class_dropout, nullClass: nClasses, flip: run.flip, seed: run.seed,
+    ...(mg ? { maskToken: mg.mask_token, condDropout: run.cond_dropout } : {}),
+  };
   const batches = new GPTBatcher({ ...common, rows: trainRows, train: true });
   const lc = batches.lc;
   const lz = batches.lz;
-  const T = lc + lz - 1;
+  const T = mg ? lc + lz : lc + lz - 1;
+  const nCodes = set.nCodes;
 
   // ---- programs: the training step (with dropout masks as inputs) and validation NLL
   const shapes = gptShapes(gc);
   const trainer = new Trainer(
     { gpt: { shapes, optimizer: { kind: 'adamw', beta1: run.beta1, beta2: run.beta2, weightDecay: run.weight_decay }, decay: gptDecays } },
-    { params: initialWeights(gc, run, lc, lz, set) },
+    { params: initialWeights(gc, run, lc, lz, set, mg ? lc : lc - 1) },
   );
   trainer.session = { threads: opt.threads };
   const B = run.batch_size;
@@ -144,8 +157,9 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
     }
   }
   const seqSpecs = { c: { shape: [B, lc], dtype: 'int64' as const }, a: { shape: [B, lz], dtype: 'int64' as const }, z: { shape: [B, lz], dtype: 'int64' as const } };
+  const maskSpec: Record<string, { shape: number[]; dtype: 'float32' }> = mg ? { m: { shape: [B, lz], dtype: 'float32' } } : {};
   trainer.define('step', {
-    batch: { ...seqSpecs, ...maskSpecs },
+    batch: { ...seqSpecs, ...maskSpec, ...maskSpecs },
     loss: (p, b) => {
       const L = gc.n_layer;
       const drop: GPTDropout = {
@@ -154,14 +168,18 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
         residAttn: resid ? Array.from({ length: L }, (_, i) => b[`drop.ra.${i}`]!) : undefined,
         residMlp: resid ? Array.from({ length: L }, (_, i) => b[`drop.rm.${i}`]!) : undefined,
       };
+      if (mg) return { losses: { gpt: maskedTokenLoss(maskgitLogits(new ParamView(p), gc, b.c!, b.a!, drop), b.z!, b.m!, nCodes, run.label_smoothing) } };
       const logits = net2netLogits(new ParamView(p), gc, b.c!, b.a!, drop);
       return { losses: { gpt: o.mean(tokenNLL(logits, b.z!)) } };
     },
   });
+  // validation: nats per image code (AR: every code given the ones before; MaskGIT: the masked
+  // codes, without label smoothing, given the rest — the fixed validation masks)
   const evalProg = Program.trace((ins) => {
+    if (mg) return { nll: tokenNLL(o.narrow(maskgitLogits(new ParamView(ins), gc, ins.c!, ins.a!), 2, 0, nCodes), ins.z!) };
     const logits = net2netLogits(new ParamView(ins), gc, ins.c!, ins.z!);
     return { nll: tokenNLL(logits, ins.z!) };
-  }, { ...Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, { shape: s, dtype: 'float32' as const }])), c: seqSpecs.c, z: seqSpecs.z });
+  }, { ...Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, { shape: s, dtype: 'float32' as const }])), c: seqSpecs.c, z: seqSpecs.z, ...(mg ? { a: seqSpecs.a } : {}) });
   const evalCompiled = evalProg.compile({ threads: opt.threads });
 
   const lr0 = gptLearningRate(cfg);
@@ -228,9 +246,12 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
     for (let k = 0; k < vb.batchesPerEpoch; k++) {
       const b = vb.next();
       const c = ob ? ob.next().c : b.c;
-      const nll = (await ce.run({ ...feedsW, c, z: b.z })).nll!.data as Float32Array;
-      for (let i = 0; i < b.real * lz; i++) sum += nll[i]!;
-      count += b.real * lz;
+      const nll = (await ce.run({ ...feedsW, c, z: b.z, ...(mg ? { a: b.a } : {}) })).nll!.data as Float32Array;
+      for (let i = 0; i < b.real * lz; i++) {
+        const w = b.m ? b.m.data[i]! : 1;
+        sum += w * nll[i]!;
+        count += w;
+      }
     }
     return sum / count;
   };
@@ -243,7 +264,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   const sampleGrid = async () => {
     const model = new Net2Net(n2n, weights(), first, cond, { session: { threads: opt.threads } });
     const s = run.sample;
-    const opts = { temperature: s.temperature, topK: s.top_k ?? undefined, topP: s.top_p ?? undefined, seed: run.seed };
+    const opts = { temperature: s.temperature, topK: s.top_k ?? undefined, topP: s.top_p ?? undefined, seed: run.seed, steps: s.steps, choiceTemperature: s.choice_temperature, guidance: s.guidance ?? undefined };
     const file = path.join(out, 'samples', `step-${String(step).padStart(7, '0')}.png`);
     if (cfg.cond === 'class') {
       const per = s.per_class;
@@ -291,7 +312,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   let lastVal: number | null = null;
   while (step < maxSteps) {
     const b = batches.next();
-    const feeds: Record<string, HostTensor> = { c: b.c, a: b.a, z: b.z };
+    const feeds: Record<string, HostTensor> = { c: b.c, a: b.a, z: b.z, ...(b.m ? { m: b.m } : {}) };
     for (const [k, spec] of Object.entries(maskSpecs)) feeds[k] = batches.keepMask(spec.shape, k.startsWith('drop.attn') ? gc.attn_pdrop : k === 'drop.embd' ? gc.embd_pdrop : gc.resid_pdrop);
     const lr = lrAt(step);
     const res = await trainer.run('step', feeds, { gpt: lr });
@@ -338,7 +359,8 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
 /**
  * Initial GPT weights (taming's init). With pos_init 'aligned' and an image condition on the
  * image's own grid, pos_emb starts from random vectors shared cell by cell: condition cell j
- * (position j) and the position that predicts image cell j (Lc − 1 + j, which holds code j−1)
+ * (position j) and the position that predicts image cell j (`imageAt` + j: Lc − 1 + j for the
+ * autoregressive objective, which holds code j−1; Lc + j for MaskGIT, which holds code j itself)
  * get the same N(0, 0.02) vector. taming starts pos_emb at zero, so the model must learn 256
  * separate "look at the aligned condition cell" relations; shared starting vectors turn them
  * into one relation a single attention head can learn for all cells.
@@ -352,7 +374,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
  * differ from taming's; the architecture and the checkpoint are taming's. Measured on the sketch
  * model: models/emoji-sketch/README.md.
  */
-export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc: number, lz: number, set: CodeSet): StateDict {
+export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc: number, lz: number, set: CodeSet, imageAt = lc - 1): StateDict {
   const rng = new InitRng(run.seed + 1);
   const w = initGPT(gc, rng);
   if (run.pos_init === 'zeros') return w;
@@ -367,7 +389,7 @@ export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc:
   const pos = w.get('pos_emb')!.data as Float32Array;
   for (let j = 0; j < lc; j++) {
     for (let k = C - P; k < C; k++) pos[j * C + k] = rng.normal() * sigma;
-    if (j >= 1) pos.copyWithin((lc - 1 + j) * C, j * C, (j + 1) * C);
+    if (imageAt + j >= lc) pos.copyWithin((imageAt + j) * C, j * C, (j + 1) * C);
   }
   if (!head) return w;
   const tok = w.get('tok_emb.weight')!.data as Float32Array;

@@ -30,12 +30,52 @@ export interface Net2NetConfig {
   base_learning_rate: number;
   /** latentkit: class names (index = label), e.g. the emoji categories. */
   classes?: string[];
-  /** latentkit: trained with class dropout; label n_classes is the null class for guidance. */
+  /**
+   * latentkit: trained with condition dropout, so guidance works: with a class condition, label
+   * n_classes is the null class; with a MaskGIT image condition, the null condition is all [MASK].
+   */
   null_class?: boolean;
   /** latentkit: the code grid the model was trained on, [h, w] (default: resolution / f). */
   grid?: [number, number];
   /** latentkit: how a condition image is prepared: 'sketch' (io/sketch normalizeDrawing) or as a plain image. */
   cond_input?: 'sketch' | 'image';
+  /**
+   * latentkit: a MaskGIT model (bidirectional: n_unmasked = block_size) predicting masked image
+   * codes in parallel instead of the next code. `mask_token` is the [MASK] id (the first id after
+   * the image codes); the sequence is the condition tokens then the image codes, all visible to
+   * each other. A dropped image condition (guidance) is every condition token set to [MASK].
+   */
+  maskgit?: { mask_token: number };
+  /**
+   * latentkit: the model's recommended sampling settings (chosen by measuring on held-out data;
+   * its README says how). `sample`, the server and the page use them unless told otherwise.
+   */
+  sampling?: SamplingDefaults;
+}
+
+export interface SamplingDefaults {
+  temperature?: number;
+  top_k?: number | null;
+  top_p?: number | null;
+  /** classifier-free guidance scale */
+  guidance?: number | null;
+  /** MaskGIT passes */
+  steps?: number;
+  /** MaskGIT's Gumbel τ */
+  choice_temperature?: number;
+}
+
+function parseSampling(v: unknown, source: string): SamplingDefaults | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object') throw new Error(`${source}: latentkit.sampling must be a mapping, got ${JSON.stringify(v)}`);
+  const out: SamplingDefaults = {};
+  const keys = ['temperature', 'top_k', 'top_p', 'guidance', 'steps', 'choice_temperature'] as const;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (!(keys as readonly string[]).includes(k)) throw new Error(`${source}: latentkit.sampling.${k} is not a sampling setting (${keys.join(', ')})`);
+    if (x !== null && (typeof x !== 'number' || !Number.isFinite(x))) throw new Error(`${source}: latentkit.sampling.${k} must be a number or null, got ${JSON.stringify(x)}`);
+    (out as Record<string, number | null>)[k] = x as number | null;
+  }
+  return out;
 }
 
 const VQ_TARGETS = /^taming\.models\.vqgan\.(VQModel|VQSegmentationModel|VQNoDiscModel|EMAVQ|GumbelVQ)$/;
@@ -86,6 +126,8 @@ export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConf
     null_class: lk.null_class ?? false,
     grid: lk.grid,
     cond_input: lk.cond_input,
+    ...(lk.maskgit ? { maskgit: { mask_token: lk.maskgit.mask_token } } : {}),
+    ...(lk.sampling ? { sampling: parseSampling(lk.sampling, source) } : {}),
   };
   if (!(cfg.pkeep >= 0 && cfg.pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(params.pkeep)}`);
   const V = cfg.transformer.vocab_size;
@@ -95,6 +137,12 @@ export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConf
     throw new Error(`${source}: vocab_size ${V} cannot hold ${cfg.cond_stage.n_classes} class tokens${cfg.null_class ? ' + the null class' : ''}`);
   }
   if (cfg.cond_stage.kind === 'vqgan' && V < cfg.cond_stage.vq.n_embed) throw new Error(`${source}: vocab_size ${V} is smaller than the cond stage's ${cfg.cond_stage.vq.n_embed} codes`);
+  if (cfg.maskgit) {
+    const t = cfg.transformer;
+    const mt = cfg.maskgit.mask_token;
+    if (!Number.isInteger(mt) || mt < n || mt >= V) throw new Error(`${source}: latentkit.maskgit.mask_token must be an id in [${n}, ${V}) (after the ${n} image codes), got ${JSON.stringify(mt)}`);
+    if (t.n_unmasked !== t.block_size) throw new Error(`${source}: a MaskGIT transformer is bidirectional: n_unmasked must equal block_size (${t.block_size}), got ${t.n_unmasked}`);
+  }
   if (cfg.classes && cfg.cond_stage.kind === 'label' && cfg.classes.length !== cfg.cond_stage.n_classes) {
     throw new Error(`${source}: latentkit.classes has ${cfg.classes.length} names for ${cfg.cond_stage.n_classes} classes`);
   }
@@ -118,6 +166,8 @@ export function toTamingNet2Net(c: Net2NetConfig, paths: { firstStage?: string; 
   if (c.null_class) lk.null_class = true;
   if (c.grid) lk.grid = c.grid;
   if (c.cond_input) lk.cond_input = c.cond_input;
+  if (c.maskgit) lk.maskgit = c.maskgit;
+  if (c.sampling) lk.sampling = c.sampling;
   return {
     model: {
       base_learning_rate: c.base_learning_rate,

@@ -17,8 +17,9 @@ import { HostTensor } from '../../tensor.ts';
 import { sampleStreams, type Rng } from '../../io/rng.ts';
 import { causalMaskBuffer, gptShapes } from '../mingpt/gpt.ts';
 import { parseNet2NetConfig, type Net2NetConfig } from './config.ts';
-import { KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
-import { makeChooser, type SamplingOptions } from '../../sample/filtering.ts';
+import { BidirectionalRunner, KVDecoder, RecomputeDecoder, type DecodeStats } from '../../sample/decode.ts';
+import { checkSamplingOptions, guide, makeChooser, type SamplingOptions } from '../../sample/filtering.ts';
+import { maskgitDecode } from '../../sample/maskgit.ts';
 import { windowedSample } from '../../sample/window.ts';
 import { normalizeDrawing, sketchToFloat } from '../../io/sketch.ts';
 import { decodeImageBytes, decodeImageBytesU8 } from '../../io/image.ts';
@@ -45,9 +46,18 @@ export interface SampleRequest extends SamplingOptions {
   guidance?: number;
   /** Decode with full recompute instead of the KV cache (reference / benchmarks). */
   recompute?: boolean;
-  /** Called as tokens are produced (t of total). */
+  /** Called as tokens are produced (t of total; MaskGIT: pass t of total). */
   onProgress?: (t: number, total: number) => void;
   stats?: DecodeStats;
+  /** MaskGIT: parallel passes T (default 12). */
+  steps?: number;
+  /** MaskGIT: τ, the Gumbel noise on the confidences at the first pass (default 4.5). */
+  choiceTemperature?: number;
+  /**
+   * Editing (MaskGIT): codes to keep, −1 where to generate; Lz values shared by all samples
+   * or n·Lz. The kept codes come back unchanged.
+   */
+  init?: ArrayLike<number>;
 }
 
 const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
@@ -56,6 +66,27 @@ const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
 export function isNet2NetModel(modelPath: string): boolean {
   const where = resolveModelPath(modelPath);
   return kindFromKeys(loadStateDict(where.weights).stateDict.keys()) === 'transformer';
+}
+
+/**
+ * An autoregressive model can only continue a raster prefix: `init` (Lz or n·Lz codes, −1 =
+ * generate) must keep codes up to some position and generate every one after it — the same
+ * position for every sample.
+ */
+function rasterPrefix(init: ArrayLike<number>, n: number, Lz: number): { codes: Int32Array; stride: number; length: number } {
+  if (init.length !== Lz && init.length !== n * Lz) throw new Error(`init has ${init.length} codes; expected ${Lz} (shared) or ${n}×${Lz}`);
+  const codes = Int32Array.from(init, Number);
+  const stride = init.length === Lz ? 0 : Lz;
+  let length = -1;
+  for (let b = 0; b < (stride ? n : 1); b++) {
+    const row = codes.subarray(b * stride, b * stride + Lz);
+    let k = row.indexOf(-1);
+    if (k < 0) k = Lz;
+    if (row.subarray(k).some((v) => v !== -1)) throw new Error('an autoregressive model regenerates a raster suffix: every code after the first −1 must be −1 (use a MaskGIT model to repaint a region)');
+    if (length >= 0 && k !== length) throw new Error('an autoregressive edit needs the same kept prefix for every sample');
+    length = k;
+  }
+  return { codes, stride, length };
 }
 
 /** Split a Net2Net state dict by its submodule prefixes; names anything else. */
@@ -87,6 +118,7 @@ export class Net2Net {
   readonly session: SessionOptions;
   private kv: KVDecoder | null = null;
   private full: RecomputeDecoder | null = null;
+  private bidir: BidirectionalRunner | null = null;
 
   constructor(config: Net2NetConfig, gptWeights: StateDict, firstStage: VQGAN, condStage: VQGAN | null, opts: { notes?: string[]; source?: string; session?: SessionOptions; files?: string[] } = {}) {
     this.config = config;
@@ -277,10 +309,13 @@ export class Net2Net {
     const cond = r.cond.length === Lc && n > 1 ? Int32Array.from({ length: n * Lc }, (_, i) => r.cond[i % Lc]!) : Int32Array.from(r.cond);
     if (r.guidance !== undefined && !this.config.null_class) throw new Error('classifier-free guidance needs a model trained with class dropout (latentkit.null_class)');
     const streams = Net2Net.streams(r.seed ?? 0, n, r.streamOffset ?? 0);
+    if (this.config.maskgit) return this.sampleMaskGit(r, cond, streams);
+    const prefix = r.init !== undefined ? rasterPrefix(r.init, n, h * w) : null;
     const choose = makeChooser(r, V, streams);
     if (h !== gh || w !== gw) {
       if (h < gh || w < gw) throw new Error(`grid ${h}×${w} is smaller than the training grid ${gh}×${gw}`);
       if (r.guidance !== undefined) throw new Error('classifier-free guidance is not supported with a sliding window (sizes above the training grid)');
+      if (prefix) throw new Error('editing is not supported with a sliding window (sizes above the training grid)');
       return windowedSample({ decoder: this.decoder(true) as RecomputeDecoder, n, grid: [h, w], window: [gh, gw], cond, condLength: Lc, condGrid: r.condGrid ?? null, choose, onProgress: r.onProgress });
     }
     let feedCond = cond;
@@ -293,11 +328,86 @@ export class Net2Net {
     const steps = h * w;
     const dec = this.decoder(!!r.recompute);
     const stats = r.stats;
+    // image completion: the given raster prefix is fed as if sampled, then sampling continues
+    const forced = new Int32Array(B);
     const out = await dec.decode(feedCond, B, steps, (logits, t) => {
       r.onProgress?.(t + 1, steps);
-      return choose(logits);
+      if (!prefix || t >= prefix.length) return choose(logits);
+      for (let b = 0; b < B; b++) forced[b] = prefix.codes[(b % n) * prefix.stride + t]!;
+      return forced;
     }, stats);
     return B === n ? out : out.subarray(0, n * steps);
+  }
+
+  /** Is this a MaskGIT (parallel-decoding) model? */
+  get isMaskGit(): boolean {
+    return !!this.config.maskgit;
+  }
+
+  /**
+   * MaskGIT's parallel decoding (sample/maskgit.ts): every sample starts from its `init` codes
+   * ([MASK] where −1, or everywhere), and each of T passes runs the whole grid through the
+   * bidirectional transformer once — twice as many rows with guidance, whose unconditional rows
+   * carry the null class or an all-[MASK] condition.
+   */
+  private async sampleMaskGit(r: SampleRequest, cond: Int32Array, streams: ReturnType<typeof Net2Net.streams>): Promise<Int32Array> {
+    const { mask_token: mt } = this.config.maskgit!;
+    const [h, w] = r.grid ?? this.grid;
+    const [gh, gw] = this.grid;
+    if (h !== gh || w !== gw) throw new Error(`a MaskGIT model fills its training grid ${gh}×${gw}; got ${h}×${w}`);
+    const n = r.n;
+    const Lz = h * w;
+    const Lc = this.condLength;
+    const V = this.config.transformer.vocab_size;
+    const nCodes = this.config.first_stage.n_embed;
+    const steps = r.steps ?? 12;
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`steps must be a whole number ≥ 1, got ${steps}`);
+    checkSamplingOptions(r, nCodes);
+    const init = r.init;
+    if (init && init.length !== Lz && init.length !== n * Lz) throw new Error(`init has ${init.length} codes; expected ${Lz} (shared) or ${n}×${Lz}`);
+    const codes = Array.from({ length: n }, (_, b) => {
+      const c = new Int32Array(Lz).fill(mt);
+      if (init) {
+        const off = init.length === Lz ? 0 : b * Lz;
+        for (let i = 0; i < Lz; i++) {
+          const v = Number(init[off + i]);
+          if (v >= nCodes || (v < 0 && v !== -1) || !Number.isInteger(v)) throw new Error(`init code ${v} at position ${i} is neither a code in [0, ${nCodes}) nor −1 (generate)`);
+          if (v >= 0) c[i] = v;
+        }
+      }
+      return c;
+    });
+    const g = r.guidance;
+    const B = g !== undefined ? 2 * n : n;
+    const nul = g !== undefined ? this.nullCondition() : null;
+    const T = Lc + Lz;
+    const idx = HostTensor.int64([B, T]);
+    for (let b = 0; b < B; b++) for (let j = 0; j < Lc; j++) idx.data[b * T + j] = BigInt(b < n ? cond[b * Lc + j]! : nul![j]!);
+    const runner = (this.bidir ??= new BidirectionalRunner(this.config.transformer, this.weights, this.session));
+    const per = Lz * V;
+    const mixed = g !== undefined ? codes.map(() => new Float32Array(per)) : [];
+    const model = async (cur: readonly Int32Array[]): Promise<Float32Array[]> => {
+      for (let b = 0; b < B; b++) {
+        const c = cur[b % n]!;
+        for (let i = 0; i < Lz; i++) idx.data[b * T + Lc + i] = BigInt(c[i]!);
+      }
+      const logits = await runner.logits(idx, Lc);
+      return cur.map((_, b) => {
+        const row = logits.subarray(b * per, (b + 1) * per);
+        return g === undefined ? row : guide(row, logits.subarray((n + b) * per, (n + b + 1) * per), g, mixed[b]!);
+      });
+    };
+    const res = await maskgitDecode(model, { codes, maskId: mt, vocab: nCodes, streams }, { ...r, steps }, (p) => r.onProgress?.(p.pass + 1, steps));
+    const out = new Int32Array(n * Lz);
+    res.codes.forEach((c, b) => out.set(c, b * Lz));
+    return out;
+  }
+
+  /** The condition of guidance's unconditional rows: the null class, or (MaskGIT image conditions) every token [MASK]. */
+  private nullCondition(): number[] {
+    if (this.config.cond_stage.kind === 'label') return [this.nullClass()];
+    if (this.config.maskgit) return new Array(this.condLength).fill(this.config.maskgit.mask_token);
+    throw new Error('guidance needs a class-conditional model, or a MaskGIT model trained with condition dropout');
   }
 
   private nullClass(): number {
@@ -329,6 +439,7 @@ export class Net2Net {
   async release(): Promise<void> {
     await this.kv?.release();
     await this.full?.release();
+    await this.bidir?.release();
     await this.firstStage.release();
     if (this.condStage && this.condStage !== this.firstStage) await this.condStage.release();
   }

@@ -24,3 +24,16 @@ export function net2netLoss(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, 
   const logits = net2netLogits(p, cfg, c, a, drop);
   return { loss: crossEntropy(logits, z), logits };
 }
+
+/**
+ * MaskGIT's forward: the condition c [B, Lc] then the image codes a [B, Lz] (with [MASK] where
+ * unknown), every position visible to every other (n_unmasked = block_size) → logits
+ * [B, Lz, vocab] at the image positions: position Lc + i scores code i itself (not the next one).
+ */
+export function maskgitLogits(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, drop?: GPTDropout): Tensor {
+  const lc = c.shape[1]!;
+  const lz = a.shape[1]!;
+  if (cfg.n_unmasked < lc + lz) throw new Error(`MaskGIT needs a bidirectional transformer: n_unmasked ${cfg.n_unmasked} < ${lc + lz} positions`);
+  const { logits } = gpt(p, cfg, o.concat([c, a], 1), { drop });
+  return o.narrow(logits, 1, lc, lc + lz);
+}
