@@ -7,7 +7,7 @@ import { VQGAN } from './vqgan/load.ts';
 import { Net2Net } from './cond_transformer/load.ts';
 import { downFactor } from './vqgan/config.ts';
 import { toTamingNet2Net } from './cond_transformer/config.ts';
-import { traceStep, tracePrefill } from '../sample/decode.ts';
+import { traceBidirectional, traceStep, tracePrefill } from '../sample/decode.ts';
 import type { Net2NetOnnxManifest, VQGANOnnxManifest } from './onnx_manifest.ts';
 import { Program } from '../runtime/program.ts';
 import { HostTensor } from '../tensor.ts';
@@ -105,8 +105,13 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
   const bake = Object.fromEntries(m.weights);
   const meta = { producer: 'latentkit', config: JSON.stringify(toTamingNet2Net(m.config)) };
   const files = new Map<string, Uint8Array>();
-  files.set('step.onnx', standalone(traceStep(c, m.weights, B, L), bake, meta));
-  if (Lc > 1) files.set('prefill.onnx', standalone(tracePrefill(c, m.weights, B, Lc), bake, meta));
+  const mg = m.config.maskgit;
+  const P = mg?.cond === 'add' ? 0 : Lc; // prefix tokens before the image codes
+  if (mg) files.set('bidir.onnx', standalone(traceBidirectional(c, m.weights, B, P, h * w, mg.cond === 'add'), bake, meta));
+  else {
+    files.set('step.onnx', standalone(traceStep(c, m.weights, B, L), bake, meta));
+    if (Lc > 1) files.set('prefill.onnx', standalone(tracePrefill(c, m.weights, B, Lc), bake, meta));
+  }
   files.set('decoder.onnx', standalone(m.firstStage.trace('decode', [B, h, w]), Object.fromEntries(m.firstStage.weights)));
   let condImage: { image_size: [number, number]; channels: number } | null = null;
   if (m.condStage && m.condGrid) {
@@ -136,12 +141,16 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
     head_dim: hs,
     cache_capacity: L,
     files: Object.fromEntries([...files.keys()].map((k) => [k.replace('.onnx', ''), k])),
-    step: {
-      inputs: { tok: ['int64', [B]], pos: ['int64', [1]], 'cache.k.<i>': ['float32', [B, c.n_head, hs, L]], 'cache.v.<i>': ['float32', [B, c.n_head, L, hs]] },
-      outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs]], 'v.<i>': ['float32', [B, c.n_head, hs]] },
-    },
-    ...(Lc > 1 ? { prefill: { inputs: { idx: ['int64', [B, Lc]] }, outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs, Lc]], 'v.<i>': ['float32', [B, c.n_head, Lc, hs]] } } } : {}),
-    loop: [
+    ...(mg ? {} : {
+      step: {
+        inputs: { tok: ['int64', [B]], pos: ['int64', [1]], 'cache.k.<i>': ['float32', [B, c.n_head, hs, L]], 'cache.v.<i>': ['float32', [B, c.n_head, L, hs]] },
+        outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs]], 'v.<i>': ['float32', [B, c.n_head, hs]] },
+      },
+    }),
+    ...(m.config.sampling ? { sampling: m.config.sampling } : {}),
+    ...(mg ? maskgitManifest(m, B, P) : {}),
+    ...(Lc > 1 && !mg ? { prefill: { inputs: { idx: ['int64', [B, Lc]] }, outputs: { logits: ['float32', [B, c.vocab_size]], 'k.<i>': ['float32', [B, c.n_head, hs, Lc]], 'v.<i>': ['float32', [B, c.n_head, Lc, hs]] } } } : {}),
+    loop: mg ? maskgitLoop(m, B, P) : [
       'caches start as zeros; key caches are transposed ([B, nh, hs, L]) so the step reads them without a copy',
       Lc > 1 ? 'run prefill on the condition tokens; copy k.<i>/v.<i> into cache slots 0..Lc-1; take its logits' : 'run step with tok = the condition token, pos = 0; write k.<i>/v.<i> into slot 0; take its logits',
       `for t in 0..${h * w - 1}: choose a token from the logits (temperature / top-k / top-p); it is image code t; unless last, run step with tok = it, pos = ${Lc} + t, write k.<i>/v.<i> into slot pos (K: [.., d, pos], V: [.., pos, d])`,
@@ -149,6 +158,31 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
     ],
   };
   return { files, manifestName: 'transformer.json', manifest };
+}
+
+/** The manifest entries of a MaskGIT export: the mask token, how the condition enters, bidir.onnx's signature. */
+function maskgitManifest(m: Net2Net, B: number, P: number): Record<string, unknown> {
+  const mg = m.config.maskgit!;
+  const Lz = m.grid[0] * m.grid[1];
+  const V = m.config.transformer.vocab_size;
+  return {
+    maskgit: { mask_token: mg.mask_token, cond: mg.cond, codes: m.config.first_stage.n_embed },
+    cache_capacity: 0,
+    bidir: { inputs: { idx: ['int64', [B, P + Lz]], ...(mg.cond === 'add' ? { cond: ['int64', [B, Lz]] } : {}) }, outputs: { logits: ['float32', [B, Lz, V]] } },
+  };
+}
+
+function maskgitLoop(m: Net2Net, B: number, P: number): string[] {
+  const mg = m.config.maskgit!;
+  const Lz = m.grid[0] * m.grid[1];
+  const f1 = downFactor(m.config.first_stage);
+  return [
+    `codes start as the mask token ${mg.mask_token} at every position to generate (an edit keeps the others)`,
+    mg.cond === 'add' ? 'idx = the codes; cond = the condition tokens, one per image cell' : `idx = the ${P} condition tokens, then the codes`,
+    `for pass t of T (cosine schedule γ(r) = cos(πr/2)): run bidir; at each masked position sample a code from logits[.., :${m.config.first_stage.n_embed}] (temperature / top-k / top-p); confidence = log p + τ·(1 − (t+1)/T)·Gumbel; keep the most confident so that ⌊n·γ((t+1)/T)⌋ stay masked (none after the last pass)`,
+    `guidance: a second row with the null condition (${m.config.cond_stage.kind === 'label' ? 'the null class' : 'every condition token = the mask token'}); logits = uncond + s·(cond − uncond)`,
+    `decoder.onnx: indices [${B}, ${m.grid[0]}, ${m.grid[1]}] (int64) → image [${B}, C, ${m.grid[0] * f1}, ${m.grid[1] * f1}] in [-1, 1]; ${Lz} codes per image`,
+  ];
 }
 
 /** The traced sizes behind a dynamic export (onnx/dynamic.ts): batch and latent height/width, distinct primes so each dim's formula is told apart. */

@@ -1,5 +1,6 @@
 // The manifests of the standalone ONNX exports (models/export_onnx.ts), as types only: the
 // browser entry imports them without the model code.
+import type { SamplingDefaults } from './cond_transformer/config.ts';
 
 /** The manifest of a VQGAN export (model.json). */
 export interface VQGANOnnxManifest {
@@ -25,6 +26,14 @@ export interface Net2NetOnnxManifest {
   head_dim: number;
   cache_capacity: number;
   files: Record<string, string>;
+  /**
+   * MaskGIT models: parallel decoding through `bidir.onnx` (tokens → logits at every image
+   * position) instead of the KV-cached step; `cond: 'add'` feeds the condition as `cond`
+   * [B, Lz] beside `idx` [B, Lz], 'prefix' as the first tokens of `idx`.
+   */
+  maskgit?: { mask_token: number; cond: 'prefix' | 'add'; codes: number };
+  /** the model's recommended sampling settings (config latentkit.sampling) */
+  sampling?: SamplingDefaults;
 }
 
 /** The manifest of a KL autoencoder export (vae.json): SD's ONNX names, unscaled latents. */

@@ -6,7 +6,8 @@
 import type * as OrtNs from 'onnxruntime-common';
 import type { KLOnnxManifest, Net2NetOnnxManifest, VQGANOnnxManifest } from '../models/onnx_manifest.ts';
 import { kvDecode, type DecodeStats, type KVResult } from '../sample/kv_loop.ts';
-import { makeChooser, type SamplingOptions } from '../sample/filtering.ts';
+import { guide, makeChooser, type SamplingOptions } from '../sample/filtering.ts';
+import { maskgitDecode } from '../sample/maskgit.ts';
 import { sampleStreams } from '../io/rng.ts';
 import { normalizeDrawing, sketchToFloat } from '../io/sketch.ts';
 import { HostTensor } from '../tensor.ts';
@@ -156,6 +157,12 @@ export interface StandaloneSampleRequest extends SamplingOptions {
   seed?: number;
   onProgress?: (done: number, total: number) => void;
   stats?: DecodeStats;
+  /** MaskGIT exports: passes T (default: the model's recommended, else 12), Gumbel τ, guidance scale */
+  steps?: number;
+  choiceTemperature?: number;
+  guidance?: number;
+  /** MaskGIT exports: codes to keep (Lz values, −1 = generate), shared by every sample */
+  init?: ArrayLike<number>;
 }
 
 /** A transformer export (transformer.json): condition → image codes → images. */
@@ -199,8 +206,15 @@ export class StandaloneNet2Net {
     return Int32Array.from(r.indices!.data as BigInt64Array, Number);
   }
 
+  /** Whether this export decodes in parallel passes (MaskGIT) rather than token by token. */
+  get isMaskGit(): boolean {
+    return !!this.manifest.maskgit;
+  }
+
   /** n samples, one after another (sample i draws stream i of the seed, as the server's batch does). */
   async sample(r: StandaloneSampleRequest): Promise<Int32Array> {
+    if (this.manifest.maskgit) return this.sampleMaskGit(r);
+    if (r.init !== undefined) throw new Error('editing given codes needs a MaskGIT export');
     const m = this.manifest;
     const [h, w] = m.grid;
     const steps = h * w;
@@ -237,6 +251,54 @@ export class StandaloneNet2Net {
         return choose(logits);
       }, r.stats);
       out.set(tokens, i * steps);
+    }
+    return out;
+  }
+
+  /**
+   * MaskGIT: each sample runs its T passes through bidir.onnx (and a second, null-condition run
+   * per pass with guidance), drawing its own stream of the seed — the server's batched loop
+   * gives the same codes wherever the logits agree.
+   */
+  private async sampleMaskGit(r: StandaloneSampleRequest): Promise<Int32Array> {
+    const m = this.manifest;
+    const mg = m.maskgit!;
+    const [h, w] = m.grid;
+    const Lz = h * w;
+    const Lc = m.condition.tokens;
+    const P = mg.cond === 'add' ? 0 : Lc;
+    if (r.cond.length !== Lc) throw new Error(`condition has ${r.cond.length} tokens; this model takes ${Lc}`);
+    if (!(Number.isInteger(r.n) && r.n >= 1)) throw new Error(`n must be a positive integer, got ${r.n}`);
+    const steps = r.steps ?? m.sampling?.steps ?? 12;
+    const g = r.guidance;
+    let nul: number[] | null = null;
+    if (g !== undefined) {
+      if (m.condition.kind === 'label') {
+        if (m.condition.null_class == null) throw new Error('classifier-free guidance needs a model trained with class dropout');
+        nul = [m.condition.null_class];
+      } else nul = new Array(Lc).fill(mg.mask_token);
+    }
+    if (r.init && r.init.length !== Lz) throw new Error(`init has ${r.init.length} codes; expected ${Lz}`);
+    const bidir = this.sessions.bidir!;
+    const logitsFor = async (codes: Int32Array, cond: ArrayLike<number>): Promise<Float32Array> => {
+      const idx = new BigInt64Array(P + Lz);
+      for (let j = 0; j < P; j++) idx[j] = BigInt(cond[j]!);
+      for (let i = 0; i < Lz; i++) idx[P + i] = BigInt(codes[i]!);
+      const feeds: Record<string, OrtNs.Tensor> = { idx: new this.ort.Tensor('int64', idx, [1, P + Lz]) };
+      if (mg.cond === 'add') feeds.cond = new this.ort.Tensor('int64', BigInt64Array.from(Array.from(cond, (v) => BigInt(v))), [1, Lz]);
+      return (await bidir.run(feeds)).logits!.data as Float32Array;
+    };
+    const out = new Int32Array(r.n * Lz);
+    for (let i = 0; i < r.n; i++) {
+      const codes = new Int32Array(Lz).fill(mg.mask_token);
+      if (r.init) for (let k = 0; k < Lz; k++) if (r.init[k]! >= 0) codes[k] = r.init[k]!;
+      const mixed = new Float32Array(Lz * m.vocab_size);
+      const model = async ([c]: readonly Int32Array[]) => {
+        const l = await logitsFor(c!, r.cond);
+        return [g === undefined ? l : guide(l, await logitsFor(c!, nul!), g, mixed)];
+      };
+      const res = await maskgitDecode(model, { codes: [codes], maskId: mg.mask_token, vocab: mg.codes, streams: sampleStreams(r.seed ?? 0, 1, i) }, { ...r, steps }, (p) => r.onProgress?.(i * steps + p.pass + 1, r.n * steps));
+      out.set(res.codes[0]!, i * Lz);
     }
     return out;
   }

@@ -196,22 +196,30 @@ export class RecomputeDecoder extends BaseDecoder {
  * (condition, then image codes with [MASK] where unknown) → logits [B, Lz, vocab] at the image
  * positions. One session per (B, Lc, Lz), weights baked in; each MaskGIT pass is one call.
  */
+/**
+ * The bidirectional forward: idx [B, Lc + Lz] (a prefix condition, then the image codes with
+ * [MASK] where unknown) and, when `aligned`, cond [B, Lz] → logits [B, Lz, vocab] at the image
+ * positions.
+ */
+export function traceBidirectional(c: GPTConfig, weights: StateDict, B: number, Lc: number, Lz: number, aligned: boolean): Program {
+  if (Lc + Lz > c.block_size) throw new Error(`MaskGIT: ${Lc} condition + ${Lz} image tokens exceed block_size ${c.block_size}`);
+  const specs = { ...weightSpecs(weights), idx: { shape: [B, Lc + Lz], dtype: 'int64' as const }, ...(aligned ? { cond: { shape: [B, Lz], dtype: 'int64' as const } } : {}) };
+  return Program.trace((ins) => {
+    const { logits } = gpt(new ParamView(ins), c, ins.idx!, { condIdx: ins.cond });
+    return { logits: Lc ? o.narrow(logits, 1, Lc, Lc + Lz) : logits };
+  }, specs);
+}
+
 export class BidirectionalRunner extends GPTSessions {
-  program(B: number, Lc: number, Lz: number): Promise<CompiledProgram> {
-    const c = this.cfg;
-    if (Lc + Lz > c.block_size) throw new Error(`MaskGIT: ${Lc} condition + ${Lz} image tokens exceed block_size ${c.block_size}`);
-    return this.compiled(`bidir:${B}:${Lc}:${Lz}`, () =>
-      Program.trace((ins) => {
-        const { logits } = gpt(new ParamView(ins), c, ins.idx!);
-        return { logits: o.narrow(logits, 1, Lc, Lc + Lz) };
-      }, { ...weightSpecs(this.weights), idx: { shape: [B, Lc + Lz], dtype: 'int64' } }),
-    );
+  /** With `aligned`, the program also takes cond [B, Lz]: cond_emb rows added position by position (Lc = 0). */
+  program(B: number, Lc: number, Lz: number, aligned = false): Promise<CompiledProgram> {
+    return this.compiled(`bidir:${B}:${Lc}:${Lz}:${aligned}`, () => traceBidirectional(this.cfg, this.weights, B, Lc, Lz, aligned));
   }
 
-  /** Logits [B·Lz·vocab] for tokens idx [B, Lc + Lz]. */
-  async logits(idx: HostTensor<'int64'>, Lc: number): Promise<Float32Array> {
+  /** Logits [B·Lz·vocab] for tokens idx [B, Lc + Lz] (and an aligned condition [B, Lz]). */
+  async logits(idx: HostTensor<'int64'>, Lc: number, cond: HostTensor<'int64'> | null = null): Promise<Float32Array> {
     const [B, T] = idx.shape as [number, number];
-    const prog = await this.program(B, Lc, T - Lc);
-    return (await prog.run({ idx })).logits!.data as Float32Array;
+    const prog = await this.program(B, Lc, T - Lc, !!cond);
+    return (await prog.run({ idx, ...(cond ? { cond } : {}) })).logits!.data as Float32Array;
   }
 }

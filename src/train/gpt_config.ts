@@ -30,6 +30,8 @@ export interface GPTRunOptions {
   label_smoothing: number;
   /** MaskGIT with an image condition: probability of masking the whole condition (guidance); 0 = off. */
   cond_dropout: number;
+  /** MaskGIT with an image condition on the image's grid: 'prefix' (its codes first) or 'add' (cond_emb added cell by cell). */
+  maskgit_cond: 'prefix' | 'add';
   /** Use the flipped views the code set holds (default true when present). */
   flip: boolean;
   log_every: number;
@@ -71,6 +73,7 @@ const RUN_DEFAULTS: GPTRunOptions = {
   objective: 'ar',
   label_smoothing: 0.1,
   cond_dropout: 0,
+  maskgit_cond: 'prefix',
   flip: true,
   log_every: 25,
   val_every: 500,
@@ -153,19 +156,32 @@ export const MASKGIT_CLASS_PRESET = {
 };
 
 /**
- * maskgit-sketch: the sketch's 16×16 codes as a 256-token prefix, then the 256 image codes, all
- * visible to each other (block 512); the whole condition masked 10% of the time for guidance.
- * pos_init 'aligned_head' as the sketch preset: condition cell j and image cell j (position
- * 256 + j) start from the same position vector.
+ * maskgit-sketch: the sketch's 16×16 code grid is aligned cell for cell with the emoji's, so it
+ * enters as an embedding added at the image position it belongs to (maskgit_cond 'add':
+ * cond_emb[c_i] + tok_emb[a_i] + pos_emb[i]) — 256 positions instead of a 512-token prefix
+ * sequence. The whole condition is [MASK] 10% of the time for guidance. Six layers × 256 as the
+ * autoregressive sketch model; the sequence being half as long, twice the steps fit the
+ * 90-minute budget. `maskgit-sketch-prefix` is the same model with taming's prefix, for the
+ * comparison in models/emoji-sketch-maskgit/README.md.
  */
 export const MASKGIT_SKETCH_PRESET = {
   model: {
     base_learning_rate: 4.5e-6,
     target: 'taming.models.cond_transformer.Net2NetTransformer',
-    params: { cond_stage_config: '__cond_from_codes__', transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 512, 0.1) },
+    params: { cond_stage_config: '__cond_from_codes__', transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 256, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...SKETCH_GPT_PRESET.latentkit, objective: 'maskgit', cond_dropout: 0.1, sample: { ...SKETCH_GPT_PRESET.latentkit.sample, steps: 12 } },
+  latentkit: { ...SKETCH_GPT_PRESET.latentkit, objective: 'maskgit', maskgit_cond: 'add', pos_init: 'zeros', cond_dropout: 0.1, max_steps: 3300, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...SKETCH_GPT_PRESET.latentkit.sample, steps: 12 } },
+};
+
+/** maskgit-sketch with taming's prefix (block 512: 256 sketch codes, then 256 image codes), pos_init 'aligned_head' as the sketch preset. */
+export const MASKGIT_SKETCH_PREFIX_PRESET = {
+  model: {
+    ...MASKGIT_SKETCH_PRESET.model,
+    params: { ...MASKGIT_SKETCH_PRESET.model.params, transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 512, 0.1) },
+  },
+  data: { params: { batch_size: 16 } },
+  latentkit: { ...MASKGIT_SKETCH_PRESET.latentkit, maskgit_cond: 'prefix', pos_init: 'aligned_head', max_steps: 1650, val_every: 330, sample_every: 330 },
 };
 
 /** tiny-maskgit: the tiny preset, bidirectional, for tests and smoke runs. */
@@ -192,6 +208,7 @@ export const GPT_PRESETS: Record<string, unknown> = {
   tiny: TINY_GPT_PRESET,
   'maskgit-class': MASKGIT_CLASS_PRESET,
   'maskgit-sketch': MASKGIT_SKETCH_PRESET,
+  'maskgit-sketch-prefix': MASKGIT_SKETCH_PREFIX_PRESET,
   'tiny-maskgit': TINY_MASKGIT_PRESET,
 };
 
@@ -220,6 +237,7 @@ export function parseGPTTrainConfig(obj: any, source = 'config'): GPTTrainConfig
   if (!['zeros', 'aligned', 'aligned_head'].includes(run.pos_init)) throw new Error(`${source}: pos_init must be 'zeros', 'aligned' or 'aligned_head', got ${JSON.stringify(run.pos_init)}`);
   if (run.objective !== 'ar' && run.objective !== 'maskgit') throw new Error(`${source}: objective must be 'ar' or 'maskgit', got ${JSON.stringify(run.objective)}`);
   if (!(run.label_smoothing >= 0 && run.label_smoothing < 1)) throw new Error(`${source}: label_smoothing must be in [0, 1), got ${JSON.stringify(run.label_smoothing)}`);
+  if (run.maskgit_cond !== 'prefix' && run.maskgit_cond !== 'add') throw new Error(`${source}: maskgit_cond must be 'prefix' or 'add', got ${JSON.stringify(run.maskgit_cond)}`);
   if (!(run.cond_dropout >= 0 && run.cond_dropout < 1)) throw new Error(`${source}: cond_dropout must be in [0, 1), got ${JSON.stringify(run.cond_dropout)}`);
   if (!Number.isInteger(run.sample.steps) || run.sample.steps < 1) throw new Error(`${source}: sample.steps must be a whole number ≥ 1, got ${JSON.stringify(run.sample.steps)}`);
   if (!(run.class_dropout >= 0 && run.class_dropout < 1)) throw new Error(`${source}: class_dropout must be in [0, 1), got ${JSON.stringify(run.class_dropout)}`);

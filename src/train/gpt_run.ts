@@ -16,7 +16,8 @@ import { InitRng, ParamView, type StateDict } from '../nn/params.ts';
 import { HostTensor } from '../tensor.ts';
 import { Program } from '../runtime/program.ts';
 import { VQGAN } from '../models/vqgan/load.ts';
-import { gptDecays, gptShapes, initGPT, tokenNLL, type GPTDropout } from '../models/mingpt/gpt.ts';
+import { gptDecays, initCondEmbedding, initGPT, tokenNLL, type GPTDropout } from '../models/mingpt/gpt.ts';
+import { net2netShapes } from '../models/cond_transformer/load.ts';
 import { gptParamCount, type GPTConfig as GPTRunConfig } from '../models/mingpt/config.ts';
 import { maskgitLogits, net2netLogits } from '../models/cond_transformer/net2net.ts';
 import { maskedTokenLoss } from '../losses/maskgit.ts';
@@ -72,7 +73,9 @@ export function net2netConfigFor(cfg: GPTTrainConfig, set: CodeSet, first: VQGAN
   const mg = cfg.run.objective === 'maskgit';
   // MaskGIT's [MASK] is the first id after every code, condition code and class token
   if (t.vocab_size < need + (mg ? 1 : 0)) throw new Error(`transformer_config.vocab_size ${t.vocab_size} is smaller than the ${need} tokens this code set needs${mg ? ' + [MASK]' : ''}`);
-  const positions = mg ? lc + h * w : lc + h * w - 1;
+  const add = mg && cfg.run.maskgit_cond === 'add';
+  if (add && (cfg.cond !== 'image' || set.cond!.shape.slice(2).join() !== set.codes.shape.slice(2).join())) throw new Error(`maskgit_cond 'add' needs an image condition on the image's own code grid (${h}×${w})`);
+  const positions = add ? h * w : mg ? lc + h * w : lc + h * w - 1;
   if (t.block_size < positions) throw new Error(`transformer_config.block_size ${t.block_size} is smaller than the ${lc} condition + ${h * w} image tokens${mg ? '' : ' (− 1)'} this code set needs`);
   if (mg && t.n_unmasked !== t.block_size) throw new Error(`objective 'maskgit' needs a bidirectional transformer: set transformer_config n_unmasked to block_size (${t.block_size}), got ${t.n_unmasked}`);
   if (mg && cfg.pkeep !== 1) throw new Error(`objective 'maskgit' masks codes itself: pkeep must be 1, got ${cfg.pkeep}`);
@@ -91,7 +94,7 @@ export function net2netConfigFor(cfg: GPTTrainConfig, set: CodeSet, first: VQGAN
     ...(mg && cfg.cond === 'image' && cfg.run.cond_dropout > 0 ? { null_class: true } : {}),
     grid: [h, w],
     ...(cfg.cond === 'image' ? { cond_input: set.info.cond === 'sketch' ? ('sketch' as const) : ('image' as const) } : {}),
-    ...(mg ? { maskgit: { mask_token: need } } : {}),
+    ...(mg ? { maskgit: { mask_token: need, cond: add ? ('add' as const) : ('prefix' as const) } } : {}),
   };
 }
 
@@ -134,14 +137,15 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   const batches = new GPTBatcher({ ...common, rows: trainRows, train: true });
   const lc = batches.lc;
   const lz = batches.lz;
-  const T = mg ? lc + lz : lc + lz - 1;
+  const addCond = mg?.cond === 'add';
+  const T = addCond ? lz : mg ? lc + lz : lc + lz - 1;
   const nCodes = set.nCodes;
 
   // ---- programs: the training step (with dropout masks as inputs) and validation NLL
-  const shapes = gptShapes(gc);
+  const shapes = net2netShapes(n2n);
   const trainer = new Trainer(
     { gpt: { shapes, optimizer: { kind: 'adamw', beta1: run.beta1, beta2: run.beta2, weightDecay: run.weight_decay }, decay: gptDecays } },
-    { params: initialWeights(gc, run, lc, lz, set, mg ? lc : lc - 1) },
+    { params: initialWeights(gc, run, lc, lz, set, mg ? lc : lc - 1, addCond) },
   );
   trainer.session = { threads: opt.threads };
   const B = run.batch_size;
@@ -168,7 +172,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
         residAttn: resid ? Array.from({ length: L }, (_, i) => b[`drop.ra.${i}`]!) : undefined,
         residMlp: resid ? Array.from({ length: L }, (_, i) => b[`drop.rm.${i}`]!) : undefined,
       };
-      if (mg) return { losses: { gpt: maskedTokenLoss(maskgitLogits(new ParamView(p), gc, b.c!, b.a!, drop), b.z!, b.m!, nCodes, run.label_smoothing) } };
+      if (mg) return { losses: { gpt: maskedTokenLoss(maskgitLogits(new ParamView(p), gc, b.c!, b.a!, drop, mg.cond), b.z!, b.m!, nCodes, run.label_smoothing) } };
       const logits = net2netLogits(new ParamView(p), gc, b.c!, b.a!, drop);
       return { losses: { gpt: o.mean(tokenNLL(logits, b.z!)) } };
     },
@@ -176,7 +180,7 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
   // validation: nats per image code (AR: every code given the ones before; MaskGIT: the masked
   // codes, without label smoothing, given the rest — the fixed validation masks)
   const evalProg = Program.trace((ins) => {
-    if (mg) return { nll: tokenNLL(o.narrow(maskgitLogits(new ParamView(ins), gc, ins.c!, ins.a!), 2, 0, nCodes), ins.z!) };
+    if (mg) return { nll: tokenNLL(o.narrow(maskgitLogits(new ParamView(ins), gc, ins.c!, ins.a!, undefined, mg.cond), 2, 0, nCodes), ins.z!) };
     const logits = net2netLogits(new ParamView(ins), gc, ins.c!, ins.z!);
     return { nll: tokenNLL(logits, ins.z!) };
   }, { ...Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, { shape: s, dtype: 'float32' as const }])), c: seqSpecs.c, z: seqSpecs.z, ...(mg ? { a: seqSpecs.a } : {}) });
@@ -374,9 +378,13 @@ export async function trainGPT(opt: GPTRunOptions): Promise<{ step: number; stop
  * differ from taming's; the architecture and the checkpoint are taming's. Measured on the sketch
  * model: models/emoji-sketch/README.md.
  */
-export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc: number, lz: number, set: CodeSet, imageAt = lc - 1): StateDict {
+export function initialWeights(gc: GPTRunConfig, run: GPTTrainConfig['run'], lc: number, lz: number, set: CodeSet, imageAt = lc - 1, condEmbedding = false): StateDict {
   const rng = new InitRng(run.seed + 1);
   const w = initGPT(gc, rng);
+  if (condEmbedding) {
+    if (run.pos_init !== 'zeros') throw new Error(`pos_init '${run.pos_init}' lines up a prefix condition with the image; maskgit_cond 'add' is aligned already: use pos_init 'zeros'`);
+    w.set('cond_emb.weight', initCondEmbedding(gc, rng));
+  }
   if (run.pos_init === 'zeros') return w;
   const cg = set.cond?.shape.slice(2).join('x');
   if (!set.cond || lc !== lz || cg !== set.codes.shape.slice(2).join('x')) throw new Error(`pos_init '${run.pos_init}' needs an image condition on the image's own code grid`);

@@ -159,7 +159,7 @@ describe('train-gpt', () => {
     assert.equal(drin.cond, 'image');
     assert.equal(drin.transformer.n_layer, 24);
     assert.throws(() => parseGPTTrainConfig({ model: { params: { transformer_config: { params: { vocab_size: 10, block_size: 5 } }, cond_stage_config: { target: 'my.Custom' } } } }, 'x.yaml'), /x.yaml: cond_stage_config 'my.Custom' is not supported/);
-    assert.throws(() => loadGPTTrainConfig('nope'), /cannot read config nope: ENOENT \(presets: class, sketch, tiny\)/);
+    assert.throws(() => loadGPTTrainConfig('nope'), /cannot read config nope: ENOENT \(presets: class, sketch, tiny, maskgit-class, maskgit-sketch, maskgit-sketch-prefix, tiny-maskgit\)/);
   });
 
   it("pos_init 'aligned' shares start vectors between a condition cell and the position predicting that image cell", () => {

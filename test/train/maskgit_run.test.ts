@@ -131,8 +131,33 @@ describe('MaskGIT training (train-gpt, objective maskgit)', () => {
     await m.release();
   });
 
+  it("image conditions: 'add' (cond_emb cell by cell, 256 positions) and 'prefix' (512) both train, sample with guidance and reload", async () => {
+    const s = readCodeSet(codesFile);
+    const file = path.join(tmp, 'self-cond.safetensors');
+    writeCodeSet(file, { ...s, cond: s.codes.clone(), condCodes: 1024, info: { ...s.info, condModel: VQ, cond: 'self' } });
+    for (const mode of ['add', 'prefix'] as const) {
+      const c = tiny({ max_steps: 2, val_every: 2, log_every: 1, sample_every: 2, ckpt_every: 2, maskgit_cond: mode, cond_dropout: 0.2, class_dropout: 0 });
+      c.cond = 'image';
+      const T = mode === 'add' ? 256 : 512;
+      Object.assign(c.transformer, { block_size: T, n_unmasked: T });
+      const out = path.join(tmp, `img-${mode}`);
+      await trainGPT({ config: c, codes: file, out, threads: 1, events: quiet });
+      const m = Net2Net.load(out, { session: { threads: 1 } });
+      assert.equal(m.config.maskgit!.cond, mode);
+      assert.equal(m.config.null_class, true, 'trained with condition dropout: guidance is on');
+      const keys = [...readSafetensorsFile(path.join(out, 'model.safetensors')).tensors.keys()];
+      assert.equal(keys.includes('transformer.cond_emb.weight'), mode === 'add');
+      const cond = Array.from(s.codes.data.subarray(0, 256), Number);
+      const t = await m.sample({ n: 2, cond, seed: 1, steps: 3, guidance: 1.5 });
+      assert.ok(t.length === 512 && t.every((v) => v >= 0 && v < 1024));
+      await m.release();
+    }
+    const bad = tiny({ maskgit_cond: 'add' });
+    await assert.rejects(trainGPT({ config: bad, codes: codesFile, out: path.join(tmp, 'add-class'), threads: 1, events: quiet }), /maskgit_cond 'add' needs an image condition on the image's own code grid/);
+  });
+
   it('the presets are bidirectional with [MASK] after the codes; a causal transformer is refused for maskgit', async () => {
-    for (const p of ['maskgit-class', 'maskgit-sketch']) {
+    for (const p of ['maskgit-class', 'maskgit-sketch', 'maskgit-sketch-prefix']) {
       const c = loadGPTTrainConfig(p);
       assert.equal(c.run.objective, 'maskgit');
       assert.equal(c.transformer.vocab_size, 1025);

@@ -45,12 +45,22 @@ export interface Net2NetConfig {
    * the image codes); the sequence is the condition tokens then the image codes, all visible to
    * each other. A dropped image condition (guidance) is every condition token set to [MASK].
    */
-  maskgit?: { mask_token: number };
+  maskgit?: MaskGitSpec;
   /**
    * latentkit: the model's recommended sampling settings (chosen by measuring on held-out data;
    * its README says how). `sample`, the server and the page use them unless told otherwise.
    */
   sampling?: SamplingDefaults;
+}
+
+export interface MaskGitSpec {
+  mask_token: number;
+  /**
+   * How an image condition enters: 'prefix' (taming's way: its codes before the image codes,
+   * block Lc + Lz) or 'add' (its grid is aligned cell for cell with the image grid, so the
+   * embedding cond_emb[c_i] is added at image position i: block Lz, half the sequence).
+   */
+  cond: 'prefix' | 'add';
 }
 
 export interface SamplingDefaults {
@@ -126,7 +136,7 @@ export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConf
     null_class: lk.null_class ?? false,
     grid: lk.grid,
     cond_input: lk.cond_input,
-    ...(lk.maskgit ? { maskgit: { mask_token: lk.maskgit.mask_token } } : {}),
+    ...(lk.maskgit ? { maskgit: { mask_token: lk.maskgit.mask_token, cond: lk.maskgit.cond ?? 'prefix' } } : {}),
     ...(lk.sampling ? { sampling: parseSampling(lk.sampling, source) } : {}),
   };
   if (!(cfg.pkeep >= 0 && cfg.pkeep <= 1)) throw new Error(`${source}: pkeep must be in [0, 1], got ${JSON.stringify(params.pkeep)}`);
@@ -142,6 +152,8 @@ export function parseNet2NetConfig(obj: unknown, source = 'config'): Net2NetConf
     const mt = cfg.maskgit.mask_token;
     if (!Number.isInteger(mt) || mt < n || mt >= V) throw new Error(`${source}: latentkit.maskgit.mask_token must be an id in [${n}, ${V}) (after the ${n} image codes), got ${JSON.stringify(mt)}`);
     if (t.n_unmasked !== t.block_size) throw new Error(`${source}: a MaskGIT transformer is bidirectional: n_unmasked must equal block_size (${t.block_size}), got ${t.n_unmasked}`);
+    if (cfg.maskgit.cond !== 'prefix' && cfg.maskgit.cond !== 'add') throw new Error(`${source}: latentkit.maskgit.cond must be 'prefix' or 'add', got ${JSON.stringify(cfg.maskgit.cond)}`);
+    if (cfg.maskgit.cond === 'add' && cfg.cond_stage.kind !== 'vqgan' && cfg.cond_stage.kind !== 'first_stage') throw new Error(`${source}: latentkit.maskgit.cond 'add' needs an image condition (a class or SOS token is a prefix)`);
   }
   if (cfg.classes && cfg.cond_stage.kind === 'label' && cfg.classes.length !== cfg.cond_stage.n_classes) {
     throw new Error(`${source}: latentkit.classes has ${cfg.classes.length} names for ${cfg.cond_stage.n_classes} classes`);

@@ -11,7 +11,7 @@ import { kindFromKeys, resolveModelPath, type ModelPath } from '../../io/model_p
 import { readConfigFile } from '../vqgan/config.ts';
 import { downFactor } from '../vqgan/config.ts';
 import { VQGAN } from '../vqgan/load.ts';
-import { checkStateDict, type StateDict } from '../../nn/params.ts';
+import { checkStateDict, type ShapeTree, type StateDict } from '../../nn/params.ts';
 import type { SessionOptions } from '../../runtime/backend.ts';
 import { HostTensor } from '../../tensor.ts';
 import { sampleStreams, type Rng } from '../../io/rng.ts';
@@ -61,6 +61,13 @@ export interface SampleRequest extends SamplingOptions {
 }
 
 const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
+
+/** The transformer's parameter shapes: taming's GPT, plus cond_emb for MaskGIT's aligned ('add') conditions. */
+export function net2netShapes(c: Net2NetConfig): ShapeTree {
+  const s = gptShapes(c.transformer);
+  if (c.maskgit?.cond === 'add') s['cond_emb.weight'] = [c.transformer.vocab_size, c.transformer.n_embd];
+  return s;
+}
 
 /** True when `modelPath` (a model directory or a file) holds a Net2Net transformer: its weights have transformer.* keys. */
 export function isNet2NetModel(modelPath: string): boolean {
@@ -126,7 +133,7 @@ export class Net2Net {
     this.files = opts.files ?? (opts.source ? [opts.source] : []);
     this.notes = opts.notes ?? [];
     this.session = opts.session ?? {};
-    const want = gptShapes(config.transformer);
+    const want = net2netShapes(config);
     const masks = new Map([...gptWeights].filter(([k]) => /^blocks\.\d+\.attn\.mask$/.test(k)));
     const B = config.transformer.block_size;
     for (const [k, m] of masks) if (m.shape.join() !== `1,1,${B},${B}`) throw new Error(`${this.source}: transformer.${k} has shape [${m.shape.join(', ')}], expected [1, 1, ${B}, ${B}]`);
@@ -380,18 +387,28 @@ export class Net2Net {
     const g = r.guidance;
     const B = g !== undefined ? 2 * n : n;
     const nul = g !== undefined ? this.nullCondition() : null;
-    const T = Lc + Lz;
+    // 'prefix': [condition, codes] in one sequence; 'add': the codes, with the aligned condition beside them
+    const add = this.config.maskgit!.cond === 'add';
+    const P = add ? 0 : Lc;
+    const T = P + Lz;
     const idx = HostTensor.int64([B, T]);
-    for (let b = 0; b < B; b++) for (let j = 0; j < Lc; j++) idx.data[b * T + j] = BigInt(b < n ? cond[b * Lc + j]! : nul![j]!);
+    const condIdx = add ? HostTensor.int64([B, Lc]) : null;
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < Lc; j++) {
+        const v = BigInt(b < n ? cond[b * Lc + j]! : nul![j]!);
+        if (condIdx) condIdx.data[b * Lc + j] = v;
+        else idx.data[b * T + j] = v;
+      }
+    }
     const runner = (this.bidir ??= new BidirectionalRunner(this.config.transformer, this.weights, this.session));
     const per = Lz * V;
     const mixed = g !== undefined ? codes.map(() => new Float32Array(per)) : [];
     const model = async (cur: readonly Int32Array[]): Promise<Float32Array[]> => {
       for (let b = 0; b < B; b++) {
         const c = cur[b % n]!;
-        for (let i = 0; i < Lz; i++) idx.data[b * T + Lc + i] = BigInt(c[i]!);
+        for (let i = 0; i < Lz; i++) idx.data[b * T + P + i] = BigInt(c[i]!);
       }
-      const logits = await runner.logits(idx, Lc);
+      const logits = await runner.logits(idx, P, condIdx);
       return cur.map((_, b) => {
         const row = logits.subarray(b * per, (b + 1) * per);
         return g === undefined ? row : guide(row, logits.subarray((n + b) * per, (n + b + 1) * per), g, mixed[b]!);

@@ -30,9 +30,14 @@ export function net2netLoss(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, 
  * unknown), every position visible to every other (n_unmasked = block_size) → logits
  * [B, Lz, vocab] at the image positions: position Lc + i scores code i itself (not the next one).
  */
-export function maskgitLogits(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, drop?: GPTDropout): Tensor {
+export function maskgitLogits(p: ParamView, cfg: GPTConfig, c: Tensor, a: Tensor, drop?: GPTDropout, condMode: 'prefix' | 'add' = 'prefix'): Tensor {
   const lc = c.shape[1]!;
   const lz = a.shape[1]!;
+  if (condMode === 'add') {
+    // the condition grid aligned with the image grid: cond_emb[c_i] added at image position i
+    if (cfg.n_unmasked < lz) throw new Error(`MaskGIT needs a bidirectional transformer: n_unmasked ${cfg.n_unmasked} < ${lz} positions`);
+    return gpt(p, cfg, a, { drop, condIdx: c }).logits;
+  }
   if (cfg.n_unmasked < lc + lz) throw new Error(`MaskGIT needs a bidirectional transformer: n_unmasked ${cfg.n_unmasked} < ${lc + lz} positions`);
   const { logits } = gpt(p, cfg, o.concat([c, a], 1), { drop });
   return o.narrow(logits, 1, lc, lc + lz);

@@ -119,19 +119,31 @@ function block(p: ParamView, cfg: GPTConfig, x: Tensor, mask: Tensor, d: { attn?
   return { x: out, k, v };
 }
 
-function embed(p: ParamView, cfg: GPTConfig, idx: Tensor): Tensor {
+function embed(p: ParamView, cfg: GPTConfig, idx: Tensor, condIdx?: Tensor): Tensor {
   const [, T] = idx.shape as [number, number];
   if (T > cfg.block_size) throw new Error(`GPT: sequence of ${T} tokens exceeds block_size ${cfg.block_size}`);
   const tok = o.gather(p.get('tok_emb.weight'), idx, 0); // [B, T, C]
   const pos = o.narrow(p.get('pos_emb'), 1, 0, T); // [1, T, C]
-  return o.add(tok, pos);
+  const x = o.add(tok, pos);
+  if (!condIdx) return x;
+  if (condIdx.shape.join() !== idx.shape.join()) throw new Error(`GPT: condition tokens [${condIdx.shape.join(', ')}] must align with the tokens [${idx.shape.join(', ')}]`);
+  return o.add(x, o.gather(p.get('cond_emb.weight'), condIdx, 0));
 }
 
-/** Full forward: tokens [B, T] (int64) → logits [B, T, vocab]; keys/values per layer when asked. */
-export function gpt(p: ParamView, cfg: GPTConfig, idx: Tensor, opts: { drop?: GPTDropout } = {}): { logits: Tensor; kv: { k: Tensor; v: Tensor }[] } {
+/** The aligned-condition embedding table (latentkit, MaskGIT 'add' conditions): one row per token id, N(0, 0.02) like tok_emb. */
+export function initCondEmbedding(cfg: GPTConfig, rng: InitRng | null): HostTensor<'float32'> {
+  return normalTensor(rng, [cfg.vocab_size, cfg.n_embd], 0.02);
+}
+
+/**
+ * Full forward: tokens [B, T] (int64) → logits [B, T, vocab]; keys/values per layer when asked.
+ * `condIdx` [B, T] adds cond_emb[condIdx] to each position's embedding (a condition aligned
+ * cell for cell with the tokens, instead of a prefix).
+ */
+export function gpt(p: ParamView, cfg: GPTConfig, idx: Tensor, opts: { drop?: GPTDropout; condIdx?: Tensor } = {}): { logits: Tensor; kv: { k: Tensor; v: Tensor }[] } {
   const d = opts.drop ?? {};
   const T = idx.shape[1]!;
-  let x = drop(embed(p, cfg, idx), d.embd, cfg.embd_pdrop);
+  let x = drop(embed(p, cfg, idx, opts.condIdx), d.embd, cfg.embd_pdrop);
   const mask = causalMask(T, cfg.n_unmasked);
   const kv: { k: Tensor; v: Tensor }[] = [];
   for (let i = 0; i < cfg.n_layer; i++) {
