@@ -16,6 +16,8 @@ import { emojiDataset } from '../../src/io/datasets.ts';
 import { decodeImageBytesU8, encodePng, loadImage } from '../../src/io/image.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { relErr } from '../helpers.ts';
+import { initCondEmbedding, initGPT } from '../../src/models/mingpt/gpt.ts';
+import { InitRng } from '../../src/nn/params.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -72,6 +74,38 @@ describe('standalone exports on onnxruntime-web (WASM)', () => {
     await assert.rejects(web.sample({ n: 1, cond: [1, 2] }), /condition has 2 tokens; this model takes 1/);
     await web.release();
     await m.release();
+  });
+
+  it('MaskGIT exports (bidir.onnx): the library\'s codes for a seed — class prefix with guidance and an edit, aligned image condition', async () => {
+    const base = Net2Net.load(path.join(gptDir, 'net2net_class.ckpt'), { config: path.join(gptDir, 'net2net_class.yaml'), session: { threads: 1 } });
+    const V = base.config.first_stage.n_embed; // 16 codes; [MASK] = 16
+    for (const cond of ['prefix', 'add'] as const) {
+      const lz = base.grid[0] * base.grid[1];
+      const T = cond === 'add' ? lz : 1 + lz;
+      const t = { ...base.config.transformer, vocab_size: V + 1, block_size: T, n_unmasked: T };
+      const config = { ...base.config, transformer: t, maskgit: { mask_token: V, cond }, null_class: true, ...(cond === 'add' ? { cond_stage: { kind: 'first_stage' as const } } : {}) };
+      const w = initGPT(t, new InitRng(7));
+      if (cond === 'add') w.set('cond_emb.weight', initCondEmbedding(t, new InitRng(8)));
+      (w.get('head.weight')!.data as Float32Array).forEach((v, i, a) => (a[i] = v * 60)); // peaked logits: choices far from ties
+      const m = new Net2Net(config, w, base.firstStage, null, { session: { threads: 1 } });
+      const e = net2netOnnx(m, { batch: 1 });
+      assert.ok(e.files.has('bidir.onnx') && !e.files.has('step.onnx'));
+      const web = await StandaloneNet2Net.load(ort, e.manifest as unknown as Net2NetOnnxManifest, reader(e));
+      assert.ok(web.isMaskGit);
+      const c = cond === 'add' ? Array.from({ length: lz }, (_, i) => (i * 5) % V) : [2];
+      for (const o of [{ topK: 5, steps: 4 }, { temperature: 0.8, steps: 6, guidance: 2 }]) {
+        const want = await m.sample({ n: 3, cond: c, seed: 11, ...o });
+        const got = await web.sample({ n: 3, cond: c, seed: 11, ...o });
+        assert.deepEqual(Array.from(got), Array.from(want), `${cond} ${JSON.stringify(o)}`);
+      }
+      const init = Array.from({ length: lz }, (_, i) => (i % 3 === 0 ? -1 : i % V));
+      const want = await m.sample({ n: 2, cond: c, seed: 4, steps: 3, init });
+      const got = await web.sample({ n: 2, cond: c, seed: 4, steps: 3, init });
+      assert.deepEqual(Array.from(got), Array.from(want));
+      for (let k = 0; k < 2; k++) init.forEach((v, i) => v >= 0 && assert.equal(got[k * lz + i], v));
+      await web.release();
+    }
+    await base.release();
   });
 
   it("sketch model: a drawing's condition tokens equal the server's (PNG bytes → conditionFromImage)", async () => {
