@@ -6,6 +6,7 @@
 import * as Comlink from 'comlink';
 import { StandaloneKL, StandaloneNet2Net, StandaloneVQGAN, type KLOnnxManifest, type Net2NetOnnxManifest, type VQGANOnnxManifest } from '../src/browser.ts';
 import { fetchExport, ort, pageUrl, setPageUrl, wasmThreads } from './ort_web.ts';
+import { planEdit } from '../src/sample/edit.ts';
 
 export type LocalBackend = 'wasm' | 'webgpu';
 type Local = StandaloneVQGAN | StandaloneNet2Net | StandaloneKL;
@@ -59,6 +60,53 @@ export interface LocalSampleRequest {
   cls?: string;
   /** … or a drawing: planar uint8 RGB [3, h, w] (sketch-conditional models). */
   sketch?: { rgb: Uint8Array; h: number; w: number };
+  /** classifier-free guidance scale; MaskGIT passes (default: the model's recommended settings) */
+  guidance?: number;
+  steps?: number;
+  /** a request number: a later request (cancel(id)) stops this one between passes/tokens */
+  id?: number;
+}
+
+export interface LocalEditRequest extends LocalSampleRequest {
+  /** planar float [3, H, W] in [−1, 1] at the model's size */
+  image: Float32Array;
+  /** per code cell, 1 = repaint (sample/edit.ts maskCells) */
+  cells: Uint8Array;
+}
+
+/** The newest request id: older ones stop at their next progress callback. */
+let newest = 0;
+const CANCELLED = 'cancelled: a newer request replaced this one';
+
+/** The request's sampling settings over the model's recommended ones (its config's latentkit.sampling). */
+function settings(net: StandaloneNet2Net, r: LocalSampleRequest) {
+  const d = net.manifest.sampling ?? {};
+  const guidance = r.guidance ?? (net.manifest.condition.null_class != null || net.isMaskGit ? d.guidance ?? undefined : undefined);
+  return {
+    temperature: r.temperature ?? d.temperature ?? undefined,
+    topK: r.topK ?? d.top_k ?? undefined,
+    topP: r.topP ?? d.top_p ?? undefined,
+    guidance: guidance || undefined,
+    steps: r.steps ?? d.steps ?? undefined,
+    choiceTemperature: d.choice_temperature ?? undefined,
+  };
+}
+
+async function conditionOf(net: StandaloneNet2Net, r: LocalSampleRequest, name: string, allowNone = false): Promise<ArrayLike<number>> {
+  if (r.sketch) return net.sketchCondition(r.sketch.rgb, r.sketch.h, r.sketch.w);
+  if (r.cls !== undefined) return net.classCondition(r.cls);
+  // an edit without a drawing: a MaskGIT image model's null condition (every token [MASK])
+  const m = net.manifest;
+  if (allowNone && m.maskgit && m.condition.kind !== 'label') return new Array(m.condition.tokens).fill(m.maskgit.mask_token);
+  throw new Error(`${name}: give a class or a drawing`);
+}
+
+function watch(r: LocalSampleRequest, progress?: Progress) {
+  if (r.id !== undefined) newest = Math.max(newest, r.id);
+  return (done: number, total: number) => {
+    if (r.id !== undefined && r.id < newest) throw new Error(CANCELLED);
+    if (done === 1 || done === total || done % 4 === 0) progress?.(`pass ${done} of ${total}`);
+  };
 }
 
 const api = {
@@ -93,11 +141,25 @@ const api = {
   /** n samples under a class or a drawing → planar float images [3, H, W]. */
   async sample(name: string, backend: LocalBackend, r: LocalSampleRequest, progress?: Progress) {
     const net = await net2net(name, backend, progress);
-    const cond = r.sketch ? await net.sketchCondition(r.sketch.rgb, r.sketch.h, r.sketch.w) : r.cls !== undefined ? net.classCondition(r.cls) : null;
-    if (!cond) throw new Error(`${name}: give a class or a drawing`);
-    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, temperature: r.temperature, topK: r.topK, topP: r.topP });
+    const cond = await conditionOf(net, r, name);
+    const s = settings(net, r);
+    const onProgress = net.isMaskGit ? watch(r, progress) : watch(r);
+    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, guidance: net.isMaskGit ? s.guidance : undefined, onProgress });
     const images = (await net.decodeTokens(tokens, r.n)).map((i) => i.slice());
-    return Comlink.transfer({ images, size: net.manifest.image_size }, images.map((i) => i.buffer));
+    return Comlink.transfer({ images, size: net.manifest.image_size, passes: net.isMaskGit ? s.steps ?? 12 : null }, images.map((i) => i.buffer));
+  },
+
+  /** Repaint the marked cells of an image: its codes (the export's encoder), kept where unmarked, the rest sampled. */
+  async edit(name: string, backend: LocalBackend, r: LocalEditRequest, progress?: Progress) {
+    const net = await net2net(name, backend, progress);
+    const cond = await conditionOf(net, r, name, true);
+    const codes = await net.encodeImage(r.image);
+    const plan = planEdit(codes, r.cells, { autoregressive: !net.isMaskGit, grid: net.manifest.grid });
+    if (plan.kind === 'nothing') return { images: [], size: net.manifest.image_size, plan };
+    const s = settings(net, r);
+    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, guidance: net.isMaskGit ? s.guidance : undefined, init: plan.kind === 'all' ? undefined : plan.init, onProgress: watch(r, progress) });
+    const images = (await net.decodeTokens(tokens, r.n)).map((i) => i.slice());
+    return Comlink.transfer({ images, size: net.manifest.image_size, plan }, images.map((i) => i.buffer));
   },
 };
 

@@ -1,7 +1,7 @@
 // The page's side of in-browser inference: one Web Worker (infer.worker.ts) runs the models
 // through onnxruntime-web; this wraps it with comlink so calls read like plain async functions.
 import * as Comlink from 'comlink';
-import type { InferApi, LocalBackend, LocalSampleRequest } from './infer.worker.ts';
+import type { InferApi, LocalBackend, LocalEditRequest, LocalSampleRequest } from './infer.worker.ts';
 
 export type Backend = 'server' | LocalBackend;
 export type { LocalSampleRequest };
@@ -30,6 +30,11 @@ export async function localReconstruct(name: string, backend: LocalBackend, imag
 /** A served transformer in this browser: class or drawing → n images [3, H, W] in [−1, 1]. */
 export async function localSample(name: string, backend: LocalBackend, r: LocalSampleRequest, progress: (m: string) => void) {
   return (await api()).sample(name, backend, r, Comlink.proxy(progress));
+}
+
+/** A served transformer in this browser: repaint the marked code cells of an image (MaskGIT: exactly those). */
+export async function localEdit(name: string, backend: LocalBackend, r: LocalEditRequest, progress: (m: string) => void) {
+  return (await api()).edit(name, backend, Comlink.transfer(r, [r.image.buffer]), Comlink.proxy(progress));
 }
 
 /** A served KL autoencoder in this browser: image [3·h·w] in [−1, 1] → scaled latents. */

@@ -12,7 +12,8 @@ import { initCodebook } from './codebook.ts';
 import { initRuns } from './runs.ts';
 import { initTrain } from './train.ts';
 import { initLatent, type KLInfo } from './latent.ts';
-interface ModelInfo { name: string; kind: 'vqgan' | 'transformer' | 'kl' | 'taesd'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number }
+import { initEdit } from './edit.ts';
+interface ModelInfo { name: string; kind: 'vqgan' | 'transformer' | 'kl' | 'taesd'; condition?: string; classes?: string[] | null; downsampling_factor?: number; resolution?: number; decoding?: 'maskgit' | 'autoregressive'; image_size?: [number, number]; grid?: [number, number] }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 let models: ModelInfo[] = [];
@@ -45,8 +46,12 @@ async function timed<T>(view: View, what: string, fn: (progress: (m: string) => 
     document.body.dataset.ran = b;
     return r;
   } catch (e) {
-    done(`${what}: failed`);
-    note(view, (e as Error).message, 'error');
+    // a request replaced by a newer one (the Draw view's live answers) is not a failure
+    if ((e as Error).name === 'AbortError' || /cancelled: a newer request/.test((e as Error).message)) done('replaced by a newer request');
+    else {
+      done(`${what}: failed`);
+      note(view, (e as Error).message, 'error');
+    }
     throw e;
   }
 }
@@ -108,31 +113,46 @@ $('clear').onclick = () => {
   $('draw-out').replaceChildren();
 };
 
+const drawSel = $<HTMLSelectElement>('draw-model');
+let drawRequest = 0;
+let drawAbort: AbortController | null = null;
+
+/**
+ * Draw → emoji. A parallel (MaskGIT) model answers every stroke as it comes: a new request
+ * cancels the one before (the server's fetch is aborted; in the browser the worker stops the
+ * older loop at its next pass). An autoregressive model (seconds per answer) is asked one
+ * request at a time, the latest strokes next. Sampling settings are the model's own.
+ */
 async function drawToEmoji(): Promise<void> {
-  const sketchModel = models.find((m) => m.condition === 'sketch');
+  const sketchModel = models.find((m) => m.name === drawSel.value) ?? models.find((m) => m.condition === 'sketch');
   if (!sketchModel) return needs('draw');
-  if (inflight || !dirty) return;
+  const parallel = sketchModel.decoding === 'maskgit';
+  if (!dirty || (inflight && !parallel)) return;
+  drawAbort?.abort();
+  const abort = new AbortController();
+  drawAbort = abort;
+  const id = ++drawRequest;
   inflight = true;
   dirty = false;
   try {
     const seed = Number(($('draw-seed') as HTMLInputElement).value) || 0;
-    const images = await timed('draw', 'turning your drawing into 4 emoji', async (progress) => {
+    const images = await timed('draw', `turning your drawing into 4 emoji${parallel ? ' (parallel decoding)' : ''}`, async (progress) => {
       if (backend() === 'server') {
         const blob = await new Promise<Blob>((res) => pad.toBlob((b) => res(b!), 'image/png'));
-        const r = await call(`./api/models/${sketchModel.name}/sample?n=4&seed=${seed}&top_k=100&format=json`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
+        const r = await call(`./api/models/${sketchModel.name}/sample?n=4&seed=${seed}&format=json`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob, signal: abort.signal });
         return ((await r.json()) as { images: string[] }).images;
       }
       const sketch = { rgb: canvasToRgb(pad), h: pad.height, w: pad.width };
-      const { images, size: [h, w] } = await localSample(sketchModel.name, localBackend(), { n: 4, seed, topK: 100, sketch }, progress);
+      const { images, size: [h, w] } = await localSample(sketchModel.name, localBackend(), { n: 4, seed, sketch, id }, progress);
       return images.map((img) => toDataUrl([img], 3, h, w));
     });
-    $('draw-out').replaceChildren(...images.map((src) => Object.assign(document.createElement('img'), { src, alt: 'emoji from your drawing' })));
+    if (id === drawRequest) $('draw-out').replaceChildren(...images.map((src) => Object.assign(document.createElement('img'), { src, alt: 'emoji from your drawing' })));
   } catch {
-    // said in the view (timed)
+    // said in the view (timed), or replaced by a newer request
   } finally {
-    inflight = false;
+    if (id === drawRequest) inflight = false;
   }
-  if (dirty) void drawToEmoji();
+  if (dirty && id === drawRequest) void drawToEmoji();
 }
 
 // ---- sample by category
@@ -251,7 +271,10 @@ function needs(view: View): void {
     goBtn.disabled = true;
     ($('class') as HTMLSelectElement).disabled = true;
   }
-  if (!models.some((m) => m.condition === 'sketch')) needs('draw');
+  const sketchModels = models.filter((m) => m.condition === 'sketch').sort((a, b) => Number(b.decoding === 'maskgit') - Number(a.decoding === 'maskgit'));
+  drawSel.replaceChildren(...sketchModels.map((m) => Object.assign(document.createElement('option'), { value: m.name, textContent: `${m.name}${m.decoding === 'maskgit' ? ' (parallel)' : ' (autoregressive)'}` })));
+  if (!sketchModels.length) needs('draw');
+  initEdit(models, { backend, timed, note, drawing: () => pad });
   if (!models.some((m) => m.kind === 'vqgan')) {
     needs('reconstruct');
     ($('file') as HTMLInputElement).disabled = true;

@@ -3,7 +3,7 @@
 // computed, until the answer comes. What a view needs, or why it failed, goes into the view
 // (its .msg element), where a long message can wrap without moving the page's header.
 
-export type View = 'draw' | 'sample' | 'reconstruct' | 'latent' | 'codebook' | 'runs' | 'train';
+export type View = 'draw' | 'edit' | 'sample' | 'reconstruct' | 'latent' | 'codebook' | 'runs' | 'train';
 
 interface State {
   text: string;

@@ -113,6 +113,8 @@ export function net2netOnnx(m: Net2Net, o: { batch?: number } = {}): OnnxExport 
     if (Lc > 1) files.set('prefill.onnx', standalone(tracePrefill(c, m.weights, B, Lc), bake, meta));
   }
   files.set('decoder.onnx', standalone(m.firstStage.trace('decode', [B, h, w]), Object.fromEntries(m.firstStage.weights)));
+  // MaskGIT models edit images: their first stage's encoder turns the image into the codes to keep
+  if (mg) files.set('encoder.onnx', standalone(m.firstStage.trace('encode', [B, m.firstStage.config.ddconfig.in_channels, h * f1, w * f1]), Object.fromEntries(m.firstStage.weights)));
   let condImage: { image_size: [number, number]; channels: number } | null = null;
   if (m.condStage && m.condGrid) {
     const f = downFactor(m.condStage.config);

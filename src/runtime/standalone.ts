@@ -214,8 +214,16 @@ export class StandaloneNet2Net {
   /** n samples, one after another (sample i draws stream i of the seed, as the server's batch does). */
   async sample(r: StandaloneSampleRequest): Promise<Int32Array> {
     if (this.manifest.maskgit) return this.sampleMaskGit(r);
-    if (r.init !== undefined) throw new Error('editing given codes needs a MaskGIT export');
     const m = this.manifest;
+    // an autoregressive edit keeps a raster prefix (taming's image completion): fed as if sampled
+    let keep = 0;
+    if (r.init !== undefined) {
+      const lz = m.grid[0] * m.grid[1];
+      if (r.init.length !== lz) throw new Error(`init has ${r.init.length} codes; expected ${lz}`);
+      keep = Array.prototype.indexOf.call(r.init, -1) as number;
+      if (keep < 0) keep = lz;
+      for (let i = keep; i < lz; i++) if (r.init[i] !== -1) throw new Error('an autoregressive model regenerates a raster suffix: every code after the first −1 must be −1');
+    }
     const [h, w] = m.grid;
     const steps = h * w;
     const Lc = m.condition.tokens;
@@ -248,7 +256,7 @@ export class StandaloneNet2Net {
       const choose = makeChooser(r, m.vocab_size, sampleStreams(r.seed ?? 0, 1, i));
       const tokens = await kvDecode(runner, r.cond, 1, steps, (logits, t) => {
         r.onProgress?.(i * steps + t + 1, r.n * steps);
-        return choose(logits);
+        return t < keep ? Int32Array.of(r.init![t]!) : choose(logits);
       }, r.stats);
       out.set(tokens, i * steps);
     }
@@ -301,6 +309,17 @@ export class StandaloneNet2Net {
       out.set(res.codes[0]!, i * Lz);
     }
     return out;
+  }
+
+  /** MaskGIT exports: an image (planar float [C, H, W] in [−1, 1], the model's size) → its code grid, the codes an edit keeps. */
+  async encodeImage(image: Float32Array): Promise<Int32Array> {
+    const enc = this.sessions.encoder;
+    if (!enc) throw new Error('this export has no image encoder (MaskGIT exports carry one for editing)');
+    const [H, W] = this.manifest.image_size;
+    const c = image.length / (H * W);
+    if (!Number.isInteger(c)) throw new Error(`encodeImage: expected C×${H}×${W} values, got ${image.length}`);
+    const r = await enc.run({ image: new this.ort.Tensor('float32', image, [1, c, H, W]) });
+    return Int32Array.from(r.indices!.data as BigInt64Array, Number);
   }
 
   /** Tokens [n, h·w] → n planar float images [C, H, W] in ~[−1, 1]. */

@@ -420,8 +420,10 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     const [H, W] = [net.grid[0], net.grid[1]].map((g) => g * downFactor(net.config.first_stage)) as [number, number];
     let cond: ArrayLike<number>;
     if (net.config.cond_stage.kind === 'vqgan' || net.config.cond_stage.kind === 'first_stage') {
-      if (q.cond === undefined) throw new HttpError(400, `this model is conditioned on a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: pass 'cond' (a data URL)`);
-      ({ cond } = await imageCondition(net, dataUrlImage(q.cond, 'cond'), 'cond'));
+      if (q.cond !== undefined) ({ cond } = await imageCondition(net, dataUrlImage(q.cond, 'cond'), 'cond'));
+      // no condition: a MaskGIT model trained with condition dropout knows the all-[MASK] one
+      else if (net.isMaskGit && net.config.null_class) cond = net.nullCondition();
+      else throw new HttpError(400, `this model is conditioned on a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: pass 'cond' (a data URL)`);
     } else cond = labelCondition(net, q);
     const r = await run(async () => {
       const info = await imageInfo(imageBytes, 'image');

@@ -103,6 +103,12 @@ describe('standalone exports on onnxruntime-web (WASM)', () => {
       const got = await web.sample({ n: 2, cond: c, seed: 4, steps: 3, init });
       assert.deepEqual(Array.from(got), Array.from(want));
       for (let k = 0; k < 2; k++) init.forEach((v, i) => v >= 0 && assert.equal(got[k * lz + i], v));
+      // the image an edit starts from: the export's encoder gives the first stage's codes
+      const [H, W] = (e.manifest as unknown as Net2NetOnnxManifest).image_size;
+      const ch = base.firstStage.config.ddconfig.in_channels;
+      const img = Float32Array.from({ length: ch * H * W }, (_, i) => Math.sin(i * 0.37));
+      const { indices } = await base.firstStage.encode(HostTensor.float32([1, ch, H, W], img));
+      assert.deepEqual(Array.from(await web.encodeImage(img)), indices.toArray().map(Number));
       await web.release();
     }
     await base.release();

@@ -421,7 +421,7 @@ export class Net2Net {
   }
 
   /** The condition of guidance's unconditional rows: the null class, or (MaskGIT image conditions) every token [MASK]. */
-  private nullCondition(): number[] {
+  nullCondition(): number[] {
     if (this.config.cond_stage.kind === 'label') return [this.nullClass()];
     if (this.config.maskgit) return new Array(this.condLength).fill(this.config.maskgit.mask_token);
     throw new Error('guidance needs a class-conditional model, or a MaskGIT model trained with condition dropout');
