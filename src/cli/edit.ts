@@ -11,17 +11,10 @@ import { decodeImageBytes, decodeImageBytesU8, saveImage, saveLabeledGrid, image
 import { grayOf } from '../sample/edit.ts';
 import { HostTensor } from '../tensor.ts';
 import { CliError, action, parseIntOpt } from './util.ts';
-import { checkImageHeader, parseHxW } from './limits.ts';
-import { addSamplingOptions, conditionFor, readCondImage, samplingFlags, type SamplingFlagStrings } from './gpt.ts';
+import { parseHxW } from './limits.ts';
+import { addSamplingOptions, conditionFor, readCondImage, readImageArg, samplingFlags, type SamplingFlagStrings } from './gpt.ts';
 import { samplingSettings } from '../models/cond_transformer/sampling.ts';
 import { MODEL_PATH_HELP } from '../io/model_path.ts';
-
-function readImageFile(file: string, what: string): Uint8Array {
-  if (!fs.existsSync(file)) throw new CliError(`${what} not found: ${file}`);
-  if (!fs.statSync(file).isFile()) throw new CliError(`${what} ${file} is a directory; give one image`);
-  checkImageHeader(file);
-  return new Uint8Array(fs.readFileSync(file));
-}
 
 function parseAt(v: string): [number, number] {
   const m = /^(\d+),(\d+)$/.exec(v.trim());
@@ -74,8 +67,8 @@ export function registerEditCommand(program: Command): void {
         const size = o.size ? parseHxW(o.size) : null;
         const at = o.at ? parseAt(o.at) : undefined;
         const flags = samplingFlags(o);
-        const inputBytes = readImageFile(o.input, 'input');
-        const maskBytes = o.mask ? readImageFile(o.mask, 'mask') : null;
+        const inputBytes = readImageArg(o.input, 'input');
+        const maskBytes = o.mask ? readImageArg(o.mask, 'mask') : null;
         const condBytes = readCondImage(o.cond);
         const m = Net2Net.load(o.model, { session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
         for (const note of m.notes) console.error(`note: ${note}`);

@@ -25,13 +25,17 @@ import { MODEL_PATH_HELP, resolveModelPath } from '../io/model_path.ts';
 
 const threadsOpt = (t?: string) => (t ? parseIntOpt(t, '--threads') : undefined);
 
-/** Read and check a --cond image before any model loads. */
-export function readCondImage(file: string | undefined): Uint8Array | null {
-  if (!file) return null;
-  if (!fs.existsSync(file)) throw new CliError(`input not found: ${file}`);
-  if (!fs.statSync(file).isFile()) throw new CliError(`--cond ${file} is a directory; give one image (a drawing for sketch models)`);
+/** Read and check an image argument before any model loads; `what` names it in errors. */
+export function readImageArg(file: string, what: string, hint = ''): Uint8Array {
+  if (!fs.existsSync(file)) throw new CliError(`${what === '--cond' ? 'input' : what} not found: ${file}`);
+  if (!fs.statSync(file).isFile()) throw new CliError(`${what} ${file} is a directory; give one image${hint}`);
   checkImageHeader(file);
   return new Uint8Array(fs.readFileSync(file));
+}
+
+/** Read and check a --cond image before any model loads. */
+export function readCondImage(file: string | undefined): Uint8Array | null {
+  return file ? readImageArg(file, '--cond', ' (a drawing for sketch models)') : null;
 }
 
 /** The condition tokens of --class / --cond (or the SOS token), with a label for titles. */

@@ -1,0 +1,97 @@
+// Parallel (MaskGIT) vs autoregressive sketch → emoji, side by side on the same drawing:
+// `latentkit sample --cond DRAWING -n 4` with each model, whole process (wall and peak RSS by
+// /usr/bin/time) and sampling alone (the CLI's own "N samples in X s" line, which excludes
+// loading and the PNG writes), alternating A/B for --reps rounds on onnxruntime-node; then
+// the same four samples through the standalone ONNX exports on onnxruntime-web's WASM build
+// (the page's in-browser path, one sample after another) in this Node process.
+//
+//   node --import tsx bench/maskgit.ts [--parallel models/emoji-sketch-maskgit] [--ar models/emoji-sketch]
+//        [--steps 12,8] [--reps 3] [--threads 2] [--drawing models/emoji-sketch/drawings/face.png]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ortWeb from 'onnxruntime-web';
+import { Net2Net } from '../src/models/cond_transformer/load.ts';
+import { net2netOnnx, type Net2NetOnnxManifest } from '../src/models/export_onnx.ts';
+import { StandaloneNet2Net } from '../src/runtime/standalone.ts';
+import { decodeImageBytesU8 } from '../src/io/image.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const get = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+const parallel = get('--parallel', path.join(root, 'models/emoji-sketch-maskgit'));
+const ar = get('--ar', path.join(root, 'models/emoji-sketch'));
+const stepsList = get('--steps', '12,8').split(',').map(Number);
+const reps = Number(get('--reps', '3'));
+const threads = Number(get('--threads', '2'));
+const drawing = get('--drawing', path.join(root, 'models/emoji-sketch/drawings/face.png'));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-bench-maskgit-'));
+
+interface Row { model: string; wall: number; rssMb: number; sampleS: number }
+
+function sample(model: string, extra: string[]): Row {
+  const tf = path.join(tmp, 'time.txt');
+  const err = path.join(tmp, 'stderr.txt');
+  const fd = fs.openSync(err, 'w');
+  try {
+    execFileSync('/usr/bin/time', ['-o', tf, '-f', '%e %M', process.execPath, path.join(root, 'bin/latentkit.js'), 'sample', '--model', model, '--cond', drawing, '-n', '4', '--batch', '4', '--out', path.join(tmp, 'out'), '-t', String(threads), ...extra], { stdio: ['ignore', 'ignore', fd] });
+  } finally {
+    fs.closeSync(fd);
+  }
+  const stderr = fs.readFileSync(err, 'utf8');
+  const [wall, kb] = fs.readFileSync(tf, 'utf8').trim().split(/\s+/).map(Number);
+  const m = /4 samples in ([\d.]+) s/.exec(stderr);
+  if (!m) throw new Error(`no sampling time in:\n${stderr}`);
+  return { model: path.basename(model), wall: wall!, rssMb: kb! / 1024, sampleS: Number(m[1]) };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function wasm(model: string, steps?: number): Promise<number> {
+  ortWeb.env.wasm.numThreads = 1;
+  const m = Net2Net.load(model, { session: { threads } });
+  const e = net2netOnnx(m, { batch: 1 });
+  const web = await StandaloneNet2Net.load(ortWeb as never, e.manifest as unknown as Net2NetOnnxManifest, async (f) => e.files.get(f)!);
+  const u8 = await decodeImageBytesU8(new Uint8Array(fs.readFileSync(drawing)));
+  const cond = await web.sketchCondition(u8.data as Uint8Array, u8.shape[1]!, u8.shape[2]!);
+  const d = m.config.sampling ?? {};
+  const o = { n: 4, cond, seed: 0, topK: d.top_k ?? 100, temperature: d.temperature ?? 1, ...(web.isMaskGit ? { steps: steps ?? d.steps ?? 12 } : {}) };
+  await web.sample({ ...o, n: 1 }); // warm-up
+  const t0 = performance.now();
+  await web.sample(o);
+  const s = (performance.now() - t0) / 1000;
+  await web.release();
+  await m.release();
+  return s;
+}
+
+const lines: string[] = [];
+const say = (l: string) => {
+  lines.push(l);
+  console.log(l);
+};
+say(`sketch → 4 emoji, ${drawing.replace(root + '/', '')}, ${threads} threads, ${os.cpus().length} cores; median of ${reps}`);
+say('| model | passes | whole process (s) | sampling alone (s) | peak RSS (MB) | vs autoregressive (sampling) |');
+say('|---|--:|--:|--:|--:|--:|');
+const runs: Record<string, Row[]> = {};
+for (let r = 0; r < reps; r++) {
+  (runs.ar ??= []).push(sample(ar, ['--top-k', '100']));
+  for (const s of stepsList) (runs[`p${s}`] ??= []).push(sample(parallel, ['--steps', String(s)]));
+}
+const arS = median(runs.ar!.map((x) => x.sampleS));
+const row = (name: string, passes: string, xs: Row[]) => say(`| ${name} | ${passes} | ${median(xs.map((x) => x.wall)).toFixed(2)} | ${median(xs.map((x) => x.sampleS)).toFixed(2)} | ${median(xs.map((x) => x.rssMb)).toFixed(0)} | ${(arS / median(xs.map((x) => x.sampleS))).toFixed(2)}× |`);
+row(path.basename(ar), '256 tokens', runs.ar!);
+for (const s of stepsList) row(path.basename(parallel), String(s), runs[`p${s}`]!);
+say('');
+say('WASM (onnxruntime-web, 1 thread, standalone exports, one sample after another), sampling alone:');
+const wa = await wasm(ar);
+say(`| ${path.basename(ar)} | 256 tokens | ${wa.toFixed(2)} s | 1.00× |`);
+for (const s of stepsList) {
+  const wp = await wasm(parallel, s);
+  say(`| ${path.basename(parallel)} | ${s} passes | ${wp.toFixed(2)} s | ${(wa / wp).toFixed(2)}× |`);
+}
+const out = path.join(root, 'bench/results', `maskgit-${new Date().toISOString().slice(0, 10)}.md`);
+fs.writeFileSync(out, lines.join('\n') + '\n');
+console.log(`wrote ${out}`);
