@@ -9,7 +9,8 @@ import { VQGAN } from '../models/vqgan/load.ts';
 import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { latentModelKind } from '../models/load_model.ts';
 import { BatchLoader } from '../io/datasets.ts';
-import { evaluateBatches, take } from '../eval/evaluate.ts';
+import { evaluateBatches, evaluateKL, take } from '../eval/evaluate.ts';
+import { loadLatentModel } from './kl.ts';
 import { CliError, LiveBar, action, parseIntOpt, removeIfFailedStart, stopOnSignal } from './util.ts';
 
 const fmt = (v: number | undefined, d = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
@@ -102,7 +103,7 @@ export function registerTrainCommands(program: Command): void {
 
   program
     .command('eval')
-    .description('PSNR, SSIM, codebook usage and perplexity of a VQGAN on a data split')
+    .description('PSNR and SSIM of a VQGAN (with its codebook usage and perplexity) or a KL autoencoder (the posterior mode decoded) on a data split')
     .requiredOption('-m, --model <dir|file>', 'a model directory (model.safetensors + config.yaml) or a checkpoint file (.safetensors / .ckpt)')
     .option('-c, --config <file>', 'taming YAML/JSON config')
     .option('-d, --data <emoji|dir>', 'data', 'emoji')
@@ -113,8 +114,10 @@ export function registerTrainCommands(program: Command): void {
     .option('-t, --threads <n>', 'CPU threads')
     .action(
       action(async (o: { model: string; config?: string; data: string; split: string; size: string; batch: string; limit?: string; threads?: string }) => {
-        const m = VQGAN.load(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
         const size = parseIntOpt(o.size, '--size');
+        const kind = latentModelKind(o.model);
+        if (kind === 'taesd') throw new CliError(`${o.model} is a TAESD (a decoder or encoder alone): eval takes a VQGAN or a KL autoencoder`);
+        const m = kind === 'kl' ? loadLatentModel('kl', { model: o.model, config: o.config, threads: o.threads }) as AutoencoderKL : VQGAN.load(o.model, { config: o.config, session: { threads: o.threads ? parseIntOpt(o.threads, '--threads') : undefined } });
         if (!['val', 'train', 'all'].includes(o.split)) throw new CliError(`--split must be val, train or all, got '${o.split}'`);
         const d = await loadTrainingData(o.data, size, 0.05, (k, t) => {
           if (k === t || k % 1000 === 0) console.error(`decoding images: ${k}/${t}`);
@@ -126,9 +129,15 @@ export function registerTrainCommands(program: Command): void {
         console.error(`evaluating ${idx.length} ${o.split} image(s)…`);
         const bs = Math.min(parseIntOpt(o.batch, '--batch'), idx.length);
         const loader = new BatchLoader({ images: d.images, indices: idx, batchSize: bs, augment: false, shuffle: false, dropLast: false });
-        const r = await evaluateBatches(m, take(() => loader.next(), Math.ceil(idx.length / bs)));
-        const res = { images: r.images, split: o.split, psnr: r.psnr, ssim: r.ssim, codebook_usage: r.usage, codes_used: r.used, perplexity: r.perplexity };
-        console.log(JSON.stringify(res, null, 2));
+        const batches = take(() => loader.next(), Math.ceil(idx.length / bs));
+        if (m instanceof VQGAN) {
+          const r = await evaluateBatches(m, batches);
+          console.log(JSON.stringify({ images: r.images, split: o.split, psnr: r.psnr, ssim: r.ssim, codebook_usage: r.usage, codes_used: r.used, perplexity: r.perplexity }, null, 2));
+        } else {
+          const r = await evaluateKL(m, batches);
+          console.log(JSON.stringify({ images: r.images, split: o.split, psnr: r.psnr, ssim: r.ssim }, null, 2));
+        }
+        await m.release();
       }),
     );
 }

@@ -1,6 +1,8 @@
-// Reconstruction quality of a VQGAN over batches of images: PSNR, SSIM, codebook usage and
-// perplexity. Shared by `latentkit eval`, the training run's samples and its final evaluation.
+// Reconstruction quality over batches of images: PSNR, SSIM, and for a VQGAN its codebook
+// usage and perplexity. Shared by `latentkit eval`, the training runs' samples and their final
+// evaluations.
 import type { VQGAN } from '../models/vqgan/load.ts';
+import type { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { codeUsage } from '../models/vqgan/quantize.ts';
 import type { HostTensor } from '../tensor.ts';
 import { mean, psnr, ssim } from './metrics.ts';
@@ -33,6 +35,20 @@ export async function evaluateBatches(model: VQGAN, batches: Iterable<HostTensor
 }
 
 /** `n` batches from a loader, as an iterable. */
+/** PSNR / SSIM of a KL autoencoder's reconstructions (the posterior's mode, decoded), averaged per image. */
+export async function evaluateKL(model: AutoencoderKL, batches: Iterable<HostTensor<'float32'>>): Promise<{ images: number; psnr: number; ssim: number; last: HostTensor<'float32'> | null }> {
+  const ps: number[] = [];
+  const ss: number[] = [];
+  let last: HostTensor<'float32'> | null = null;
+  for (const x of batches) {
+    const r = await model.reconstruct(x);
+    ps.push(...psnr(x, r.image));
+    ss.push(...ssim(x, r.image));
+    last = r.image;
+  }
+  return { images: ps.length, psnr: mean(ps), ssim: mean(ss), last };
+}
+
 export function* take<T>(next: () => { x: T }, n: number): Generator<T> {
   for (let i = 0; i < n; i++) yield next().x;
 }

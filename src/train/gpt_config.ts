@@ -160,8 +160,8 @@ export const MASKGIT_CLASS_PRESET = {
  * enters as an embedding added at the image position it belongs to (maskgit_cond 'add':
  * cond_emb[c_i] + tok_emb[a_i] + pos_emb[i]) — 256 positions instead of a 512-token prefix
  * sequence. The whole condition is [MASK] 10% of the time for guidance. Six layers × 256 as the
- * autoregressive sketch model; the sequence being half as long, twice the steps fit the
- * 90-minute budget. `maskgit-sketch-prefix` is the same model with taming's prefix, for the
+ * autoregressive sketch model; a step takes 0.95 s on 2 cores against the prefix form's 2.3 s,
+ * so 4,500 steps fit the 90-minute budget (the prefix form: 2,000). `maskgit-sketch-prefix` is the same model with taming's prefix, for the
  * comparison in models/emoji-sketch-maskgit/README.md.
  */
 export const MASKGIT_SKETCH_PRESET = {
@@ -171,7 +171,7 @@ export const MASKGIT_SKETCH_PRESET = {
     params: { cond_stage_config: '__cond_from_codes__', transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 256, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...SKETCH_GPT_PRESET.latentkit, objective: 'maskgit', maskgit_cond: 'add', pos_init: 'zeros', cond_dropout: 0.1, max_steps: 3300, val_every: 330, sample_every: 330, ckpt_every: 165, sample: { ...SKETCH_GPT_PRESET.latentkit.sample, steps: 12 } },
+  latentkit: { ...SKETCH_GPT_PRESET.latentkit, objective: 'maskgit', maskgit_cond: 'add', pos_init: 'zeros', cond_dropout: 0.1, max_steps: 4500, val_every: 500, sample_every: 500, ckpt_every: 250, sample: { ...SKETCH_GPT_PRESET.latentkit.sample, steps: 12 } },
 };
 
 /** maskgit-sketch with taming's prefix (block 512: 256 sketch codes, then 256 image codes), pos_init 'aligned_head' as the sketch preset. */
@@ -181,7 +181,7 @@ export const MASKGIT_SKETCH_PREFIX_PRESET = {
     params: { ...MASKGIT_SKETCH_PRESET.model.params, transformer_config: MASKGIT_TRANSFORMER(6, 256, 8, 512, 0.1) },
   },
   data: { params: { batch_size: 16 } },
-  latentkit: { ...MASKGIT_SKETCH_PRESET.latentkit, maskgit_cond: 'prefix', pos_init: 'aligned_head', max_steps: 1650, val_every: 330, sample_every: 330 },
+  latentkit: { ...MASKGIT_SKETCH_PRESET.latentkit, maskgit_cond: 'prefix', pos_init: 'aligned_head', max_steps: 2000, val_every: 500, sample_every: 500 },
 };
 
 /** tiny-maskgit: the tiny preset, bidirectional, for tests and smoke runs. */

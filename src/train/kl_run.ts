@@ -19,7 +19,7 @@ import { AutoencoderKL } from '../models/autoencoder_kl/load.ts';
 import { klFactor } from '../models/autoencoder_kl/config.ts';
 import { discShapes, initDiscriminator } from '../models/discriminator.ts';
 import { klLoss } from '../losses/contperceptual.ts';
-import { mean, psnr, ssim } from '../eval/metrics.ts';
+import { evaluateKL } from '../eval/evaluate.ts';
 import { HostTensor } from '../tensor.ts';
 import { Trainer, makeLayout, packFlat, splitFlat, unpackFlat, type ParamLayout } from './step.ts';
 import type { InputSpecs } from '../runtime/program.ts';
@@ -242,16 +242,7 @@ export async function trainKL(o: KLTrainRunOptions): Promise<{ step: number; sto
   /** Reconstructions from the posterior's mean (as ldm's log_images and SD's pipelines decode). */
   const evaluate = async (batches: HostTensor<'float32'>[]) => {
     evalModel.weights = aeWeights();
-    const ps: number[] = [];
-    const ss: number[] = [];
-    let last: HostTensor<'float32'> | null = null;
-    for (const x of batches) {
-      const r = await evalModel.reconstruct(x);
-      ps.push(...psnr(x, r.image));
-      ss.push(...ssim(x, r.image));
-      last = r.image;
-    }
-    return { images: ps.length, psnr: mean(ps), ssim: mean(ss), last };
+    return evaluateKL(evalModel, batches);
   };
   const sample = async () => {
     const r = await evaluate([valX]);

@@ -191,3 +191,15 @@ it('train-ae trains a KL autoencoder from a KL preset; the run directory loads a
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /PSNR [\d.]+ dB/);
 });
+
+it('eval takes a KL autoencoder: PSNR and SSIM of the posterior mode decoded, as the library computes them; a TAESD is refused', async () => {
+  const r = cli('eval', '-m', path.join(root, 'models/emoji-kl-f4'), '--limit', '6', '-b', '3');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out) as { images: number; psnr: number; ssim: number; codebook_usage?: number };
+  assert.equal(j.images, 6);
+  assert.equal(j.codebook_usage, undefined);
+  assert.ok(j.psnr > 24 && j.psnr < 45 && j.ssim > 0.8 && j.ssim <= 1, JSON.stringify(j));
+  const bad = cli('eval', '-m', path.join(root, 'models/emoji-kl-f4/preview_decoder.safetensors'));
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /is a TAESD \(a decoder or encoder alone\): eval takes a VQGAN or a KL autoencoder/);
+});
