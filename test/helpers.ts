@@ -1,5 +1,8 @@
 // Test helpers: deterministic random tensors, tolerant comparisons.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
 import { HostTensor } from '../src/tensor.ts';
 
 /** mulberry32: small, deterministic. */
@@ -56,4 +59,20 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den += b[i]! ** 2;
   }
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+/**
+ * Copy bundled Google emoji number `from` … `to` − 1 (by file name order) into class folders
+ * under `dir`, image i into classes[i % classes.length]; returns the source files.
+ */
+export function emojiClassFolders(dir: string, from: number, to: number, classes: readonly string[]): string[] {
+  const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
+  const src = path.join(pkg, 'img/google/64');
+  const files = fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(from, to);
+  files.forEach((f, i) => {
+    const d = path.join(dir, classes[i % classes.length]!);
+    fs.mkdirSync(d, { recursive: true });
+    fs.copyFileSync(path.join(src, f), path.join(d, f));
+  });
+  return files.map((f) => path.join(src, f));
 }

@@ -10,12 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import { loadImage, saveImage } from '../../src/io/image.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { Net2Net } from '../../src/models/cond_transformer/load.ts';
 import { createServer } from '../../src/serve/server.ts';
+import { emojiClassFolders } from '../helpers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -43,15 +43,7 @@ describe('edit: repaint a region, outpaint, and the one-line answers', () => {
   const run = path.join(tmp, 'run');
   let input = '';
   before(async () => {
-    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
-    const src = path.join(pkg, 'img/google/64');
-    const files = fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(400, 424);
-    files.forEach((f, i) => {
-      const d = path.join(data, ['hearts', 'stars'][i % 2]!);
-      fs.mkdirSync(d, { recursive: true });
-      fs.copyFileSync(path.join(src, f), path.join(d, f));
-    });
-    input = path.join(src, files[0]!);
+    input = emojiClassFolders(data, 400, 424, ['hearts', 'stars'])[0]!;
     let r = cli('extract-codes', '-m', VQ, '-d', data, '-o', codes, '--no-flip');
     assert.equal(r.code, 0, r.err);
     r = cli('train-gpt', '--codes', codes, '--config', 'tiny-maskgit', '--out', run, '--max-steps', '4', '--batch-size', '2');

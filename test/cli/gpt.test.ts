@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import { loadImage } from '../../src/io/image.ts';
+import { emojiClassFolders } from '../helpers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -26,13 +26,7 @@ describe('CLI: transformer commands', () => {
   const codes = path.join(tmp, 'codes.safetensors');
   const run = path.join(tmp, 'run');
   before(() => {
-    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
-    const src = path.join(pkg, 'img/google/64');
-    fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(300, 330).forEach((f, i) => {
-      const d = path.join(data, ['hearts', 'stars', 'moons'][i % 3]!);
-      fs.mkdirSync(d, { recursive: true });
-      fs.copyFileSync(path.join(src, f), path.join(d, f));
-    });
+    emojiClassFolders(data, 300, 330, ['hearts', 'stars', 'moons']);
   });
 
   it('extract-codes → train-gpt → sample by class name, with a grid and timings', () => {

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { extractCodes, flipBatch } from '../../src/train/extract_codes.ts';
 import { readCodeSet, writeCodeSet } from '../../src/io/codes.ts';
@@ -17,6 +16,7 @@ import { readSafetensorsFile } from '../../src/io/formats/safetensors.ts';
 import { HostTensor } from '../../src/tensor.ts';
 import { GPTBatcher } from '../../src/train/gpt_batches.ts';
 import { loadImageU8 } from '../../src/io/image.ts';
+import { emojiClassFolders } from '../helpers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -34,14 +34,7 @@ const tiny = (over: Record<string, unknown> = {}) => {
 
 describe('train-gpt', () => {
   before(async () => {
-    const pkg = path.dirname(createRequire(import.meta.url).resolve('emoji-datasource-google/package.json'));
-    const src = path.join(pkg, 'img/google/64');
-    const files = fs.readdirSync(src).filter((f) => f.endsWith('.png')).slice(200, 240);
-    files.forEach((f, i) => {
-      const d = path.join(data, i % 2 ? 'cats' : 'dogs');
-      fs.mkdirSync(d, { recursive: true });
-      fs.copyFileSync(path.join(src, f), path.join(d, f));
-    });
+    emojiClassFolders(data, 200, 240, ['dogs', 'cats']);
     const model = VQGAN.load(VQ, { session: { threads: 1 } });
     const set = await extractCodes({ model, modelPath: VQ, data, size: 64, flip: true, valFraction: 0.2 });
     writeCodeSet(codesFile, set);

@@ -12,7 +12,7 @@ import { initGPT } from '../../src/models/mingpt/gpt.ts';
 import { InitRng } from '../../src/nn/params.ts';
 import { VQGAN } from '../../src/models/vqgan/load.ts';
 import { loadImage } from '../../src/io/image.ts';
-import { root, servePage, type PageServer } from './harness.ts';
+import { imagePixels, root, servePage, type PageServer } from './harness.ts';
 
 const EMOJI = path.join(root, 'node_modules/emoji-datasource-google/img/google/64/1f600.png');
 let server: PageServer | undefined;
@@ -38,15 +38,7 @@ after(async () => {
 
 /** The first repainted image's pixels as [3, 64, 64] in [−1, 1]. */
 async function firstEdit(page: Page): Promise<Float32Array> {
-  const rgba = await page.evaluate(() => {
-    const img = document.querySelector('#edit-out img') as HTMLImageElement;
-    const c = document.createElement('canvas');
-    c.width = img.naturalWidth;
-    c.height = img.naturalHeight;
-    const ctx = c.getContext('2d')!;
-    ctx.drawImage(img, 0, 0);
-    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
-  });
+  const rgba = await imagePixels(page, '#edit-out img');
   const out = new Float32Array(3 * 64 * 64);
   for (let i = 0; i < 64 * 64; i++) for (let k = 0; k < 3; k++) out[k * 4096 + i] = rgba[i * 4 + k]! / 127.5 - 1;
   return out;

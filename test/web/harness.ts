@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { createServer } from '../../src/serve/server.ts';
 import { releaseServed, type ServedModel } from '../../src/serve/models.ts';
@@ -35,3 +35,15 @@ export async function servePage(models: ServedModel[], o: { runs?: string[] } = 
     },
   };
 }
+
+/** An image element's pixels (RGBA) as the page shows them: the element `selector` names. */
+export const imagePixels = (page: Page, selector: string): Promise<number[]> =>
+  page.evaluate((sel) => {
+    const img = document.querySelector(sel) as HTMLImageElement;
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d')!;
+    ctx.drawImage(img, 0, 0);
+    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
+  }, selector);

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { loadServedModel } from '../../src/serve/models.ts';
-import { root, servePage, type PageServer } from './harness.ts';
+import { imagePixels, root, servePage, type PageServer } from './harness.ts';
 
 const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs', 'screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'lk-shots-'));
 const EMOJI = path.join(root, 'node_modules/emoji-datasource-google/img/google/64');
@@ -29,16 +29,7 @@ after(async () => {
 });
 
 /** An image element's pixels (RGBA) as the page shows them. */
-const pixels = (page: Page, id: string): Promise<number[]> =>
-  page.evaluate((id) => {
-    const img = document.getElementById(id) as HTMLImageElement;
-    const c = document.createElement('canvas');
-    c.width = img.naturalWidth;
-    c.height = img.naturalHeight;
-    const ctx = c.getContext('2d')!;
-    ctx.drawImage(img, 0, 0);
-    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
-  }, id);
+const pixels = (page: Page, id: string): Promise<number[]> => imagePixels(page, `#${id}`);
 
 /** Load A and B and wait for both reconstructions (data-psnr cleared first, so a new one is waited for). */
 async function loadBoth(page: Page): Promise<void> {
