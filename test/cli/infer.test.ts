@@ -45,7 +45,7 @@ describe('CLI inference', () => {
     assert.match(r.out, /-o, --out <dir>[\s\S]*?\(required\)/);
     assert.match(r.out, /preset \(emoji, sketch, tiny, taming; KL: emoji-kl,\s+tiny-kl,\s+kl-finetune\)[\s\S]*?\(default: emoji; with\s+--init:\s+kl-finetune\)/);
     r = cli('train-gpt', '--help');
-    assert.match(r.out, /preset \(class, sketch, tiny\)/);
+    assert.match(r.out, /preset \(class, sketch, tiny, maskgit-class,\s+maskgit-sketch, maskgit-sketch-prefix,\s+tiny-maskgit\)/);
     assert.match(r.out, /--codes <file>[\s\S]*?\(required\)/);
   });
 

@@ -35,6 +35,7 @@ export function samplingSettings(m: Net2Net, f: SamplingFlags): { sampling: Samp
   };
   const topK = pick(f.topK, d.top_k, 'top-k');
   const topP = pick(f.topP, d.top_p, 'top-p');
+  if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new Error(`top-p must be in (0, 1], got ${topP}`);
   const guidance = pick(f.guidance, m.config.null_class ? d.guidance : null, 'cfg');
   const sampling = {
     temperature: pick(f.temperature, d.temperature, 'temperature'),
