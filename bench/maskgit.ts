@@ -3,7 +3,9 @@
 // /usr/bin/time) and sampling alone (the CLI's own "N samples in X s" line, which excludes
 // loading and the PNG writes), alternating A/B for --reps rounds on onnxruntime-node; then
 // the same four samples through the standalone ONNX exports on onnxruntime-web's WASM build
-// (the page's in-browser path, one sample after another) in this Node process.
+// (the page's in-browser path, one sample after another) in this Node process; then the page
+// itself in headless Chromium: the Draw view's answer time (its status line, request to
+// pictures) for one stroke, on the server and in the browser (WASM, in the page's worker).
 //
 //   node --import tsx bench/maskgit.ts [--parallel models/emoji-sketch-maskgit] [--ar models/emoji-sketch]
 //        [--steps 12,8] [--reps 3] [--threads 2] [--drawing models/emoji-sketch/drawings/face.png]
@@ -17,6 +19,8 @@ import { Net2Net } from '../src/models/cond_transformer/load.ts';
 import { net2netOnnx, type Net2NetOnnxManifest } from '../src/models/export_onnx.ts';
 import { StandaloneNet2Net } from '../src/runtime/standalone.ts';
 import { decodeImageBytesU8 } from '../src/io/image.ts';
+import { loadServedModel } from '../src/serve/models.ts';
+import { servePage } from '../test/web/harness.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -92,6 +96,58 @@ for (const s of stepsList) {
   const wp = await wasm(parallel, s);
   say(`| ${path.basename(parallel)} | ${s} passes | ${wp.toFixed(2)} s | ${(wa / wp).toFixed(2)}× |`);
 }
+
+// The page in headless Chromium: the drawing painted onto the pad, then one short stroke (one
+// request); the Draw view's own status line gives the answer time. First answer = warm-up
+// (the WASM worker loads the model then); median of the next --reps.
+say('');
+say(`The page's Draw view in headless Chromium (4 emoji per answer; median of ${reps} strokes after a warm-up one):`);
+say('| model | server | in the browser (WASM) |');
+say('|---|--:|--:|');
+const page = await servePage([loadServedModel(ar), loadServedModel(parallel)]);
+try {
+  const png = fs.readFileSync(drawing).toString('base64');
+  const times: Record<string, Record<string, number>> = {};
+  for (const backend of ['server', 'wasm']) {
+    for (const model of [ar, parallel]) {
+      const p = await page.browser.newPage({ viewport: { width: 1100, height: 760 } });
+      await p.goto(page.url);
+      await p.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
+      await p.selectOption('#backend', backend);
+      await p.selectOption('#draw-model', path.basename(model));
+      await p.evaluate(async (b64) => {
+        const img = new Image();
+        img.src = `data:image/png;base64,${b64}`;
+        await img.decode();
+        const pad = document.getElementById('pad') as HTMLCanvasElement;
+        pad.getContext('2d')!.drawImage(img, 0, 0, pad.width, pad.height);
+      }, png);
+      const box = (await p.locator('#pad').boundingBox())!;
+      const ms: number[] = [];
+      for (let r = 0; r <= reps; r++) {
+        await p.evaluate(() => document.getElementById('draw-out')!.replaceChildren());
+        const x = box.x + box.width * (0.1 + 0.02 * r);
+        await p.mouse.move(x, box.y + box.height * 0.9);
+        await p.mouse.down();
+        await p.mouse.move(x + 1, box.y + box.height * 0.9);
+        await p.mouse.up();
+        await p.waitForFunction(() => !document.body.dataset.busy && document.querySelectorAll('#draw-out img').length === 4, null, { timeout: 300_000 });
+        const m = /: (\d+) ms$/.exec((await p.textContent('#status')) ?? '');
+        if (!m) throw new Error(`no answer time in the status line: ${await p.textContent('#status')}`);
+        if (r > 0) ms.push(Number(m[1]));
+      }
+      (times[path.basename(model)] ??= {})[backend] = median(ms);
+      await p.close();
+    }
+  }
+  for (const model of [ar, parallel]) {
+    const t = times[path.basename(model)]!;
+    say(`| ${path.basename(model)} | ${(t.server! / 1000).toFixed(2)} s | ${(t.wasm! / 1000).toFixed(2)} s |`);
+  }
+} finally {
+  await page.close();
+}
+
 const out = path.join(root, 'bench/results', `maskgit-${new Date().toISOString().slice(0, 10)}.md`);
 fs.writeFileSync(out, lines.join('\n') + '\n');
 console.log(`wrote ${out}`);

@@ -17,6 +17,7 @@ import { emojiDataset } from '../src/io/datasets.ts';
 import { loadImageU8 } from '../src/io/image.ts';
 import { HostTensor } from '../src/tensor.ts';
 import { samplingSettings } from '../src/models/cond_transformer/sampling.ts';
+import { inkBlurred, pearson } from './judge_sketch_lib.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -29,40 +30,6 @@ const seed = Number(flag('--seed', '0'));
 const threads = Number(flag('--threads', '2'));
 const steps = args.includes('--steps') ? Number(flag('--steps', '12')) : undefined;
 fs.mkdirSync(out, { recursive: true });
-
-/** ink map (1 = ink) of a uint8 sketch [1, 64, 64] (0 = ink), blurred by a 5×5 box */
-function inkBlurred(s: Uint8Array, h = 64, w = 64): Float64Array {
-  const ink = Float64Array.from(s, (v) => (v < 128 ? 1 : 0));
-  const out = new Float64Array(h * w);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    let a = 0;
-    for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) {
-      const yy = y + dy;
-      const xx = x + dx;
-      if (yy >= 0 && yy < h && xx >= 0 && xx < w) a += ink[yy * w + xx]!;
-    }
-    out[y * w + x] = a / 25;
-  }
-  return out;
-}
-
-function pearson(a: Float64Array, b: Float64Array): number {
-  let ma = 0;
-  let mb = 0;
-  for (let i = 0; i < a.length; i++) [ma, mb] = [ma + a[i]!, mb + b[i]!];
-  ma /= a.length;
-  mb /= b.length;
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < a.length; i++) {
-    const [da, db] = [a[i]! - ma, b[i]! - mb];
-    sab += da * db;
-    saa += da * da;
-    sbb += db * db;
-  }
-  return saa && sbb ? sab / Math.sqrt(saa * sbb) : 0;
-}
 
 /** a float image [3, 64, 64] in [−1, 1] → its training-style sketch's blurred ink */
 function sampleInk(img: Float32Array): Float64Array {

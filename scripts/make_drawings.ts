@@ -2,7 +2,7 @@
 // a circle face, a heart, a house and a star drawn as wobbly strokes (seeded jitter) on
 // different canvases (256–512 px), stroke widths (6–14 px), placements, and one with a
 // transparent background — the variety normalizeDrawing must absorb — and a face with
-// filled eye dots (the filled areas it must keep). Deterministic.
+// filled eye dots (the filled areas it must keep), and a cat's head. Deterministic.
 //   node --import tsx scripts/make_drawings.ts
 import { svgToPng } from '../src/io/image.ts';
 import path from 'node:path';
@@ -32,3 +32,17 @@ const star: [number, number][] = Array.from({ length: 11 }, (_, i) => { const a 
 await save('star', 256, 10, [svgPath(wob(star, 6), true)]);
 // a face with filled eye dots (30 px discs) on the page's pad: 256², its 6 px pen
 await save('dots', 256, 6, [svgPath(wob(circle(128, 130, 100, 64), 5)), svgPath(wob(circle(128, 135, 58, 20, 0.25 * Math.PI, 0.75 * Math.PI), 4))], false, [[92, 100, 15], [164, 100, 15]]);
+// a cat's head (ears, eyes, whiskers), 320², medium pen — appended last, so the drawings above
+// keep their jitter
+await save('cat', 320, 8, [
+  svgPath(wob([...circle(160, 180, 110, 40, -0.15 * Math.PI, 1.15 * Math.PI)], 5)),
+  svgPath(wob([[63, 130], [75, 40], [125, 80]], 4)),
+  svgPath(wob([[257, 130], [245, 40], [195, 80]], 4)),
+  svgPath(wob(circle(120, 160, 10, 12), 2), true),
+  svgPath(wob(circle(200, 160, 10, 12), 2), true),
+  svgPath(wob([[150, 205], [160, 215], [170, 205]], 2)),
+  svgPath(wob([[60, 200], [120, 210]], 3)),
+  svgPath(wob([[60, 230], [120, 222]], 3)),
+  svgPath(wob([[260, 200], [200, 210]], 3)),
+  svgPath(wob([[260, 230], [200, 222]], 3)),
+]);

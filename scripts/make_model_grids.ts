@@ -12,6 +12,7 @@ import { loadImageU8, saveLabeledGrid } from '../src/io/image.ts';
 import { normalizeDrawing, sketchBatch, sketchToFloat } from '../src/io/sketch.ts';
 import { HostTensor } from '../src/tensor.ts';
 import { loadTrainingData } from '../src/train/vqgan_run.ts';
+import { samplingSettings } from '../src/models/cond_transformer/sampling.ts';
 
 const [kind, dirArg] = process.argv.slice(2);
 const dir = dirArg ?? (kind === 'sketch' ? 'models/emoji-sketch' : 'models/emoji-class');
@@ -53,18 +54,22 @@ async function classGrids() {
 
 async function sketchGrids() {
   const per = 4;
-  const o = { temperature: 1, topK: 100 };
-  const drawings = fs.readdirSync(path.join(dir, 'drawings')).filter((f) => f.endsWith('.png')).sort();
+  // the model's own recommended settings (config latentkit.sampling)
+  const { sampling: o, fromModel } = samplingSettings(m, {});
+  const how = fromModel.join(', ') || 'temperature 1';
+  const name = path.basename(dir);
+  const drawDir = fs.existsSync(path.join(dir, 'drawings')) ? path.join(dir, 'drawings') : 'models/emoji-sketch/drawings';
+  const drawings = fs.readdirSync(drawDir).filter((f) => f.endsWith('.png')).sort();
   const tiles: HostTensor[] = [];
   for (const f of drawings) {
-    const sketch = sketchToFloat(normalizeDrawing(await loadImageU8(path.join(dir, 'drawings', f))));
+    const sketch = sketchToFloat(normalizeDrawing(await loadImageU8(path.join(drawDir, f))));
     const cond = await m.encodeCondition(sketch.reshape([1, 1, 64, 64]));
     const tokens = await m.sample({ ...o, n: per, cond, seed: 1 });
     const img = await m.decodeTokens(tokens, per);
     tiles.push(tile(sketch.reshape([1, 1, 64, 64]), 0), ...[0, 1, 2, 3].map((i) => tile(img, i)));
     console.error(`drawing ${f}`);
   }
-  await saveLabeledGrid(path.join(out, 'drawings.png'), tiles, { cols: per + 1, rowLabels: drawings.map((d) => d.replace('.png', '')), colLabels: ['drawing (normalised)', 'sample 1', 'sample 2', 'sample 3', 'sample 4'], title: 'emoji-sketch: hand-drawn sketches → emoji (top-k 100, seed 1)' });
+  await saveLabeledGrid(path.join(out, 'drawings.png'), tiles, { cols: per + 1, rowLabels: drawings.map((d) => d.replace('.png', '')), colLabels: ['drawing (normalised)', 'sample 1', 'sample 2', 'sample 3', 'sample 4'], title: `${name}: hand-drawn sketches → emoji (${how}, seed 1)` });
   // held-out emoji: their sketches → samples, next to the emoji they came from
   const d = await loadTrainingData('emoji', 64, 0.05);
   const pick = d.valIdx.filter((_, i) => i % 23 === 0).slice(0, 8);
@@ -80,7 +85,7 @@ async function sketchGrids() {
     const orig = HostTensor.float32([3, 64, 64], Float32Array.from(imgs.data.subarray(i * 3 * 4096, (i + 1) * 3 * 4096), (v) => v / 127.5 - 1));
     rows.push(tile(s.reshape([1, 1, 64, 64]), 0), tile(img, 0), tile(img, 1), tile(img, 2), orig);
   }
-  await saveLabeledGrid(path.join(out, 'held-out.png'), rows, { cols: 5, colLabels: ['sketch', 'sample 1', 'sample 2', 'sample 3', 'original'], title: 'emoji-sketch on held-out emoji sketches (top-k 100, seed 1)' });
+  await saveLabeledGrid(path.join(out, 'held-out.png'), rows, { cols: 5, colLabels: ['sketch', 'sample 1', 'sample 2', 'sample 3', 'original'], title: `${name} on held-out emoji sketches (${how}, seed 1)` });
 }
 
 if (kind === 'class') await classGrids();
