@@ -144,7 +144,7 @@ const api = {
     const cond = await conditionOf(net, r, name);
     const s = settings(net, r);
     const onProgress = net.isMaskGit ? watch(r, progress) : watch(r);
-    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, guidance: net.isMaskGit ? s.guidance : undefined, onProgress });
+    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, onProgress });
     const images = (await net.decodeTokens(tokens, r.n)).map((i) => i.slice());
     return Comlink.transfer({ images, size: net.manifest.image_size, passes: net.isMaskGit ? s.steps ?? 12 : null }, images.map((i) => i.buffer));
   },
@@ -157,7 +157,7 @@ const api = {
     const plan = planEdit(codes, r.cells, { autoregressive: !net.isMaskGit, grid: net.manifest.grid });
     if (plan.kind === 'nothing') return { images: [], size: net.manifest.image_size, plan };
     const s = settings(net, r);
-    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, guidance: net.isMaskGit ? s.guidance : undefined, init: plan.kind === 'all' ? undefined : plan.init, onProgress: watch(r, progress) });
+    const tokens = await net.sample({ n: r.n, cond, seed: r.seed, ...s, init: plan.kind === 'all' ? undefined : plan.init, onProgress: watch(r, progress) });
     const images = (await net.decodeTokens(tokens, r.n)).map((i) => i.slice());
     return Comlink.transfer({ images, size: net.manifest.image_size, plan }, images.map((i) => i.buffer));
   },

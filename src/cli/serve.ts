@@ -11,7 +11,7 @@ const packageRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 export function bundledModels(): string[] {
   const root = path.join(packageRoot, 'models');
-  return ['emoji-f4', 'emoji-class', 'emoji-sketch', 'emoji-kl-f4'].map((d) => path.join(root, d)).filter((d) => fs.existsSync(path.join(d, 'model.safetensors')));
+  return ['emoji-f4', 'emoji-class', 'emoji-sketch', 'emoji-sketch-maskgit', 'emoji-kl-f4'].map((d) => path.join(root, d)).filter((d) => fs.existsSync(path.join(d, 'model.safetensors')));
 }
 
 interface ServeOpts { web?: boolean; model: string[]; runs: string[]; usageData: string; host: string; port: string; threads?: string; concurrency: string; queueDepth: string; maxBodyMb: string; maxPixels: string; requestTimeoutS: string }

@@ -237,28 +237,60 @@ export class StandaloneNet2Net {
       k: layers.map((i) => o[`k.${i}`]!.data as Float32Array),
       v: layers.map((i) => o[`v.${i}`]!.data as Float32Array),
     });
+    // guidance: a second row with the null class, decoded in lockstep (the server's doubled batch)
+    let nul: number[] | null = null;
+    if (r.guidance !== undefined) {
+      if (m.condition.kind !== 'label' || m.condition.null_class == null) throw new Error('classifier-free guidance needs a class-conditional model trained with class dropout');
+      nul = [m.condition.null_class];
+    }
+    const B = nul ? 2 : 1;
     const { step, prefill } = this.sessions;
+    // the exported sessions take one row: a batch of B rows runs row by row, each on its own
+    // slice of the caches and tokens, and the results are concatenated
+    const concat = (parts: Float32Array[]) => {
+      if (parts.length === 1) return parts[0]!;
+      const o = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+      let at = 0;
+      for (const p of parts) (o.set(p, at), (at += p.length));
+      return o;
+    };
+    const byRow = (rs: KVResult[]): KVResult => ({
+      logits: concat(rs.map((x) => x.logits)),
+      k: layers.map((i) => concat(rs.map((x) => x.k[i]!))),
+      v: layers.map((i) => concat(rs.map((x) => x.v[i]!))),
+    });
+    const rowOf = (a: Float32Array, b: number) => a.subarray((b * a.length) / B, ((b + 1) * a.length) / B);
     const runner = {
       nLayer: m.n_layer,
       nHead: nh,
       headDim: hs,
       step: async (tok: BigInt64Array, pos: number, K: readonly Float32Array[], V: readonly Float32Array[]) => {
-        const feeds: Record<string, OrtNs.Tensor> = { tok: new this.ort.Tensor('int64', tok, [1]), pos: new this.ort.Tensor('int64', BigInt64Array.of(BigInt(pos)), [1]) };
-        for (const i of layers) {
-          feeds[`cache.k.${i}`] = new this.ort.Tensor('float32', K[i]!, [1, nh, hs, L]);
-          feeds[`cache.v.${i}`] = new this.ort.Tensor('float32', V[i]!, [1, nh, L, hs]);
+        const rs: KVResult[] = [];
+        for (let b = 0; b < B; b++) {
+          const feeds: Record<string, OrtNs.Tensor> = { tok: new this.ort.Tensor('int64', tok.subarray(b, b + 1), [1]), pos: new this.ort.Tensor('int64', BigInt64Array.of(BigInt(pos)), [1]) };
+          for (const i of layers) {
+            feeds[`cache.k.${i}`] = new this.ort.Tensor('float32', rowOf(K[i]!, b), [1, nh, hs, L]);
+            feeds[`cache.v.${i}`] = new this.ort.Tensor('float32', rowOf(V[i]!, b), [1, nh, L, hs]);
+          }
+          rs.push(result(await step!.run(feeds)));
         }
-        return result(await step!.run(feeds));
+        return byRow(rs);
       },
-      ...(prefill ? { prefill: async (idx: BigInt64Array) => result(await prefill.run({ idx: new this.ort.Tensor('int64', idx, [1, Lc]) })) } : {}),
+      ...(prefill ? { prefill: async (idx: BigInt64Array) => {
+        const rs: KVResult[] = [];
+        for (let b = 0; b < B; b++) rs.push(result(await prefill.run({ idx: new this.ort.Tensor('int64', idx.subarray(b * Lc, (b + 1) * Lc), [1, Lc]) })));
+        return byRow(rs);
+      } } : {}),
     };
+    const cond = nul ? [...Array.from(r.cond), ...nul] : r.cond;
+    const forced = new Int32Array(B);
     for (let i = 0; i < r.n; i++) {
       const choose = makeChooser(r, m.vocab_size, sampleStreams(r.seed ?? 0, 1, i));
-      const tokens = await kvDecode(runner, r.cond, 1, steps, (logits, t) => {
+      const tokens = await kvDecode(runner, cond, B, steps, (logits, t) => {
         r.onProgress?.(i * steps + t + 1, r.n * steps);
-        return t < keep ? Int32Array.of(r.init![t]!) : choose(logits);
+        return t < keep ? forced.fill(r.init![t]!) : choose(logits);
       }, r.stats);
-      out.set(tokens, i * steps);
+      out.set(tokens.subarray(0, steps), i * steps);
     }
     return out;
   }

@@ -72,7 +72,20 @@ describe('standalone exports on onnxruntime-web (WASM)', () => {
     assert.ok(relErr(Float32Array.from(imgs.flatMap((x) => [...x])), ref.data as Float32Array) < 1e-4);
     assert.throws(() => web.classCondition('no-such'), /unknown class "no-such"/);
     await assert.rejects(web.sample({ n: 1, cond: [1, 2] }), /condition has 2 tokens; this model takes 1/);
+    await assert.rejects(web.sample({ n: 1, cond: [1], guidance: 2 }), /guidance needs a class-conditional model trained with class dropout/);
     await web.release();
+    // guidance: the null-class row decoded in lockstep gives the library's doubled batch's codes
+    const g = new Net2Net({ ...m.config, null_class: true }, m.weights, m.firstStage, null, { session: { threads: 1 } });
+    const eg = net2netOnnx(g, { batch: 1 });
+    const wg = await StandaloneNet2Net.load(ort, eg.manifest as unknown as Net2NetOnnxManifest, reader(eg));
+    for (const o of [{ topK: 5, guidance: 2 }, { temperature: 0.8, guidance: 3 }]) {
+      const want = await g.sample({ n: 3, cond: [2], seed: 5, ...o });
+      const got = await wg.sample({ n: 3, cond: [2], seed: 5, ...o });
+      assert.deepEqual(Array.from(got), Array.from(want), JSON.stringify(o));
+      assert.notDeepEqual(Array.from(got), Array.from(await wg.sample({ n: 3, cond: [2], seed: 5, ...o, guidance: undefined })), 'guidance changes the codes');
+    }
+    await wg.release();
+    await g.release();
     await m.release();
   });
 
