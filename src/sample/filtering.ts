@@ -38,13 +38,18 @@ export function argmax(row: ArrayLike<number>): number {
 export function filteredDistribution(row: ArrayLike<number>, o: SamplingOptions = {}): { ids: Int32Array; probs: Float64Array } {
   const V = row.length;
   const t = o.temperature ?? 1;
-  const order = Int32Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b]! - row[a]! || a - b);
+  const byLogit = (a: number, b: number) => row[b]! - row[a]! || a - b; // most likely first, then lower id
+  let order: Int32Array;
   let n = V;
   if (o.topK !== undefined && o.topK < V) {
-    const kth = row[order[o.topK - 1]!]!;
-    n = o.topK;
-    while (n < V && row[order[n]!]! === kth) n++; // ties with the k-th survive (logits < kth are removed)
-  }
+    // the k-th largest logit by a native numeric sort of a copy (no comparator calls); then only
+    // the kept ids are ordered. Ties with the k-th survive (logits < kth are removed).
+    const kth = Float64Array.from(row).sort()[V - o.topK]!;
+    order = new Int32Array(V);
+    n = 0;
+    for (let i = 0; i < V; i++) if (row[i]! >= kth) order[n++] = i;
+    order = order.subarray(0, n).sort(byLogit);
+  } else order = Int32Array.from({ length: V }, (_, i) => i).sort(byLogit);
   const max = row[order[0]!]! / t;
   const p = new Float64Array(n);
   let z = 0;
