@@ -20,6 +20,7 @@ import { net2netOnnx, type Net2NetOnnxManifest } from '../src/models/export_onnx
 import { StandaloneNet2Net } from '../src/runtime/standalone.ts';
 import { decodeImageBytesU8 } from '../src/io/image.ts';
 import { loadServedModel } from '../src/serve/models.ts';
+import { samplingSettings } from '../src/models/cond_transformer/sampling.ts';
 import { servePage } from '../test/web/harness.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -53,15 +54,15 @@ function sample(model: string, extra: string[]): Row {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function wasm(model: string, steps?: number): Promise<number> {
+async function wasm(model: string, steps?: number, guidance?: number): Promise<number> {
   ortWeb.env.wasm.numThreads = 1;
   const m = Net2Net.load(model, { session: { threads } });
   const e = net2netOnnx(m, { batch: 1 });
   const web = await StandaloneNet2Net.load(ortWeb as never, e.manifest as unknown as Net2NetOnnxManifest, async (f) => e.files.get(f)!);
   const u8 = await decodeImageBytesU8(new Uint8Array(fs.readFileSync(drawing)));
   const cond = await web.sketchCondition(u8.data as Uint8Array, u8.shape[1]!, u8.shape[2]!);
-  const d = m.config.sampling ?? {};
-  const o = { n: 4, cond, seed: 0, topK: d.top_k ?? 100, temperature: d.temperature ?? 1, ...(web.isMaskGit ? { steps: steps ?? d.steps ?? 12 } : {}) };
+  const { sampling } = samplingSettings(m, { ...(steps !== undefined ? { steps } : {}), ...(guidance !== undefined ? { guidance } : {}) });
+  const o = { ...sampling, n: 4, cond, seed: 0 };
   await web.sample({ ...o, n: 1 }); // warm-up
   const t0 = performance.now();
   await web.sample(o);
@@ -80,21 +81,26 @@ say(`sketch → 4 emoji, ${drawing.replace(root + '/', '')}, ${threads} threads,
 say('| model | passes | whole process (s) | sampling alone (s) | peak RSS (MB) | vs autoregressive (sampling) |');
 say('|---|--:|--:|--:|--:|--:|');
 const runs: Record<string, Row[]> = {};
+// each model with its own recommended settings (the parallel model's include guidance 2: two
+// rows per sample per pass); the parallel model also without guidance
+const variants = [...stepsList.map((s) => ({ key: `p${s}`, passes: `${s}`, args: ['--steps', String(s)], steps: s, guidance: undefined as number | undefined })), { key: 'p12-cfg0', passes: '12, no guidance', args: ['--steps', '12', '--cfg', '0'], steps: 12, guidance: 0 }];
 for (let r = 0; r < reps; r++) {
-  (runs.ar ??= []).push(sample(ar, ['--top-k', '100']));
-  for (const s of stepsList) (runs[`p${s}`] ??= []).push(sample(parallel, ['--steps', String(s)]));
+  (runs.ar ??= []).push(sample(ar, []));
+  for (const v of variants) (runs[v.key] ??= []).push(sample(parallel, v.args));
 }
 const arS = median(runs.ar!.map((x) => x.sampleS));
 const row = (name: string, passes: string, xs: Row[]) => say(`| ${name} | ${passes} | ${median(xs.map((x) => x.wall)).toFixed(2)} | ${median(xs.map((x) => x.sampleS)).toFixed(2)} | ${median(xs.map((x) => x.rssMb)).toFixed(0)} | ${(arS / median(xs.map((x) => x.sampleS))).toFixed(2)}× |`);
 row(path.basename(ar), '256 tokens', runs.ar!);
-for (const s of stepsList) row(path.basename(parallel), String(s), runs[`p${s}`]!);
+for (const v of variants) row(path.basename(parallel), v.passes, runs[v.key]!);
 say('');
 say('WASM (onnxruntime-web, 1 thread, standalone exports, one sample after another), sampling alone:');
+say('| model | passes | sampling alone | vs autoregressive |');
+say('|---|--:|--:|--:|');
 const wa = await wasm(ar);
 say(`| ${path.basename(ar)} | 256 tokens | ${wa.toFixed(2)} s | 1.00× |`);
-for (const s of stepsList) {
-  const wp = await wasm(parallel, s);
-  say(`| ${path.basename(parallel)} | ${s} passes | ${wp.toFixed(2)} s | ${(wa / wp).toFixed(2)}× |`);
+for (const v of variants) {
+  const wp = await wasm(parallel, v.steps, v.guidance);
+  say(`| ${path.basename(parallel)} | ${v.passes} | ${wp.toFixed(2)} s | ${(wa / wp).toFixed(2)}× |`);
 }
 
 // The page in headless Chromium: the drawing painted onto the pad, then one short stroke (one

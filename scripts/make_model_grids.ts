@@ -2,7 +2,8 @@
 // the seeds given here (so anyone can reproduce them):
 //   node --import tsx scripts/make_model_grids.ts class  [models/emoji-class]
 //   node --import tsx scripts/make_model_grids.ts sketch [models/emoji-sketch]
-// class:  one row per category, 8 samples each, at three settings (plain, top-k, guided).
+// class:  one row per category, 8 samples each, at four settings (plain, top-k, guided, and
+//         the model's recommended ones; `class-defaults` makes only that last grid).
 // sketch: one row per drawing in <model>/drawings/ (the drawing as the model sees it, then
 //         samples), and held-out emoji sketches (sketch | samples | the original emoji).
 import fs from 'node:fs';
@@ -16,6 +17,7 @@ import { samplingSettings } from '../src/models/cond_transformer/sampling.ts';
 
 const [kind, dirArg] = process.argv.slice(2);
 const dir = dirArg ?? (kind === 'sketch' ? 'models/emoji-sketch' : 'models/emoji-class');
+// class-defaults: only the grid at the model's recommended settings
 const out = path.join(dir, 'samples');
 fs.mkdirSync(out, { recursive: true });
 const m = Net2Net.load(dir);
@@ -27,15 +29,16 @@ const tile = (t: HostTensor, i: number): HostTensor<'float32'> => {
   return HostTensor.float32([3, h, w], Float32Array.from({ length: 3 * h * w }, (_, k) => d[k % (h * w)]!));
 };
 
-async function classGrids() {
+async function classGrids(only?: string) {
   const names = m.classes!;
   const per = 8;
   const settings: { file: string; title: string; o: Record<string, number> }[] = [
     { file: 'classes-t1.png', title: 'temperature 1, no filtering', o: { temperature: 1 } },
     { file: 'classes-topk100.png', title: 'temperature 1, top-k 100', o: { temperature: 1, topK: 100 } },
     { file: 'classes-cfg2.png', title: 'temperature 1, top-k 100, guidance 2', o: { temperature: 1, topK: 100, guidance: 2 } },
+    { file: 'classes-defaults.png', title: `the model's recommended settings (${samplingSettings(m, {}).fromModel.join(', ')})`, o: samplingSettings(m, {}).sampling as Record<string, number> },
   ];
-  for (const s of settings) {
+  for (const s of settings.filter((x) => !only || x.file === only)) {
     const tiles: HostTensor[] = [];
     for (let c = 0; c < names.length; c++) {
       const t0 = performance.now();
@@ -46,6 +49,7 @@ async function classGrids() {
     }
     await saveLabeledGrid(path.join(out, s.file), tiles, { cols: per, rowLabels: names, title: `emoji-class samples, seed 1: ${s.title}` });
   }
+  if (only) return;
   // a canvas larger than the training grid (32×32 codes, 128×128 px) by sliding window
   const tokens = await m.sample({ n: 4, cond: [names.indexOf('Flags')], seed: 1, topK: 100, grid: [32, 32] });
   const img = await m.decodeTokens(tokens, 4, [32, 32]);
@@ -89,6 +93,7 @@ async function sketchGrids() {
 }
 
 if (kind === 'class') await classGrids();
+else if (kind === 'class-defaults') await classGrids('classes-defaults.png');
 else if (kind === 'sketch') await sketchGrids();
-else throw new Error("usage: make_model_grids.ts class|sketch [model dir]");
+else throw new Error("usage: make_model_grids.ts class|class-defaults|sketch [model dir]");
 await m.release();
