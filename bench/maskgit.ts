@@ -132,10 +132,11 @@ try {
       const ms: number[] = [];
       for (let r = 0; r <= reps; r++) {
         await p.evaluate(() => document.getElementById('draw-out')!.replaceChildren());
-        const x = box.x + box.width * (0.1 + 0.02 * r);
-        await p.mouse.move(x, box.y + box.height * 0.9);
+        // a short stroke along the face's outline (its top): one request, no new ink outside it
+        const x = box.x + box.width * (0.48 + 0.01 * r);
+        await p.mouse.move(x, box.y + box.height * 0.1);
         await p.mouse.down();
-        await p.mouse.move(x + 1, box.y + box.height * 0.9);
+        await p.mouse.move(x + 1, box.y + box.height * 0.1);
         await p.mouse.up();
         await p.waitForFunction(() => !document.body.dataset.busy && document.querySelectorAll('#draw-out img').length === 4, null, { timeout: 300_000 });
         const m = /: (\d+) ms$/.exec((await p.textContent('#status')) ?? '');
