@@ -251,7 +251,10 @@ export class StandaloneNet2Net {
       if (parts.length === 1) return parts[0]!;
       const o = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
       let at = 0;
-      for (const p of parts) (o.set(p, at), (at += p.length));
+      for (const p of parts) {
+        o.set(p, at);
+        at += p.length;
+      }
       return o;
     };
     const byRow = (rs: KVResult[]): KVResult => ({
