@@ -11,6 +11,14 @@ export class QueueFullError extends Error {
   }
 }
 
+/** The job's client went away (its request was aborted) before or while it ran. */
+export class CancelledError extends Error {
+  override name = 'AbortError';
+  constructor(message = 'cancelled: the client went away') {
+    super(message);
+  }
+}
+
 interface Waiting {
   start: () => void;
   timer: NodeJS.Timeout | null;
@@ -25,6 +33,7 @@ export class JobQueue {
   private avgMs = 1000;
   private done = 0;
   private refused = 0;
+  private cancelled = 0;
 
   constructor(opts: { concurrency?: number; depth?: number } = {}) {
     this.concurrency = Math.max(1, opts.concurrency ?? 1);
@@ -32,7 +41,7 @@ export class JobQueue {
   }
 
   stats() {
-    return { running: this.running, waiting: this.waiting.length, concurrency: this.concurrency, depth: this.depth, done: this.done, refused: this.refused, avg_job_ms: Math.round(this.avgMs) };
+    return { running: this.running, waiting: this.waiting.length, concurrency: this.concurrency, depth: this.depth, done: this.done, refused: this.refused, cancelled: this.cancelled, avg_job_ms: Math.round(this.avgMs) };
   }
 
   private retryAfter(): number {
@@ -47,20 +56,45 @@ export class JobQueue {
     }
   }
 
-  /** Run `fn` when a slot is free; rejects with QueueFullError when full or past `waitMs`. */
-  async run<T>(fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+  /**
+   * Run `fn` when a slot is free; rejects with QueueFullError when full or past `waitMs`, and
+   * with CancelledError when `signal` aborts while the job waits (it leaves the queue: a
+   * client that gave up holds no place). A running job sees the same signal (passed to `fn`)
+   * and may stop early.
+   */
+  async run<T>(fn: (signal?: AbortSignal) => Promise<T>, opts: { waitMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    const { signal } = opts;
+    if (signal?.aborted) {
+      this.cancelled++;
+      throw new CancelledError();
+    }
     if (this.running >= this.concurrency) {
       this.admit();
       await new Promise<void>((resolve, reject) => {
         const w: Waiting = { start: resolve, timer: null };
+        const leave = () => {
+          const i = this.waiting.indexOf(w);
+          if (i >= 0) this.waiting.splice(i, 1);
+          if (w.timer) clearTimeout(w.timer);
+          signal?.removeEventListener('abort', onAbort);
+        };
+        const onAbort = () => {
+          leave();
+          this.cancelled++;
+          reject(new CancelledError());
+        };
+        w.start = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
         if (opts.waitMs !== undefined) {
           w.timer = setTimeout(() => {
-            const i = this.waiting.indexOf(w);
-            if (i >= 0) this.waiting.splice(i, 1);
+            leave();
             this.refused++;
             reject(new QueueFullError(`server busy: waited ${(opts.waitMs! / 1000).toFixed(1)} s in the queue without a free slot`, this.retryAfter()));
           }, opts.waitMs);
         }
+        signal?.addEventListener('abort', onAbort, { once: true });
         this.waiting.push(w);
       });
       // the finishing job handed its slot over (running was not decremented)
@@ -69,7 +103,10 @@ export class JobQueue {
     }
     const t0 = performance.now();
     try {
-      return await fn();
+      return await fn(signal);
+    } catch (e) {
+      if (e instanceof CancelledError) this.cancelled++;
+      throw e;
     } finally {
       this.avgMs = 0.8 * this.avgMs + 0.2 * (performance.now() - t0);
       this.done++;

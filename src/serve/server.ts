@@ -12,7 +12,7 @@ import { samplingSettings } from '../models/cond_transformer/sampling.ts';
 import { editImage } from '../models/cond_transformer/edit.ts';
 import { grayOf } from '../sample/edit.ts';
 import type { Net2Net } from '../models/cond_transformer/load.ts';
-import { JobQueue, QueueFullError } from './queue.ts';
+import { CancelledError, JobQueue, QueueFullError } from './queue.ts';
 import { describe, type ServedModel } from './models.ts';
 import { klOnnx, net2netOnnx, vqganOnnx, type OnnxExport } from '../models/export_onnx.ts';
 import fs from 'node:fs';
@@ -100,6 +100,8 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof HttpError) return reply.code(err.status).headers(err.headers).send({ error: err.message });
     if (err instanceof QueueFullError) return reply.code(503).header('retry-after', String(err.retryAfter)).send({ error: err.message });
+    // the client went away: nobody reads this answer (499, nginx's "client closed request")
+    if (err instanceof CancelledError || err.name === 'AbortError') return reply.code(499).send({ error: err.message });
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send({ error: `unsupported content type; send ${IMAGE_TYPES.join(', ')} (raw bytes), application/json where the endpoint takes JSON, or ${LATENT_BODY_TYPES[0]} (safetensors latents) to a KL model's decode` });
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: `request body is larger than the limit of ${app.initialConfig.bodyLimit} bytes` });
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
@@ -166,7 +168,19 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     return x.reshape([1, ch, h, w]) as HostTensor<'float32'>;
   };
 
-  const run = <T>(fn: () => Promise<T>) => queue.run(fn, { waitMs: opts.queueWaitMs ?? 30_000 });
+  const run = <T>(fn: (signal?: AbortSignal) => Promise<T>, signal?: AbortSignal) => queue.run(fn, { waitMs: opts.queueWaitMs ?? 30_000, ...(signal ? { signal } : {}) });
+  /**
+   * Aborts when the client closes the connection before its answer is sent (the page's Draw
+   * view cancels a request with every new stroke): a waiting job leaves the queue, a running
+   * transformer stops at its next token step or pass.
+   */
+  const clientGone = (reply: FastifyReply): AbortSignal => {
+    const c = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) c.abort(new CancelledError());
+    });
+    return c.signal;
+  };
 
   // KL autoencoders and TAESDs answer the same three routes with latents (kl.ts)
   const latentOf = (m: ServedModel): LatentServedModel | null => (m.kind === 'kl' || m.kind === 'taesd' ? m : null);
@@ -339,17 +353,18 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     const n = num(q, 'n', { int: true, min: 1, max: maxSamples }) ?? 4;
     const seed = num(q, 'seed', { int: true, min: 0 }) ?? 0;
     const sampling = requestSampling(net, q);
+    const gone = clientGone(reply);
     let cond: ArrayLike<number>;
     let condGrid: [number, number] | undefined;
     if (net.config.cond_stage.kind === 'vqgan' || net.config.cond_stage.kind === 'first_stage') {
       if (!isImage) throw new HttpError(415, `this model samples from a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: send it as the body (${IMAGE_TYPES.join(', ')})`);
       const { bytes } = await imageBody(req);
-      ({ cond, condGrid } = await imageCondition(net, bytes, 'request body'));
+      ({ cond, condGrid } = await imageCondition(net, bytes, 'request body', gone));
     } else cond = labelCondition(net, q);
-    const img = await run(async () => {
-      const tokens = await net.sample({ ...sampling, n, cond, condGrid, seed });
+    const img = await run(async (signal) => {
+      const tokens = await net.sample({ ...sampling, n, cond, condGrid, seed, ...(signal ? { signal } : {}) });
       return net.decodeTokens(tokens, n, net.grid);
-    });
+    }, gone);
     const [, c, h, w] = img.shape as [number, number, number, number];
     const tiles = Array.from({ length: n }, (_, k) => HostTensor.float32([c, h, w], (img.data as Float32Array).slice(k * c * h * w, (k + 1) * c * h * w)));
     if (wantsJson(req)) {
@@ -386,9 +401,9 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
       throw new HttpError(400, (e as Error).message);
     }
   };
-  const imageCondition = (net: Net2Net, bytes: Uint8Array, name: string) =>
-    run(() => net.conditionFromImage(bytes, name)).catch((e: Error) => {
-      if (e instanceof QueueFullError) throw e;
+  const imageCondition = (net: Net2Net, bytes: Uint8Array, name: string, signal?: AbortSignal) =>
+    run(() => net.conditionFromImage(bytes, name), signal).catch((e: Error) => {
+      if (e instanceof QueueFullError || e instanceof CancelledError) throw e;
       throw new HttpError(400, e.message);
     });
   /** A data URL (or bare base64) image field of a JSON body → its bytes, checked like an image body. */
@@ -407,7 +422,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
    * what was decided (a resized mask, an autoregressive model's raster suffix, plain sampling).
    * An empty mask answers 200 with no images and the note saying there is nothing to do.
    */
-  app.post('/api/models/:name/edit', async (req) => {
+  app.post('/api/models/:name/edit', async (req, reply) => {
     const m = model(req, 'transformer') as Extract<ServedModel, { kind: 'transformer' }>;
     const net = m.net;
     const q = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : null;
@@ -417,26 +432,27 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
     const sampling = requestSampling(net, q);
     const imageBytes = dataUrlImage(q.image, 'image');
     const maskBytes = dataUrlImage(q.mask, 'mask');
+    const gone = clientGone(reply);
     const [H, W] = [net.grid[0], net.grid[1]].map((g) => g * downFactor(net.config.first_stage)) as [number, number];
     let cond: ArrayLike<number>;
     if (net.config.cond_stage.kind === 'vqgan' || net.config.cond_stage.kind === 'first_stage') {
-      if (q.cond !== undefined) ({ cond } = await imageCondition(net, dataUrlImage(q.cond, 'cond'), 'cond'));
+      if (q.cond !== undefined) ({ cond } = await imageCondition(net, dataUrlImage(q.cond, 'cond'), 'cond', gone));
       // no condition: a MaskGIT model trained with condition dropout knows the all-[MASK] one
       else if (net.isMaskGit && net.config.null_class) cond = net.nullCondition();
       else throw new HttpError(400, `this model is conditioned on a ${net.config.cond_input === 'sketch' ? 'sketch' : 'condition image'}: pass 'cond' (a data URL)`);
     } else cond = labelCondition(net, q);
-    const r = await run(async () => {
+    const r = await run(async (signal) => {
       const info = await imageInfo(imageBytes, 'image');
       const notes: string[] = [];
       if (info.width !== W || info.height !== H) notes.push(`the image is ${info.width}x${info.height}; resized to the model's ${W}x${H}`);
       const image = await decodeImageBytes(imageBytes, info.width === W && info.height === H ? {} : { size: H }, 'image');
       const u8 = await decodeImageBytesU8(maskBytes, { background: 'black' }, 'mask');
       const [, mh, mw] = u8.shape as [number, number, number];
-      const e = await editImage(net, { ...sampling, image, mask: { gray: grayOf(u8.data as Uint8Array, 3, mh, mw), height: mh, width: mw }, n, cond, seed });
+      const e = await editImage(net, { ...sampling, image, mask: { gray: grayOf(u8.data as Uint8Array, 3, mh, mw), height: mh, width: mw }, n, cond, seed, ...(signal ? { signal } : {}) });
       e.plan.notes.unshift(...notes);
       return e;
-    }).catch((e: Error) => {
-      if (e instanceof QueueFullError || e instanceof HttpError) throw e;
+    }, gone).catch((e: Error) => {
+      if (e instanceof QueueFullError || e instanceof HttpError || e instanceof CancelledError || e.name === 'AbortError') throw e;
       throw new HttpError(400, e.message);
     });
     const out: Record<string, unknown> = { model: m.name, n, seed, ...sampling, kind: r.plan.kind, regenerated: r.plan.generate, cells: Array.from(r.cells), notes: r.plan.notes, images: [] };

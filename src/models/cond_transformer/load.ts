@@ -58,6 +58,15 @@ export interface SampleRequest extends SamplingOptions {
    * or n·Lz. The kept codes come back unchanged.
    */
   init?: ArrayLike<number>;
+  /** Stops sampling at the next token step or pass once aborted (rejects with an AbortError). */
+  signal?: AbortSignal;
+}
+
+/** What a sampling stopped by its AbortSignal rejects with. */
+export function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason as unknown;
+  if (reason instanceof Error && reason.name === 'AbortError') return reason;
+  return Object.assign(new Error('sampling cancelled'), { name: 'AbortError' });
 }
 
 const PREFIXES = ['transformer.', 'first_stage_model.', 'cond_stage_model.'];
@@ -305,7 +314,14 @@ export class Net2Net {
   }
 
   /** Sample image code grids; returns tokens [n, h·w] (row-major). */
-  async sample(r: SampleRequest): Promise<Int32Array> {
+  async sample(req: SampleRequest): Promise<Int32Array> {
+    const { signal } = req;
+    if (signal?.aborted) throw abortError(signal);
+    // cancellation is checked where progress is reported: every token step, every pass
+    const r: SampleRequest = signal ? { ...req, onProgress: (t, T) => {
+      if (signal.aborted) throw abortError(signal);
+      req.onProgress?.(t, T);
+    } } : req;
     const [h, w] = r.grid ?? this.grid;
     const [gh, gw] = this.grid;
     const V = this.config.transformer.vocab_size;
