@@ -21,7 +21,7 @@ import { StandaloneNet2Net } from '../src/runtime/standalone.ts';
 import { decodeImageBytesU8 } from '../src/io/image.ts';
 import { loadServedModel } from '../src/serve/models.ts';
 import { samplingSettings } from '../src/models/cond_transformer/sampling.ts';
-import { servePage } from '../test/web/harness.ts';
+import { padStroke, paintPad, servePage } from '../test/web/harness.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -112,7 +112,7 @@ say('| model | server | in the browser (WASM) |');
 say('|---|--:|--:|');
 const page = await servePage([loadServedModel(ar), loadServedModel(parallel)]);
 try {
-  const png = fs.readFileSync(drawing).toString('base64');
+  const drawingPng = fs.readFileSync(drawing);
   const times: Record<string, Record<string, number>> = {};
   for (const backend of ['server', 'wasm']) {
     for (const model of [ar, parallel]) {
@@ -121,23 +121,12 @@ try {
       await p.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
       await p.selectOption('#backend', backend);
       await p.selectOption('#draw-model', path.basename(model));
-      await p.evaluate(async (b64) => {
-        const img = new Image();
-        img.src = `data:image/png;base64,${b64}`;
-        await img.decode();
-        const pad = document.getElementById('pad') as HTMLCanvasElement;
-        pad.getContext('2d')!.drawImage(img, 0, 0, pad.width, pad.height);
-      }, png);
-      const box = (await p.locator('#pad').boundingBox())!;
+      await paintPad(p, drawingPng);
       const ms: number[] = [];
       for (let r = 0; r <= reps; r++) {
         await p.evaluate(() => document.getElementById('draw-out')!.replaceChildren());
         // a short stroke along the face's outline (its top): one request, no new ink outside it
-        const x = box.x + box.width * (0.48 + 0.01 * r);
-        await p.mouse.move(x, box.y + box.height * 0.1);
-        await p.mouse.down();
-        await p.mouse.move(x + 1, box.y + box.height * 0.1);
-        await p.mouse.up();
+        await padStroke(p, 0.48 + 0.01 * r, 0.1);
         await p.waitForFunction(() => !document.body.dataset.busy && document.querySelectorAll('#draw-out img').length === 4, null, { timeout: 300_000 });
         const m = /: (\d+) ms$/.exec((await p.textContent('#status')) ?? '');
         if (!m) throw new Error(`no answer time in the status line: ${await p.textContent('#status')}`);

@@ -5,12 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadServedModel } from '../src/serve/models.ts';
-import { root, servePage } from '../test/web/harness.ts';
+import { padStroke, paintPad, root, servePage } from '../test/web/harness.ts';
 
 const args = process.argv.slice(2);
 const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1]! : 'server';
 const shots = path.join(root, 'docs', 'screenshots');
-const drawing = fs.readFileSync(path.join(root, 'models/emoji-sketch/drawings/face.png')).toString('base64');
+const drawing = fs.readFileSync(path.join(root, 'models/emoji-sketch/drawings/face.png'));
 const emoji = path.join(root, 'node_modules/emoji-datasource-google/img/google/64/1f600.png');
 
 const s = await servePage(['emoji-f4', 'emoji-sketch-maskgit', 'emoji-sketch'].map((d) => loadServedModel(path.join(root, 'models', d))));
@@ -21,19 +21,9 @@ try {
   await page.selectOption('#backend', backend);
   await page.selectOption('#draw-model', 'emoji-sketch-maskgit');
   // the drawing onto the pad, then one short stroke over it: one request
-  await page.evaluate(async (b64) => {
-    const img = new Image();
-    img.src = `data:image/png;base64,${b64}`;
-    await img.decode();
-    const pad = document.getElementById('pad') as HTMLCanvasElement;
-    pad.getContext('2d')!.drawImage(img, 0, 0, pad.width, pad.height);
-  }, drawing);
-  const box = (await page.locator('#pad').boundingBox())!;
+  await paintPad(page, drawing);
   // on the face's outline (its top), so the stroke adds no ink of its own
-  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.1);
-  await page.mouse.down();
-  await page.mouse.move(box.x + box.width * 0.51, box.y + box.height * 0.1);
-  await page.mouse.up();
+  await padStroke(page, 0.5, 0.1);
   await page.waitForFunction(() => !document.body.dataset.busy && document.querySelectorAll('#draw-out img').length === 4, null, { timeout: 300_000 });
   await page.screenshot({ path: path.join(shots, 'draw-parallel.png') });
   console.log(`draw: ${await page.textContent('#status')}`);

@@ -47,3 +47,23 @@ export const imagePixels = (page: Page, selector: string): Promise<number[]> =>
     ctx.drawImage(img, 0, 0);
     return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
   }, selector);
+
+/** Paints a drawing (PNG bytes) onto the Draw view's pad as it is, without sending anything. */
+export async function paintPad(page: Page, png: Uint8Array): Promise<void> {
+  await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const pad = document.getElementById('pad') as HTMLCanvasElement;
+    pad.getContext('2d')!.drawImage(img, 0, 0, pad.width, pad.height);
+  }, Buffer.from(png).toString('base64'));
+}
+
+/** One short stroke on the pad at (fx, fy), fractions of its size: the Draw view sends one request. */
+export async function padStroke(page: Page, fx: number, fy: number): Promise<void> {
+  const box = (await page.locator('#pad').boundingBox())!;
+  await page.mouse.move(box.x + box.width * fx, box.y + box.height * fy);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * fx + 1, box.y + box.height * fy);
+  await page.mouse.up();
+}
