@@ -47,7 +47,7 @@ async function classGrids(only?: string) {
       for (let i = 0; i < per; i++) tiles.push(tile(img, i));
       console.error(`${s.file}: ${names[c]} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     }
-    await saveLabeledGrid(path.join(out, s.file), tiles, { cols: per, rowLabels: names, title: `emoji-class samples, seed 1: ${s.title}` });
+    await saveLabeledGrid(path.join(out, s.file), tiles, { cols: per, rowLabels: names, title: `${path.basename(dir)} samples, seed 1: ${s.title}` });
   }
   if (only) return;
   // a canvas larger than the training grid (32×32 codes, 128×128 px) by sliding window
