@@ -18,37 +18,34 @@ export interface EvalResult {
   last: HostTensor<'float32'> | null;
 }
 
-export async function evaluateBatches(model: VQGAN, batches: Iterable<HostTensor<'float32'>>): Promise<EvalResult> {
-  const ps: number[] = [];
-  const ss: number[] = [];
-  const codes: bigint[] = [];
-  let last: HostTensor<'float32'> | null = null;
-  for (const x of batches) {
-    const r = await model.reconstruct(x);
-    ps.push(...psnr(x, r.image));
-    ss.push(...ssim(x, r.image));
-    codes.push(...(r.indices.data as BigInt64Array));
-    last = r.image;
-  }
-  const u = codeUsage(codes, model.codebookSize);
-  return { images: ps.length, psnr: mean(ps), ssim: mean(ss), usage: u.usage, used: u.used, perplexity: u.perplexity, last };
-}
-
-/** `n` batches from a loader, as an iterable. */
-/** PSNR / SSIM of a KL autoencoder's reconstructions (the posterior's mode, decoded), averaged per image. */
-export async function evaluateKL(model: AutoencoderKL, batches: Iterable<HostTensor<'float32'>>): Promise<{ images: number; psnr: number; ssim: number; last: HostTensor<'float32'> | null }> {
+/** PSNR / SSIM per image over the batches, with each batch's reconstruction also handed to `each`. */
+async function reconstructionQuality<R extends { image: HostTensor<'float32'> }>(batches: Iterable<HostTensor<'float32'>>, reconstruct: (x: HostTensor<'float32'>) => Promise<R>, each: (r: R) => void = () => {}) {
   const ps: number[] = [];
   const ss: number[] = [];
   let last: HostTensor<'float32'> | null = null;
   for (const x of batches) {
-    const r = await model.reconstruct(x);
+    const r = await reconstruct(x);
     ps.push(...psnr(x, r.image));
     ss.push(...ssim(x, r.image));
+    each(r);
     last = r.image;
   }
   return { images: ps.length, psnr: mean(ps), ssim: mean(ss), last };
 }
 
+export async function evaluateBatches(model: VQGAN, batches: Iterable<HostTensor<'float32'>>): Promise<EvalResult> {
+  const codes: bigint[] = [];
+  const q = await reconstructionQuality(batches, (x) => model.reconstruct(x), (r) => codes.push(...(r.indices.data as BigInt64Array)));
+  const u = codeUsage(codes, model.codebookSize);
+  return { ...q, usage: u.usage, used: u.used, perplexity: u.perplexity };
+}
+
+/** PSNR / SSIM of a KL autoencoder's reconstructions (the posterior's mode, decoded), averaged per image. */
+export function evaluateKL(model: AutoencoderKL, batches: Iterable<HostTensor<'float32'>>): Promise<{ images: number; psnr: number; ssim: number; last: HostTensor<'float32'> | null }> {
+  return reconstructionQuality(batches, (x) => model.reconstruct(x));
+}
+
+/** `n` batches from a loader, as an iterable. */
 export function* take<T>(next: () => { x: T }, n: number): Generator<T> {
   for (let i = 0; i < n; i++) yield next().x;
 }
