@@ -71,7 +71,13 @@ export class JobQueue {
     if (this.running >= this.concurrency) {
       this.admit();
       await new Promise<void>((resolve, reject) => {
-        const w: Waiting = { start: resolve, timer: null };
+        const w: Waiting = {
+          start: () => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          },
+          timer: null,
+        };
         const leave = () => {
           const i = this.waiting.indexOf(w);
           if (i >= 0) this.waiting.splice(i, 1);
@@ -82,10 +88,6 @@ export class JobQueue {
           leave();
           this.cancelled++;
           reject(new CancelledError());
-        };
-        w.start = () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
         };
         if (opts.waitMs !== undefined) {
           w.timer = setTimeout(() => {

@@ -100,8 +100,9 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof HttpError) return reply.code(err.status).headers(err.headers).send({ error: err.message });
     if (err instanceof QueueFullError) return reply.code(503).header('retry-after', String(err.retryAfter)).send({ error: err.message });
-    // the client went away: nobody reads this answer (499, nginx's "client closed request")
-    if (err instanceof CancelledError || err.name === 'AbortError') return reply.code(499).send({ error: err.message });
+    // the client went away (CancelledError, or sampling stopped by its signal): nobody reads
+    // this answer (499, nginx's "client closed request")
+    if (err.name === 'AbortError') return reply.code(499).send({ error: err.message });
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send({ error: `unsupported content type; send ${IMAGE_TYPES.join(', ')} (raw bytes), application/json where the endpoint takes JSON, or ${LATENT_BODY_TYPES[0]} (safetensors latents) to a KL model's decode` });
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: `request body is larger than the limit of ${app.initialConfig.bodyLimit} bytes` });
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
@@ -403,7 +404,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
   };
   const imageCondition = (net: Net2Net, bytes: Uint8Array, name: string, signal?: AbortSignal) =>
     run(() => net.conditionFromImage(bytes, name), signal).catch((e: Error) => {
-      if (e instanceof QueueFullError || e instanceof CancelledError) throw e;
+      if (e instanceof QueueFullError || e.name === 'AbortError') throw e;
       throw new HttpError(400, e.message);
     });
   /** A data URL (or bare base64) image field of a JSON body → its bytes, checked like an image body. */
@@ -452,7 +453,7 @@ export async function createServer(opts: ServerOptions): Promise<{ app: FastifyI
       e.plan.notes.unshift(...notes);
       return e;
     }, gone).catch((e: Error) => {
-      if (e instanceof QueueFullError || e instanceof HttpError || e instanceof CancelledError || e.name === 'AbortError') throw e;
+      if (e instanceof QueueFullError || e instanceof HttpError || e.name === 'AbortError') throw e;
       throw new HttpError(400, e.message);
     });
     const out: Record<string, unknown> = { model: m.name, n, seed, ...sampling, kind: r.plan.kind, regenerated: r.plan.generate, cells: Array.from(r.cells), notes: r.plan.notes, images: [] };
